@@ -1,0 +1,3 @@
+from dnnexp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""The `dnnexp` command: a thin dispatcher. Heavy modules load only once a run really starts."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """\
+usage: dnnexp <command> [overrides...]
+
+Config-driven deep-learning experiments: which technique actually helps?
+
+commands:
+  train   train a model from Hydra config groups (dnnexp train --help lists every group/option)
+          e.g. dnnexp train model=resnext reg=dropout
+               dnnexp train -m reg=none,dropout seed=0,1,2
+  eval    evaluate a checkpoint on the test split of its run's data
+          e.g. dnnexp eval ckpt=outputs/2026-01-01/12-00-00/checkpoints/best.ckpt
+
+options:
+  -h, --help     show this message
+  --version      print the version
+"""
+
+COMMANDS = ("train", "eval")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    if argv[0] == "--version":
+        from dnnexp import __version__
+
+        print(f"dnnexp {__version__}")
+        return 0
+    command, args = argv[0], argv[1:]
+    if command == "train":
+        from dnnexp.commands.train import main as train_main
+
+        return train_main(args)
+    if command == "eval":
+        from dnnexp.commands.evaluate import main as eval_main
+
+        return eval_main(args)
+    close = [c for c in COMMANDS if c.startswith(command[:2])]
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    print(
+        f"dnnexp: unknown command '{command}'{hint}; commands: {', '.join(COMMANDS)}",
+        file=sys.stderr,
+    )
+    return 2

@@ -1,0 +1,42 @@
+"""Turn config errors (ours, Hydra's, OmegaConf's) into one line that names the key and the fix."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+from hydra.errors import CompactHydraException
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(CompactHydraException):
+    """A bad config value or combination; Hydra prints its message as one line and exits 1."""
+
+
+class RunError(CompactHydraException):
+    """A run that cannot start or go on (bad checkpoint, run dir in use); printed as one line."""
+
+
+def describe_omegaconf_error(
+    err: OmegaConfBaseException, prefix: str = "", schema: type | None = None
+) -> str:
+    key = getattr(err, "full_key", None) or getattr(err, "key", None) or ""
+    full = (
+        f"{prefix}.{key}"
+        if prefix and key and not str(key).startswith(prefix + ".")
+        else str(key or prefix)
+    )
+    msg = str(getattr(err, "msg", None) or err).splitlines()[0]
+    if "not in struct" in msg or "Key '" in msg and "not in" in msg:
+        allowed = [f.name for f in dataclasses.fields(schema)] if schema else []
+        return unknown_key_message(full, allowed)
+    return f"{full}: {msg}"
+
+
+def unknown_key_message(full_key: str, allowed: list[str]) -> str:
+    parent, _, leaf = full_key.rpartition(".")
+    where = f" in '{parent}'" if parent else ""
+    close = difflib.get_close_matches(leaf, allowed, n=1)
+    hint = f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else ""
+    listed = f"; allowed: {', '.join(allowed)}" if allowed else ""
+    return f"{full_key}: no such key{where}{hint}{listed}"

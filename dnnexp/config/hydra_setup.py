@@ -1,0 +1,104 @@
+"""Hooks into Hydra: the unique run-dir resolver and one-line error reporting."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from dnnexp.config.errors import (
+    ConfigError,
+    RunError,
+    describe_omegaconf_error,
+    unknown_key_message,
+)
+
+
+def unique_dir(path: str) -> str:
+    """Claim `path` (or `path-1`, `path-2`, ...) by creating it: atomic, so two runs started in
+    the same second, even in parallel processes, never share (and overwrite) a directory."""
+    candidate, n = path, 0
+    while True:
+        try:
+            os.makedirs(candidate, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = f"{path}-{n}"
+
+
+def register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("dnnexp.unique_dir"):
+        # use_cache: resolved once per config; Hydra copies the cache into each sweep job's config
+        OmegaConf.register_new_resolver("dnnexp.unique_dir", unique_dir, use_cache=True)
+
+
+def one_line(ex: BaseException) -> str | None:
+    """A one-line description of a config/input error, or None for anything else."""
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+    )
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(ex, (ConfigError, RunError)):
+        return str(ex)
+    if isinstance(ex, MissingConfigException):
+        missing = ex.missing_cfg_file or ""
+        group, _, option = missing.rpartition("/")
+        if group and ex.options is not None:
+            return f"{group}={option}: no such option; available: {', '.join(ex.options)}"
+        return str(ex).splitlines()[0]
+    if isinstance(ex, OverrideParseException):
+        return f"{str(ex).splitlines()[0]} (overrides look like key=value, +new_key=value, ~key)"
+    if isinstance(ex, ConfigCompositionException):
+        cause = ex.__cause__
+        if isinstance(cause, OmegaConfBaseException):
+            return _describe_cause(cause)
+        return " ".join(str(ex).split())
+    if isinstance(ex, OmegaConfBaseException):
+        return _describe_cause(ex)
+    return None
+
+
+def _describe_cause(cause: Any) -> str:
+    text = str(getattr(cause, "msg", None) or cause)
+    full_key = getattr(cause, "full_key", "") or ""
+    if "not in struct" in text or "not in '" in text:
+        parent = getattr(cause, "parent_node", None)
+        allowed = (
+            [str(k) for k in parent.keys()]
+            if parent is not None and hasattr(parent, "keys")
+            else []
+        )
+        return unknown_key_message(full_key, allowed) + f" (a new key needs +{full_key}=...)"
+    return describe_omegaconf_error(cause)
+
+
+def install_one_line_errors() -> None:
+    """Make Hydra print config errors as one line (exit 2); HYDRA_FULL_ERROR=1 keeps tracebacks."""
+    import hydra._internal.utils as hydra_utils
+
+    original = hydra_utils.run_and_report
+    if getattr(original, "_dnnexp", False):
+        return
+
+    def run_and_report(func: Any) -> Any:
+        try:
+            return func()
+        except Exception as ex:  # noqa: BLE001 - re-raised or reported below
+            line = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else one_line(ex)
+            if line is None:
+                return original(lambda err=ex: _reraise(err))
+            print(f"error: {line}", file=sys.stderr)
+            sys.exit(2)
+
+    run_and_report._dnnexp = True  # type: ignore[attr-defined]
+    hydra_utils.run_and_report = run_and_report
+
+
+def _reraise(ex: BaseException) -> None:
+    raise ex

@@ -1,0 +1,289 @@
+"""The schema of every config group: types, allowed values and ranges.
+
+The YAML files in ``conf/<group>/<option>.yaml`` hold the values; the dataclasses here say what
+each key may hold.  ``dnnexp.config.validate`` checks a composed config against them before any
+heavy module is imported, so a typo or a bad value costs milliseconds, not a training run.
+
+Ranges are declared in field metadata (``ge``/``gt``/``le``/``lt``, ``choices``) and checked by
+one generic walker, so adding a knob means adding one line here and one line of YAML.
+This module must stay import-light: dataclasses and omegaconf only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
+NORMS = ("batch", "group", "layer", "none")
+INITS = ("kaiming", "xavier", "default")
+
+
+def knob(default: Any, *, doc: str = "", **limits: Any) -> Any:
+    """A dataclass field with a default, a one-line doc and optional limits.
+
+    limits: ge, gt, le, lt (numbers, applied to the value or to every item of a list) and
+    choices (a tuple of allowed values).
+    """
+    if isinstance(default, (list, dict)):
+        return field(
+            default_factory=lambda: type(default)(default), metadata={"doc": doc, **limits}
+        )
+    return field(default=default, metadata={"doc": doc, **limits})
+
+
+# ----------------------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    name: str = knob("digits", choices=("digits", "synthetic"))
+    batch_size: int = knob(64, gt=0, doc="training batch size")
+    eval_batch_size: int = knob(512, gt=0, doc="batch size for validation and test")
+    val_fraction: float = knob(0.1, gt=0, lt=1, doc="share of all samples held out for validation")
+    test_fraction: float = knob(0.2, gt=0, lt=1, doc="share of all samples held out for testing")
+    train_fraction: float = knob(1.0, gt=0, le=1, doc="share of the training split actually used")
+    split_seed: int = knob(0, ge=0, doc="fixes the train/val/test split, independent of `seed`")
+
+
+@dataclass
+class DigitsConfig(DataConfig):
+    pass
+
+
+@dataclass
+class SyntheticConfig(DataConfig):
+    num_samples: int = knob(1200, gt=0, doc="samples generated in all")
+    num_classes: int = knob(4, ge=2)
+    shape: list[int] = knob([1, 8, 8], gt=0, doc="per-sample shape, channels x height x width")
+    noise: float = knob(1.0, ge=0, doc="std of the noise around each class prototype")
+
+
+# ---------------------------------------------------------------------------------------- model
+@dataclass
+class ModelConfig:
+    name: str = knob("mlp")
+    activation: str = knob("relu", choices=ACTIVATIONS)
+    norm: str = knob("batch", choices=NORMS)
+    norm_groups: int = knob(
+        8, gt=0, doc="groups for norm=group; must divide every normalized width"
+    )
+    init: str = knob("kaiming", choices=INITS)
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    hidden: list[int] = knob([256, 256], gt=0, doc="width of each hidden layer")
+
+
+@dataclass
+class CNNConfig(ModelConfig):
+    channels: list[int] = knob([32, 64], gt=0, doc="output channels of each conv block")
+    kernel_size: int = knob(3, gt=0)
+    fc_hidden: int = knob(128, ge=0, doc="width of the hidden fully connected layer, 0 = none")
+
+
+@dataclass
+class ResNetConfig(ModelConfig):
+    channels: list[int] = knob([32, 64], gt=0, doc="width of each stage")
+    blocks_per_stage: int = knob(2, gt=0)
+
+
+@dataclass
+class ResNeXtConfig(ModelConfig):
+    channels: list[int] = knob([64, 128], gt=0, doc="output width of each stage")
+    blocks_per_stage: int = knob(1, gt=0)
+    cardinality: int = knob(8, gt=0, doc="groups of the 3x3 grouped convolution")
+    width_per_group: Optional[int] = knob(
+        None, gt=0, doc="channels per group; null = the stage width split into `cardinality` groups"
+    )
+
+
+@dataclass
+class DenseNetConfig(ModelConfig):
+    growth_rate: int = knob(12, gt=0, doc="channels each dense layer adds")
+    block_layers: list[int] = knob([4, 4], gt=0, doc="dense layers in each dense block")
+    init_channels: int = knob(24, gt=0, doc="channels of the stem convolution")
+    compression: float = knob(0.5, gt=0, le=1, doc="channel reduction of each transition layer")
+    bottleneck: bool = knob(True, doc="1x1 bottleneck before each 3x3 conv (DenseNet-BC)")
+
+
+@dataclass
+class RecurrentConfig(ModelConfig):
+    hidden_size: int = knob(128, gt=0)
+    num_layers: int = knob(1, gt=0)
+    bidirectional: bool = knob(False)
+
+
+MODEL_SCHEMAS = {
+    "mlp": MLPConfig,
+    "cnn": CNNConfig,
+    "resnet": ResNetConfig,
+    "resnext": ResNeXtConfig,
+    "densenet": DenseNetConfig,
+    "rnn": RecurrentConfig,
+    "lstm": RecurrentConfig,
+    "gru": RecurrentConfig,
+}
+
+
+# ------------------------------------------------------------------------------------ optimizer
+@dataclass
+class OptimizerConfig:
+    name: str = knob("adam")
+    lr: float = knob(1e-3, gt=0, doc="learning rate")
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    momentum: float = knob(0.9, ge=0, lt=1)
+    nesterov: bool = knob(True)
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    betas: list[float] = knob([0.9, 0.999], ge=0, lt=1)
+    eps: float = knob(1e-8, gt=0)
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    alpha: float = knob(0.99, gt=0, lt=1)
+    momentum: float = knob(0.0, ge=0, lt=1)
+    eps: float = knob(1e-8, gt=0)
+
+
+OPTIMIZER_SCHEMAS = {
+    "sgd": SGDConfig,
+    "adam": AdamConfig,
+    "adamw": AdamConfig,
+    "rmsprop": RMSpropConfig,
+}
+
+
+# ------------------------------------------------------------------------------------ scheduler
+@dataclass
+class SchedulerConfig:
+    name: str = knob("none")
+
+
+@dataclass
+class StepSchedulerConfig(SchedulerConfig):
+    step_size: int = knob(10, gt=0, doc="epochs between decays")
+    gamma: float = knob(0.1, gt=0, le=1)
+
+
+@dataclass
+class CosineSchedulerConfig(SchedulerConfig):
+    min_lr_ratio: float = knob(0.0, ge=0, le=1, doc="final lr as a share of optimizer.lr")
+    warmup_epochs: int = knob(0, ge=0)
+
+
+@dataclass
+class OneCycleSchedulerConfig(SchedulerConfig):
+    max_lr_ratio: float = knob(10.0, gt=0, doc="peak lr as a multiple of optimizer.lr")
+    pct_start: float = knob(0.3, gt=0, lt=1)
+
+
+@dataclass
+class PlateauSchedulerConfig(SchedulerConfig):
+    monitor: str = knob("val/loss", choices=("val/loss", "val/acc"))
+    factor: float = knob(0.1, gt=0, lt=1)
+    patience: int = knob(3, ge=0)
+
+
+SCHEDULER_SCHEMAS = {
+    "none": SchedulerConfig,
+    "step": StepSchedulerConfig,
+    "cosine": CosineSchedulerConfig,
+    "onecycle": OneCycleSchedulerConfig,
+    "plateau": PlateauSchedulerConfig,
+}
+
+
+# ------------------------------------------------------------------------------ regularization
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = knob(False)
+    monitor: str = knob("val/loss", choices=("val/loss", "val/acc"))
+    patience: int = knob(5, ge=0, doc="epochs without improvement before stopping")
+    min_delta: float = knob(0.0, ge=0)
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = knob(False)
+    strength: float = knob(1.0, ge=0, le=1, doc="0..1: scales shifts, rotations and noise together")
+
+
+@dataclass
+class RegConfig:
+    """One flat node that every `reg` option writes into, so options compose as a list."""
+
+    dropout: float = knob(0.0, ge=0, lt=1, doc="dropout probability in the model")
+    weight_decay: float = knob(0.0, ge=0, doc="decoupled from biases and norm parameters")
+    l1: float = knob(0.0, ge=0, doc="lambda of the L1 penalty added to the loss")
+    label_smoothing: float = knob(0.0, ge=0, lt=1)
+    grad_clip: float = knob(0.0, ge=0, doc="max gradient norm, 0 = off")
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+# -------------------------------------------------------------------------------------- trainer
+@dataclass
+class TrainerConfig:
+    accelerator: str = knob("auto", choices=("auto", "cpu", "gpu", "cuda", "mps"))
+    devices: Any = knob("auto", doc="'auto', a count, or a list of device ids")
+    strategy: str = knob("auto", choices=("auto", "ddp", "ddp_spawn", "ddp_fork"))
+    num_nodes: int = knob(1, gt=0)
+    precision: str = knob(
+        "32-true", choices=("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "bf16-true")
+    )
+    max_epochs: int = knob(30, gt=0)
+    limit_train_batches: float = knob(1.0, gt=0, doc="share (<=1.0) or count (>1) of batches")
+    limit_val_batches: float = knob(1.0, gt=0)
+    limit_test_batches: float = knob(1.0, gt=0)
+    deterministic: bool = knob(False, doc="force deterministic algorithms (slower on GPU)")
+    progress_bar: bool = knob(True)
+    model_summary: bool = knob(True)
+    compile: bool = knob(False, doc="torch.compile the model")
+
+
+# --------------------------------------------------------------------------------------- logger
+@dataclass
+class LoggerConfig:
+    name: str = knob("csv", choices=("csv", "tensorboard", "none"))
+
+
+# ------------------------------------------------------------------------------------- top level
+@dataclass
+class TrainSchema:
+    """The typed base of `conf/train.yaml` (first entry of its defaults list).
+
+    Groups whose options have different keys (data, model, optimizer, scheduler) are plain nodes
+    here and are checked against their option's schema by `dnnexp.config.validate`.
+    """
+
+    seed: int = knob(0, ge=0)
+    name: str = knob("default", doc="a label for the run, shown in reports")
+    tags: list[str] = knob([])
+    data: Any = None
+    model: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    reg: RegConfig = field(default_factory=RegConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+GROUP_SCHEMAS = {
+    "data": {"digits": DigitsConfig, "synthetic": SyntheticConfig},
+    "model": MODEL_SCHEMAS,
+    "optimizer": OPTIMIZER_SCHEMAS,
+    "scheduler": SCHEDULER_SCHEMAS,
+}
+
+
+def register() -> None:
+    """Put the typed base into Hydra's ConfigStore (cheap; called before composing)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="dnnexp_schema", node=TrainSchema)

@@ -1,0 +1,160 @@
+"""Check a composed config against the schema before anything heavy is imported.
+
+`validate(cfg)` returns a typed copy of the config or raises `ConfigError` with a one-line
+message that names the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from dnnexp.config.errors import ConfigError, describe_omegaconf_error
+from dnnexp.config.schema import GROUP_SCHEMAS, TrainSchema
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Type, range and cross-field checks; returns the config with each group typed."""
+    cfg = cfg.copy()
+    for group, schemas in GROUP_SCHEMAS.items():
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig):
+            raise ConfigError(f"{group}: missing; pick one of {sorted(schemas)} with {group}=NAME")
+        name = node.get("name")
+        if name not in schemas:
+            raise ConfigError(f"{group}.name={name!r} is unknown; allowed: {', '.join(schemas)}")
+        typed = _typed(schemas[name], node, group)
+        OmegaConf.set_readonly(typed, False)
+        with _open(cfg):
+            cfg[group] = typed
+    _check_ranges(cfg, TrainSchema, "")
+    for group, schemas in GROUP_SCHEMAS.items():
+        _check_ranges(cfg[group], schemas[cfg[group].name], group + ".")
+    _check_combinations(cfg)
+    return cfg
+
+
+def _typed(schema: type, node: DictConfig, group: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), node)
+    except OmegaConfBaseException as err:
+        raise ConfigError(describe_omegaconf_error(err, prefix=group, schema=schema)) from None
+
+
+class _open:
+    """Temporarily lift Hydra's struct flag so a group node can be replaced by its typed twin."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+
+    def __enter__(self) -> None:
+        self.flag = OmegaConf.is_struct(self.cfg)
+        OmegaConf.set_struct(self.cfg, False)
+
+    def __exit__(self, *exc: object) -> None:
+        OmegaConf.set_struct(self.cfg, self.flag)
+
+
+def _check_ranges(node: DictConfig, schema: type, prefix: str) -> None:
+    """Apply the ge/gt/le/lt/choices limits declared in the schema's field metadata."""
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        if f.name not in node:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            _check_ranges(node[f.name], hints[f.name], prefix + f.name + ".")
+        else:
+            _check_value(prefix + f.name, node[f.name], f.metadata)
+
+
+def _check_value(key: str, value: Any, limits: Any) -> None:
+    choices = limits.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(choices)}")
+    items = list(value) if isinstance(value, (list, ListConfig)) else [value]
+    for item in items:
+        if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        for _name, bound, ok, words in (
+            ("gt", limits.get("gt"), lambda v, b: v > b, "greater than"),
+            ("ge", limits.get("ge"), lambda v, b: v >= b, "at least"),
+            ("lt", limits.get("lt"), lambda v, b: v < b, "less than"),
+            ("le", limits.get("le"), lambda v, b: v <= b, "at most"),
+        ):
+            if bound is not None and not ok(item, bound):
+                shown = value if len(items) == 1 else list(items)
+                raise ConfigError(f"{key}={shown} is out of range: must be {words} {bound}")
+    if isinstance(value, (list, ListConfig)) and key.endswith(
+        ("hidden", "channels", "block_layers")
+    ):
+        if len(value) == 0:
+            raise ConfigError(f"{key}=[] is empty: give at least one width, e.g. {key}=[64]")
+
+
+def _check_combinations(cfg: DictConfig) -> None:
+    """Cross-field rules no single field can express."""
+    data, model, trainer = cfg.data, cfg.model, cfg.trainer
+    if data.val_fraction + data.test_fraction >= 1:
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction = {data.val_fraction + data.test_fraction:g}"
+            " leaves nothing to train on: keep their sum below 1"
+        )
+    if data.name == "synthetic" and len(data.shape) != 3:
+        raise ConfigError(f"data.shape={list(data.shape)} must be [channels, height, width]")
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = trainer[key]
+        if value > 1 and value != int(value):
+            raise ConfigError(
+                f"trainer.{key}={value} must be a share (<= 1.0) or a whole number of batches"
+            )
+    if model.name == "resnext" and model.width_per_group is None:
+        for width in model.channels:
+            if width % model.cardinality:
+                raise ConfigError(
+                    f"model.cardinality={model.cardinality} does not divide the stage width {width}"
+                    f" of model.channels={list(model.channels)}: pick a divisor or set"
+                    " model.width_per_group"
+                )
+    if model.norm == "group":
+        for key, width in _normalized_widths(model):
+            if width % model.norm_groups:
+                raise ConfigError(
+                    f"model.norm_groups={model.norm_groups} does not divide {key}={width}:"
+                    " pick a divisor of every width, or another model.norm"
+                )
+    if model.name == "rnn" and model.activation not in ("tanh", "relu"):
+        raise ConfigError(
+            f"model.activation={model.activation} is not possible for rnn: use tanh or relu"
+        )
+    if model.name in ("lstm", "gru") and model.activation != "tanh":
+        raise ConfigError(
+            f"model.activation={model.activation} does not apply to {model.name} (its gates fix"
+            " tanh/sigmoid): leave it at tanh, or use model=rnn"
+        )
+    if trainer.strategy.startswith("ddp") and trainer.compile:
+        raise ConfigError("trainer.compile=true with a ddp strategy is not supported: pick one")
+
+
+def _normalized_widths(model: DictConfig) -> list[tuple[str, int]]:
+    """The channel/feature counts a group norm would see, named by the key that sets them."""
+    if model.name == "mlp":
+        return [("model.hidden", w) for w in model.hidden]
+    if model.name in ("cnn", "resnet"):
+        return [("model.channels", w) for w in model.channels]
+    if model.name == "resnext":
+        widths = [("model.channels", w) for w in model.channels]
+        if model.width_per_group is not None:
+            widths.append(
+                ("model.cardinality*width_per_group", model.cardinality * model.width_per_group)
+            )
+        return widths
+    if model.name == "densenet":
+        return [
+            ("model.init_channels", model.init_channels),
+            ("model.growth_rate", model.growth_rate),
+        ]
+    return [("model.hidden_size", model.hidden_size * (2 if model.bidirectional else 1))]

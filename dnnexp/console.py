@@ -1,0 +1,36 @@
+"""What a run prints: the config as a rich tree, the final metrics as a rich table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+console = Console()
+
+
+def print_config(cfg: DictConfig) -> None:
+    tree = Tree("[bold]config[/bold]")
+    for group, node in cfg.items():
+        if isinstance(node, DictConfig):
+            branch = tree.add(f"[cyan]{group}[/cyan]")
+            for line in OmegaConf.to_yaml(node, resolve=True).rstrip().splitlines():
+                branch.add(line)
+        else:
+            tree.add(f"[cyan]{group}[/cyan]: {node}")
+    console.print(tree)
+
+
+def print_metrics(title: str, metrics: dict[str, Any], footer: dict[str, Any]) -> None:
+    console.print(f"[bold]{title}[/bold]")
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    for key, value in footer.items():
+        console.print(f"[bold]{key}:[/bold] {value}")

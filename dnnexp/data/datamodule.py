@@ -1,0 +1,58 @@
+"""The LightningDataModule: load -> stratified split -> subsample -> standardize -> loaders."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+from dnnexp.data import DATASETS
+from dnnexp.data.loader import InMemoryLoader
+from dnnexp.data.splits import standardize, stratified_split, stratified_subsample
+
+
+class ArrayDataModule(L.LightningDataModule):
+    """Any dataset of `DATASETS`, held in memory. `input_shape` and `num_classes` are known after
+    `setup()` and flow into the model, so nothing downstream hard-codes 8x8 or 10 classes."""
+
+    def __init__(self, cfg: DictConfig, seed: int) -> None:
+        super().__init__()
+        self.cfg, self.seed = cfg, seed
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        cfg = self.cfg
+        x, y = DATASETS[cfg.name](cfg)
+        train, val, test = stratified_split(y, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        train = train[stratified_subsample(y[train], cfg.train_fraction, cfg.split_seed)]
+        xs = standardize(x[train], x[val], x[test])
+        self.splits = {
+            name: (xi.contiguous(), y[idx])
+            for name, xi, idx in zip(("train", "val", "test"), xs, (train, val, test), strict=True)
+        }
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.splits["train"][0].shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return int(torch.cat([y for _, y in self.splits.values()]).max()) + 1
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> InMemoryLoader:
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        x, y = self.splits[split]
+        return InMemoryLoader(x, y, batch_size, shuffle, self.seed, rank, world)
+
+    def train_dataloader(self) -> InMemoryLoader:
+        return self._loader("train", self.cfg.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> InMemoryLoader:
+        return self._loader("val", self.cfg.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> InMemoryLoader:
+        return self._loader("test", self.cfg.eval_batch_size, shuffle=False)

@@ -1,0 +1,35 @@
+"""The files a run leaves behind, written atomically: summary.json is a contract other commands
+and scripts rely on (status, metrics, best epoch, checkpoint)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+SUMMARY = "summary.json"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write to a temporary name, then rename: a reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / SUMMARY
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+    }

@@ -1,0 +1,112 @@
+"""Build the Lightning Trainer from the `trainer`, `logger` and `reg` groups."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichModelSummary
+from omegaconf import DictConfig
+
+from dnnexp.progress import ThrottledRichProgressBar
+
+
+def monitor_mode(metric: str) -> str:
+    return "min" if metric.endswith("loss") else "max"
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> L.Trainer:
+    t, reg = cfg.trainer, cfg.reg
+    monitor = reg.early_stopping.monitor  # "best" means the same thing to checkpoints and stopping
+    callbacks: list[Callback] = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best",
+            monitor=monitor,
+            mode=monitor_mode(monitor),
+            save_last=True,
+            auto_insert_metric_name=False,
+        )
+    ]
+    if reg.early_stopping.enabled:
+        callbacks.append(
+            EarlyStopping(
+                monitor=monitor,
+                mode=monitor_mode(monitor),
+                patience=reg.early_stopping.patience,
+                min_delta=reg.early_stopping.min_delta,
+            )
+        )
+    if t.progress_bar:
+        callbacks.append(ThrottledRichProgressBar())
+    if t.model_summary:
+        callbacks.append(RichModelSummary(max_depth=1))
+    if t.strategy == "ddp":
+        _launch_ddp_ranks_as_this_job(run_dir, overrides)
+    return L.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        max_epochs=t.max_epochs,
+        limit_train_batches=_limit(t.limit_train_batches),
+        limit_val_batches=_limit(t.limit_val_batches),
+        limit_test_batches=_limit(t.limit_test_batches),
+        deterministic=t.deterministic,
+        gradient_clip_val=reg.grad_clip or None,
+        gradient_clip_algorithm="norm",
+        logger=_loggers(cfg.logger.name, run_dir),
+        callbacks=callbacks,
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=t.model_summary,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1_000_000,  # metrics are logged once per epoch by the task
+        default_root_dir=run_dir,
+    )
+
+
+def _limit(value: float) -> float | int:
+    """Lightning reads a float as a share of the batches and an int as a count."""
+    return int(value) if value > 1 else float(value)
+
+
+def _loggers(name: str, run_dir: Path) -> list:
+    if name == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return [CSVLogger(save_dir=run_dir, name="", version="")]  # -> <run_dir>/metrics.csv
+    if name == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        return [TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="")]
+    return []
+
+
+def _launch_ddp_ranks_as_this_job(run_dir: Path, overrides: list[str]) -> None:
+    """Lightning starts DDP ranks > 0 by re-running `sys.argv`; under `-m` each rank would run
+    the whole sweep. Start them instead with this job's own overrides and run dir."""
+    from lightning.pytorch.strategies.launchers import subprocess_script
+
+    def job_command(local_rank: int) -> tuple[list[str], str]:
+        command = [sys.executable, "-m", "dnnexp", "train", *_config_dir_args(), *overrides]
+        command += [
+            f"hydra.run.dir={run_dir}",
+            "hydra.output_subdir=null",
+            f"hydra.job.name=train_ddp_rank_{local_rank}",
+        ]
+        return command, str(Path.cwd())
+
+    subprocess_script._hydra_subprocess_cmd = job_command
+
+
+def _config_dir_args() -> list[str]:
+    """--config-dir/-cd DIR from this process's command line, made absolute for the children."""
+    args, argv = [], sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            args += ["--config-dir", str(Path(argv[i + 1]).resolve())]
+        elif arg.startswith("--config-dir="):
+            args.append("--config-dir=" + str(Path(arg.split("=", 1)[1]).resolve()))
+    return args
