@@ -1,0 +1,84 @@
+"""Evaluate a checkpoint on the test split of its run's data (the `dnnexp eval` command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from dnnexp import console
+from dnnexp.checkpoint import load_checkpoint
+from dnnexp.config.errors import ConfigError, RunError, describe_omegaconf_error
+from dnnexp.config.validate import validate
+from dnnexp.data.datamodule import ArrayDataModule
+from dnnexp.quiet import silence_lightning_noise
+from dnnexp.run_files import write_json
+from dnnexp.task import ClassificationTask
+
+
+def evaluate(ckpt_path: Path, out: Path | None, overrides: list[str]) -> dict[str, Any]:
+    silence_lightning_noise()
+    ckpt = load_checkpoint(ckpt_path)
+    hparams = ckpt["hyper_parameters"]
+    cfg = OmegaConf.create(hparams["config"])
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    except OmegaConfBaseException as err:
+        raise ConfigError(describe_omegaconf_error(err)) from None
+    cfg = validate(cfg)
+
+    data = ArrayDataModule(cfg.data, seed=cfg.seed)
+    data.setup()
+    if (
+        list(data.input_shape) != list(hparams["input_shape"])
+        or data.num_classes != hparams["num_classes"]
+    ):
+        raise RunError(
+            f"ckpt={ckpt_path} expects inputs {hparams['input_shape']} with"
+            f" {hparams['num_classes']} classes, but data={cfg.data.name} gives"
+            f" {list(data.input_shape)} with {data.num_classes}"
+        )
+    task = ClassificationTask(
+        OmegaConf.to_container(cfg, resolve=True), hparams["input_shape"], hparams["num_classes"]
+    )
+    try:
+        task.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise RunError(
+            f"ckpt={ckpt_path} does not match the model {cfg.model.name} of its config"
+            f" ({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err})"
+        ) from None
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=cfg.trainer.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.test(task, datamodule=data, verbose=False)
+    result = {
+        "checkpoint": str(Path(ckpt_path).resolve()),
+        "split": "test",
+        "overrides": overrides,
+        "epoch": ckpt.get("epoch"),
+        "metrics": task.test_metrics,
+    }
+    out = out or _default_out(Path(ckpt_path))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, result)
+    console.print_metrics(
+        f"{cfg.name}: {Path(ckpt_path).name} on the test split",
+        task.test_metrics,
+        {"written to": str(out)},
+    )
+    return result
+
+
+def _default_out(ckpt: Path) -> Path:
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    return run_dir / "eval" / f"{ckpt.stem}.json"
