@@ -17,8 +17,8 @@ def print_config(cfg: DictConfig) -> None:
     for group, node in cfg.items():
         if isinstance(node, DictConfig):
             branch = tree.add(f"[cyan]{group}[/cyan]")
-            for line in OmegaConf.to_yaml(node, resolve=True).rstrip().splitlines():
-                branch.add(line)
+            for key, value in OmegaConf.to_container(node, resolve=True).items():
+                branch.add(f"{key}: {value}")
         else:
             tree.add(f"[cyan]{group}[/cyan]: {node}")
     console.print(tree)

@@ -41,8 +41,17 @@ def evaluate(ckpt_path: Path, out: Path | None, overrides: list[str]) -> dict[st
             f" {hparams['num_classes']} classes, but data={cfg.data.name} gives"
             f" {list(data.input_shape)} with {data.num_classes}"
         )
+    expected = hparams.get("data_fingerprint")
+    if expected and expected != data.fingerprint:
+        raise RunError(
+            f"ckpt={ckpt_path} was trained on other data splits than data={cfg.data.name} gives"
+            " now (the data or split code changed): its test metrics would not be comparable"
+        )
     task = ClassificationTask(
-        OmegaConf.to_container(cfg, resolve=True), hparams["input_shape"], hparams["num_classes"]
+        OmegaConf.to_container(cfg, resolve=True),
+        hparams["input_shape"],
+        hparams["num_classes"],
+        data.fingerprint,
     )
     try:
         task.load_state_dict(ckpt["state_dict"])

@@ -36,5 +36,9 @@ def silence_lightning_noise() -> None:
     warnings.filterwarnings(
         "ignore", message=r"Experiment logs directory .* exists and is not empty"
     )
+    # the task all-reduces its epoch metrics itself (EpochStats.compute) before logging them
+    warnings.filterwarnings(
+        "ignore", message=r".*when logging on epoch level in distributed setting.*"
+    )
     # an internal deprecation between lightning 2.6 and torch >= 2.10, nothing a user can act on
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

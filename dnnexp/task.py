@@ -74,7 +74,9 @@ class ClassificationTask(L.LightningModule):
     with `torch.load(..., weights_only=True)`.
     """
 
-    def __init__(self, config: dict, input_shape: list[int], num_classes: int) -> None:
+    def __init__(
+        self, config: dict, input_shape: list[int], num_classes: int, data_fingerprint: str = ""
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         cfg = OmegaConf.create(config)
@@ -88,7 +90,7 @@ class ClassificationTask(L.LightningModule):
         self.history: list[dict[str, float]] = []  # one row per epoch: train/*, val/*, lr
         self._val: dict[str, float] = {}
         self.test_metrics: dict[str, float] = {}
-        self._epoch_start = 0.0
+        self._epoch_start, self._epoch_lr = 0.0, 0.0
         self._l1_params = (
             [p for p in self.model.parameters() if p.ndim > 1] if cfg.reg.l1 > 0 else []
         )
@@ -139,6 +141,7 @@ class ClassificationTask(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
+        self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_validation_epoch_end(self) -> None:
         self._val = self._compute("val")
@@ -154,7 +157,7 @@ class ClassificationTask(L.LightningModule):
             "epoch": self.current_epoch,
             **train,
             **self._val,
-            "lr": self.trainer.optimizers[0].param_groups[0]["lr"],
+            "lr": self._epoch_lr,  # at the start of the epoch
             "epoch_time_s": time.perf_counter() - self._epoch_start,
         }
         self.history.append(row)

@@ -18,7 +18,7 @@ from dnnexp.data.datamodule import ArrayDataModule
 from dnnexp.quiet import silence_lightning_noise
 from dnnexp.run_files import SUMMARY, versions, write_json
 from dnnexp.task import ClassificationTask
-from dnnexp.trainer import build_trainer
+from dnnexp.trainer import build_trainer, job_scope
 
 CHECKPOINT = "checkpoints/best.ckpt"
 
@@ -39,7 +39,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any
         console.print_config(cfg)
         write_json(run_dir / SUMMARY, summary)
     try:
-        summary.update(_fit_and_test(cfg, run_dir, overrides))
+        with job_scope():
+            summary.update(_fit_and_test(cfg, run_dir, overrides))
         summary["status"] = "completed"
     except BaseException as err:  # the run dir must say what happened, then the error goes on
         summary["status"] = (
@@ -69,6 +70,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[
         OmegaConf.to_container(cfg, resolve=True),  # plain dict: loads with weights_only=True
         list(data.input_shape),
         data.num_classes,
+        data.fingerprint,
     )
     trainer = build_trainer(cfg, run_dir, overrides)
     trainer.fit(task, datamodule=data)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -10,6 +13,28 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig
 
 from dnnexp.progress import ThrottledRichProgressBar
+
+
+@contextlib.contextmanager
+def job_scope() -> Iterator[None]:
+    """Leave no distributed state behind a job: a multirun runs the next DDP job in the same
+    process, and a stale process group (or the last job's MASTER_PORT) would hang it."""
+    saved = {key: os.environ.get(key) for key in _DDP_ENV}
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+_DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
 def monitor_mode(metric: str) -> str:

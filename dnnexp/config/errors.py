@@ -20,14 +20,11 @@ class RunError(CompactHydraException):
 def describe_omegaconf_error(
     err: OmegaConfBaseException, prefix: str = "", schema: type | None = None
 ) -> str:
-    key = getattr(err, "full_key", None) or getattr(err, "key", None) or ""
-    full = (
-        f"{prefix}.{key}"
-        if prefix and key and not str(key).startswith(prefix + ".")
-        else str(key or prefix)
-    )
+    """One line for an OmegaConf error; `schema` (a dataclass) lists the allowed keys."""
+    key = str(getattr(err, "full_key", None) or getattr(err, "key", None) or "")
+    full = ".".join(part for part in (prefix, key) if part)
     msg = str(getattr(err, "msg", None) or err).splitlines()[0]
-    if "not in struct" in msg or "Key '" in msg and "not in" in msg:
+    if "not in struct" in msg or ("Key '" in msg and "not in" in msg):
         allowed = [f.name for f in dataclasses.fields(schema)] if schema else []
         return unknown_key_message(full, allowed)
     return f"{full}: {msg}"
@@ -35,7 +32,7 @@ def describe_omegaconf_error(
 
 def unknown_key_message(full_key: str, allowed: list[str]) -> str:
     parent, _, leaf = full_key.rpartition(".")
-    where = f" in '{parent}'" if parent else ""
+    where = f" in '{parent}'" if parent else " at the top level"
     close = difflib.get_close_matches(leaf, allowed, n=1)
     hint = f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else ""
     listed = f"; allowed: {', '.join(allowed)}" if allowed else ""

@@ -34,13 +34,17 @@ other flags: --cfg job (composed config), --resolve, --info, --hydra-help (Hydra
 
 
 def _description(path: Path) -> str:
+    """The first sentence of the file's leading comment block."""
+    words = []
     for line in path.read_text().splitlines():
         line = line.strip()
-        if line.startswith("#") and not line.startswith("# @package"):
-            return line.lstrip("# ").strip()
-        if line and not line.startswith("#"):
+        if not line.startswith("#"):
             break
-    return ""
+        if not line.startswith("# @package"):
+            words.append(line.lstrip("# ").strip())
+    text = " ".join(words)
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
 
 
 def _defaults(root: Path) -> dict[str, str]:

@@ -61,6 +61,8 @@ def one_line(ex: BaseException) -> str | None:
         return " ".join(str(ex).split())
     if isinstance(ex, OmegaConfBaseException):
         return _describe_cause(ex)
+    if type(ex) is ValueError and "--multirun" in str(ex):  # Hydra's flag checks, e.g. -m --cfg
+        return str(ex).splitlines()[0]
     return None
 
 
@@ -74,7 +76,7 @@ def _describe_cause(cause: Any) -> str:
             if parent is not None and hasattr(parent, "keys")
             else []
         )
-        return unknown_key_message(full_key, allowed) + f" (a new key needs +{full_key}=...)"
+        return unknown_key_message(full_key, allowed)
     return describe_omegaconf_error(cause)
 
 

@@ -7,19 +7,20 @@ message that names the key, the bad value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import typing
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dnnexp.config.errors import ConfigError, describe_omegaconf_error
+from dnnexp.config.errors import ConfigError, describe_omegaconf_error, unknown_key_message
 from dnnexp.config.schema import GROUP_SCHEMAS, TrainSchema
 
 
 def validate(cfg: DictConfig) -> DictConfig:
     """Type, range and cross-field checks; returns the config with each group typed."""
-    cfg = cfg.copy()
+    cfg = _typed(TrainSchema, cfg, "")  # top level, reg, trainer, logger
     for group, schemas in GROUP_SCHEMAS.items():
         node = cfg.get(group)
         if not isinstance(node, DictConfig):
@@ -38,11 +39,37 @@ def validate(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def _typed(schema: type, node: DictConfig, group: str) -> DictConfig:
+def _typed(schema: type, node: DictConfig, prefix: str) -> DictConfig:
+    """`node` merged into its schema: unknown keys and wrong types fail here."""
+    _refuse_unknown_keys(node, schema, prefix)
     try:
         return OmegaConf.merge(OmegaConf.structured(schema), node)
     except OmegaConfBaseException as err:
-        raise ConfigError(describe_omegaconf_error(err, prefix=group, schema=schema)) from None
+        key = str(getattr(err, "full_key", "") or "")
+        parent = _schema_at(schema, key.split(".")[:-1])
+        raise ConfigError(describe_omegaconf_error(err, prefix=prefix, schema=parent)) from None
+
+
+def _refuse_unknown_keys(node: DictConfig, schema: type, prefix: str) -> None:
+    """Every key must be a field of the schema (Hydra lets `+key=...` add anything)."""
+    fields = {f.name for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    for key in node:
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            raise ConfigError(unknown_key_message(full, sorted(fields)))
+        if dataclasses.is_dataclass(hints[key]) and isinstance(node[key], DictConfig):
+            _refuse_unknown_keys(node[key], hints[key], full)
+
+
+def _schema_at(schema: type | None, path: list[str]) -> type | None:
+    """The dataclass that types the node at `path` below `schema` (None where it is untyped)."""
+    for part in path:
+        if schema is None or not dataclasses.is_dataclass(schema):
+            return None
+        hint = typing.get_type_hints(schema).get(part)
+        schema = hint if dataclasses.is_dataclass(hint) else None
+    return schema
 
 
 class _open:
@@ -134,6 +161,13 @@ def _check_combinations(cfg: DictConfig) -> None:
         raise ConfigError(
             f"model.activation={model.activation} does not apply to {model.name} (its gates fix"
             " tanh/sigmoid): leave it at tanh, or use model=rnn"
+        )
+    if cfg.logger.name == "tensorboard" and not any(
+        importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")
+    ):
+        raise ConfigError(
+            "logger=tensorboard needs the tensorboard package: pip install tensorboard"
+            " (or pip install 'dnnexp[tensorboard]'), or use logger=csv"
         )
     if trainer.strategy.startswith("ddp") and trainer.compile:
         raise ConfigError("trainer.compile=true with a ddp strategy is not supported: pick one")

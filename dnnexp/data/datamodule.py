@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import lightning as L
 import torch
 from omegaconf import DictConfig
@@ -32,6 +34,17 @@ class ArrayDataModule(L.LightningDataModule):
             name: (xi.contiguous(), y[idx])
             for name, xi, idx in zip(("train", "val", "test"), xs, (train, val, test), strict=True)
         }
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the split indices and labels: `dnnexp eval` refuses to score a checkpoint on
+        a different test split than its run used (e.g. after a change of split code)."""
+        digest = hashlib.sha256()
+        for name in ("train", "val", "test"):
+            x, y = self.splits[name]
+            digest.update(name.encode() + y.numpy().tobytes() + str(tuple(x.shape)).encode())
+            digest.update(x.numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from dnnexp.config.errors import ConfigError
 
 
+def allocate(counts: torch.Tensor, total: int) -> torch.Tensor:
+    """Split `total` over classes in proportion to `counts` (largest remainders get the rest)."""
+    exact = counts.double() * total / counts.sum()
+    share = exact.floor().long()
+    rest = total - int(share.sum())
+    share[torch.argsort(exact - share, descending=True, stable=True)[:rest]] += 1
+    return torch.minimum(share, counts)
+
+
 def stratified_split(
     y: torch.Tensor, val_fraction: float, test_fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Indices of train/val/test with each class split in the same proportions."""
+    """Indices of train/val/test, each class split in the same proportions; the test and val
+    sizes are ceil(fraction * n), as in scikit-learn's train_test_split (digits: 360 test)."""
     g = torch.Generator().manual_seed(seed)
+    classes, counts = torch.unique(y, return_counts=True)
+    n_test = allocate(counts, math.ceil(len(y) * test_fraction))
+    n_val = allocate(counts - n_test, math.ceil(len(y) * val_fraction))
     parts: tuple[list, list, list] = ([], [], [])
-    for cls in torch.unique(y):
+    for cls, t, v in zip(classes, n_test.tolist(), n_val.tolist(), strict=True):
         idx = torch.nonzero(y == cls).flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
-        n_test = round(len(idx) * test_fraction)
-        n_val = round(len(idx) * val_fraction)
-        parts[2].append(idx[:n_test])
-        parts[1].append(idx[n_test : n_test + n_val])
-        parts[0].append(idx[n_test + n_val :])
+        parts[2].append(idx[:t])
+        parts[1].append(idx[t : t + v])
+        parts[0].append(idx[t + v :])
     return tuple(torch.sort(torch.cat(p)).values for p in parts)  # type: ignore[return-value]
 
 

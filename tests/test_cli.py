@@ -1,0 +1,242 @@
+"""End to end through the real `dnnexp` command, in a fresh working directory per test."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import run_cli, run_dirs, summary
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_writes_the_run_dir_contract(tmp_path: Path, fast_overrides: list[str]) -> None:
+    proc = run_cli("train", *fast_overrides, "trainer.max_epochs=3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = run_dirs(tmp_path / "outputs")
+    assert run.parent.parent == tmp_path / "outputs"  # outputs/<date>/<time>
+    s = summary(run)
+    assert s["status"] == "completed" and s["epochs"] == 3 and 0 <= s["best_epoch"] < 3
+    for key in (
+        "test/acc",
+        "test/f1",
+        "test/loss",
+        "test/precision",
+        "test/recall",
+        "val/acc",
+        "train/acc",
+    ):
+        assert 0 <= s["metrics"][key] <= (100 if key.endswith("loss") else 1), key
+    assert s["params"] > 0 and s["duration_s"] > 0 and s["checkpoint"] == "checkpoints/best.ckpt"
+    assert (run / ".hydra" / "config.yaml").is_file() and (
+        run / "checkpoints" / "last.ckpt"
+    ).is_file()
+
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    for column in ("train/loss", "train/acc", "val/loss", "val/acc", "val/f1", "lr"):
+        assert all(r[column] != "" for r in rows), column
+    best = rows[s["best_epoch"]]
+    assert float(best["val/acc"]) == pytest.approx(s["metrics"]["val/acc"])
+    assert float(best["train/acc"]) == pytest.approx(s["metrics"]["train/acc"])
+
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)  # plain containers only
+    assert ckpt["hyper_parameters"]["config"]["model"]["name"] == "mlp"
+    out = proc.stdout + proc.stderr
+    assert "test/acc" in out and str(run) in out and "config" in out
+    for noise in ("litmodels", "Tip:", "does not have many workers", "GPU available"):
+        assert noise not in out, noise
+
+    # eval rebuilds the run from its checkpoint and reproduces the test metrics
+    ev = run_cli("eval", f"ckpt={run / 'checkpoints' / 'best.ckpt'}", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    evaluated = json.loads((run / "eval" / "best.json").read_text())["metrics"]
+    for key, value in evaluated.items():
+        assert value == pytest.approx(s["metrics"][key], abs=1e-9), key
+
+
+def test_default_experiment_runs_from_any_directory(tmp_path: Path) -> None:
+    """`dnnexp train` with the shipped defaults (digits, MLP); short, via trainer.max_epochs."""
+    proc = run_cli("train", "trainer.max_epochs=2", "trainer.progress_bar=false", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = run_dirs(tmp_path / "outputs")
+    s = summary(run)
+    assert (
+        s["input_shape"] == [1, 8, 8] and s["num_classes"] == 10 and s["metrics"]["test/acc"] > 0.8
+    )
+
+
+def test_recurrent_model_sees_rows_of_digits(tmp_path: Path) -> None:
+    proc = run_cli(
+        "train", "model=gru", "trainer=smoke", "trainer.progress_bar=false", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert summary(run_dirs(tmp_path)[0])["status"] == "completed"
+
+
+def test_multirun_gives_one_dir_per_job(tmp_path: Path, fast_overrides: list[str]) -> None:
+    proc = run_cli("train", "-m", *fast_overrides, "seed=0,1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = run_dirs(tmp_path / "outputs" / "multirun")
+    assert [r.name for r in runs] == ["0", "1"]
+    first, second = (summary(r) for r in runs)
+    assert first["seed"] == 0 and second["seed"] == 1
+    assert first["metrics"]["val/loss"] != second["metrics"]["val/loss"]
+
+
+def test_user_config_dir_adds_options(tmp_path: Path) -> None:
+    (tmp_path / "myconf" / "model").mkdir(parents=True)
+    (tmp_path / "myconf" / "model" / "tiny.yaml").write_text(
+        "# a tiny MLP\ndefaults:\n  - mlp\n  - _self_\nhidden: [16]\n"
+    )
+    proc = run_cli(
+        "train",
+        "--config-dir",
+        "myconf",
+        "model=tiny",
+        "trainer=smoke",
+        "trainer.progress_bar=false",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        summary(run_dirs(tmp_path / "outputs")[0])["params"] == 64 * 16 + 16 + 16 * 2 + 16 * 10 + 10
+    )
+
+
+def test_explicit_run_dir_that_holds_a_run_is_refused(
+    tmp_path: Path, fast_overrides: list[str]
+) -> None:
+    target = tmp_path / "myrun"
+    first = run_cli("train", *fast_overrides, f"hydra.run.dir={target}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.is_file()}
+    again = run_cli("train", *fast_overrides, f"hydra.run.dir={target}", cwd=tmp_path)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines() == [
+        f"error: hydra.run.dir={target} already holds a run; pick a new directory"
+        " (or leave hydra.run.dir out for a fresh outputs/<date>/<time>)"
+    ]
+    assert {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.is_file()} == before
+
+
+def test_ddp_on_cpu_with_two_processes(tmp_path: Path) -> None:
+    args = [
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=2",
+        "trainer.progress_bar=false",
+        "trainer.model_summary=false",
+    ]
+    proc = run_cli("train", *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = run_dirs(tmp_path / "outputs")
+    assert summary(run)["status"] == "completed"
+    assert (run / "train_ddp_rank_1.log").is_file()  # rank 1 ran inside the same run dir
+
+
+def test_ddp_inside_a_multirun_runs_each_job_once(tmp_path: Path) -> None:
+    """Lightning relaunches sys.argv for rank 1; under -m that would rerun the whole sweep."""
+    args = [
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "trainer.progress_bar=false",
+        "trainer.model_summary=false",
+        "data=synthetic",
+    ]
+    proc = run_cli("train", "-m", *args, "seed=0,1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = run_dirs(tmp_path / "outputs")
+    assert [r.name for r in runs] == ["0", "1"]
+    assert all(summary(r)["status"] == "completed" for r in runs)
+    assert len(list((tmp_path / "outputs" / "multirun").glob("*/*"))) == 1  # one sweep dir
+
+
+BAD_INPUTS = [
+    (["nosuch"], "dnnexp: unknown command 'nosuch'; commands: train, eval"),
+    (["train", "model=nosuch"], "error: model=nosuch: no such option; available: cnn, densenet"),
+    (
+        ["train", "reg.dropuot=0.1"],
+        "error: reg.dropuot: no such key in 'reg' (did you mean reg.dropout?)",
+    ),
+    (["train", "model.widht=3"], "error: model.widht: no such key in 'model'"),
+    (
+        ["train", "optimizer.lr=fast"],
+        "error: optimizer.lr: Value 'fast' of type 'str' could not be converted to Float",
+    ),
+    (["train", "trainer.max_epochs=abc"], "error: trainer.max_epochs: Value 'abc' of type 'str'"),
+    (["train", "reg.dropout=1.5"], "error: reg.dropout=1.5 is out of range: must be less than 1"),
+    (
+        ["train", "optimizer.lr=-1"],
+        "error: optimizer.lr=-1.0 is out of range: must be greater than 0",
+    ),
+    (["train", "trainer.max_epochs=-1"], "error: trainer.max_epochs=-1 is out of range"),
+    (["train", "data.batch_size=0"], "error: data.batch_size=0 is out of range"),
+    (
+        ["train", "model=resnext", "model.cardinality=3"],
+        "error: model.cardinality=3 does not divide",
+    ),
+    (["train", "+foo=1"], "error: foo: no such key at the top level; allowed: data"),
+    (["train", "+reg.dropuot=0.1"], "error: reg.dropuot: no such key in 'reg'"),
+    (["train", "-m", "--cfg", "job"], "error: -m and --cfg cannot be combined"),
+    (["train", "data.train_fraction=0.001"], "error: data.train_fraction=0.001 leaves class"),
+    (["eval"], "usage: dnnexp eval"),
+    (["eval", "ckpt=nope.ckpt"], "error: ckpt=nope.ckpt: no such file"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], expected: str) -> None:
+    proc = run_cli(*args, cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert expected in (proc.stderr.strip().splitlines() or [""])[-1] or expected in proc.stdout
+    if args[0] == "train" and "train_fraction" not in args[-1]:
+        assert not (tmp_path / "outputs").exists() or not run_dirs(tmp_path / "outputs")
+
+
+def test_full_error_keeps_the_traceback(tmp_path: Path) -> None:
+    proc = run_cli("train", "reg.dropout=1.5", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["train", "--help"], ["train", "--cfg", "job"], ["train", "reg.dropout=2"]],
+    ids=lambda a: " ".join(a),
+)
+def test_light_commands_do_not_import_lightning(tmp_path: Path, args: list[str]) -> None:
+    code = (
+        "import sys\nfrom dnnexp.cli import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', sorted(m for m in ('lightning', 'torch', 'torchmetrics', 'sklearn') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert "HEAVY []" in proc.stdout, proc.stdout[-500:] + proc.stderr[-500:]
+
+
+def test_console_script_and_module_agree(tmp_path: Path) -> None:
+    import shutil
+
+    exe = shutil.which("dnnexp")
+    if exe is None:
+        pytest.skip("dnnexp console script not on PATH (package not installed)")
+    a = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    b = run_cli("--help", cwd=tmp_path)
+    assert a.returncode == b.returncode == 0 and a.stdout == b.stdout and "train" in a.stdout

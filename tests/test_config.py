@@ -1,0 +1,145 @@
+"""Every option of every group composes and validates; bad values fail with one clear line."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from dnnexp.config import conf_dir
+from dnnexp.config.errors import ConfigError
+from dnnexp.config.schema import GROUP_SCHEMAS, RegConfig, TrainerConfig
+from tests.conftest import compose
+
+GROUPS = ("data", "model", "optimizer", "scheduler", "reg", "trainer", "logger", "sweep")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("group", "option"), [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
+)
+def test_every_option_composes_and_validates(group: str, option: str) -> None:
+    if (group, option) == ("logger", "tensorboard") and not _has_tensorboard():
+        with pytest.raises(ConfigError, match="logger=tensorboard needs the tensorboard package"):
+            compose("logger=tensorboard")
+        return
+    cfg = compose(f"{group}={option}")
+    if group in GROUP_SCHEMAS:
+        assert cfg[group].name == option
+
+
+def _has_tensorboard() -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX"))
+
+
+@pytest.mark.parametrize("group", sorted(GROUP_SCHEMAS))
+def test_each_option_yaml_lists_every_schema_key(group: str) -> None:
+    """The YAML shows users every knob; the schema types it. They must not drift apart."""
+    for option, schema in GROUP_SCHEMAS[group].items():
+        keys = set(OmegaConf.load(conf_dir() / group / f"{option}.yaml").keys())
+        assert keys == {f.name for f in dataclasses.fields(schema)}, option
+
+
+def test_reg_options_compose_as_a_list() -> None:
+    cfg = compose("reg=[dropout,weight_decay,early_stopping,l1,label_smoothing,grad_clip,augment]")
+    reg = cfg.reg
+    assert reg.dropout > 0 and reg.weight_decay > 0 and reg.l1 > 0
+    assert reg.label_smoothing > 0 and reg.grad_clip > 0
+    assert reg.early_stopping.enabled and reg.augment.enabled
+
+
+def test_reg_none_is_all_off() -> None:
+    assert OmegaConf.to_container(compose().reg) == dataclasses.asdict(RegConfig())
+
+
+def test_trainer_options_only_change_what_they_name() -> None:
+    base = OmegaConf.to_container(compose().trainer)
+    assert base == dataclasses.asdict(TrainerConfig())
+    smoke = OmegaConf.to_container(compose("trainer=smoke").trainer)
+    changed = {k for k in base if base[k] != smoke[k]}
+    assert changed == {
+        "max_epochs",
+        "limit_train_batches",
+        "limit_val_batches",
+        "limit_test_batches",
+        "model_summary",
+    }
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("reg.dropout=1.5", "reg.dropout=1.5 is out of range: must be less than 1"),
+        ("reg.dropout=-0.1", "reg.dropout=-0.1 is out of range: must be at least 0"),
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1 is out of range: must be greater than 0"),
+        ("optimizer.lr=0", "optimizer.lr=0.0 is out of range"),
+        ("data.batch_size=0", "data.batch_size=0 is out of range"),
+        ("trainer.max_epochs=-1", "trainer.max_epochs=-1 is out of range"),
+        ("data.train_fraction=0", "data.train_fraction=0.0 is out of range"),
+        ("model.activation=swish", "model.activation='swish' is not allowed; choose one of: relu"),
+        ("model.hidden=[64,-3]", "model.hidden=[64, -3] is out of range"),
+        (
+            "optimizer.lr=fast",
+            "optimizer.lr: Value 'fast' of type 'str' could not be converted to Float",
+        ),
+        ("data.val_fraction=0.85", "leaves nothing to train on"),
+        ("trainer.limit_train_batches=2.5", "must be a share (<= 1.0) or a whole number"),
+    ],
+)
+def test_bad_values_fail_with_the_key_and_what_is_allowed(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        compose(override)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["model=resnext", "model.cardinality=3"],
+            "model.cardinality=3 does not divide the stage width 64",
+        ),
+        (
+            ["model=mlp", "model.norm=group", "model.hidden=[60]"],
+            "model.norm_groups=8 does not divide model.hidden=60",
+        ),
+        (["model=lstm", "model.activation=relu"], "does not apply to lstm"),
+        (["model=rnn", "model.activation=gelu"], "not possible for rnn"),
+    ],
+)
+def test_incompatible_combinations_are_refused(overrides: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        compose(*overrides)
+
+
+def test_resnext_width_per_group_lifts_the_divisibility_rule() -> None:
+    assert (
+        compose("model=resnext", "model.cardinality=3", "model.width_per_group=4").model.cardinality
+        == 3
+    )
+
+
+def test_help_lists_every_group_and_option() -> None:
+    from dnnexp.config.help import render
+
+    text = render()
+    for group in GROUPS:
+        assert f"\n  {group}\n" in text
+        for option in options(group):
+            assert f" {option} " in text or text.rstrip().endswith(option), (group, option)
+
+
+def test_help_includes_a_user_config_dir(tmp_path: Path) -> None:
+    from dnnexp.config.help import render
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "tiny.yaml").write_text("# my tiny MLP\nname: mlp\n")
+    assert "tiny             my tiny MLP" in render([str(tmp_path)])

@@ -1,0 +1,97 @@
+"""The training task: metrics, regularizers in the loss, optimizer groups, one smoke epoch per model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
+
+from dnnexp.config.schema import MODEL_SCHEMAS
+from dnnexp.optim import param_groups
+from dnnexp.task import ClassificationTask, EpochStats
+from tests.conftest import compose
+
+
+def make_task(*overrides: str) -> ClassificationTask:
+    cfg = compose(*overrides)
+    return ClassificationTask(OmegaConf.to_container(cfg, resolve=True), [1, 8, 8], 10)
+
+
+def test_epoch_stats_match_scikit_learn() -> None:
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 5, (300,), generator=g)
+    logits = torch.randn(300, 5, generator=g) + 2 * F.one_hot(y, 5)
+    stats = EpochStats(5)
+    for i in range(0, 300, 64):
+        stats.update(
+            logits[i : i + 64], y[i : i + 64], F.cross_entropy(logits[i : i + 64], y[i : i + 64])
+        )
+    got = stats.compute()
+    pred = logits.argmax(1)
+    p, r, f, _ = precision_recall_fscore_support(y, pred, average="macro", zero_division=0)
+    assert got["acc"] == pytest.approx(accuracy_score(y, pred))
+    assert (got["precision"], got["recall"], got["f1"]) == pytest.approx((p, r, f))
+    assert got["loss"] == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-6)
+
+
+def test_weight_decay_only_on_weights() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    decay, no_decay = param_groups(model, 0.01)
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert {p.ndim for p in decay["params"]} == {2} and len(decay["params"]) == 2
+    assert len(no_decay["params"]) == 4  # two biases, the norm's weight and bias
+
+
+def test_dropout_reaches_the_model() -> None:
+    ps = {m.p for m in make_task("reg=dropout").model.modules() if isinstance(m, nn.Dropout)}
+    assert ps == {0.2}
+
+
+def _loss(task: ClassificationTask) -> torch.Tensor:
+    torch.manual_seed(0)
+    batch = (torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,)))
+    task.model.eval()  # no batch-norm statistics drift between the calls
+    return task.training_step(batch, 0).detach()
+
+
+def test_l1_term_is_added_to_the_loss() -> None:
+    plain, l1 = make_task(), make_task("reg=l1", "reg.l1=0.01")
+    l1.model.load_state_dict(plain.model.state_dict())
+    weights = sum(p.abs().sum() for p in plain.model.parameters() if p.ndim > 1)
+    assert float(_loss(l1) - _loss(plain)) == pytest.approx(0.01 * float(weights), rel=1e-5)
+
+
+def test_label_smoothing_is_in_the_loss_not_in_the_metric() -> None:
+    plain, smooth = make_task(), make_task("reg=label_smoothing")
+    smooth.model.load_state_dict(plain.model.state_dict())
+    assert float(_loss(smooth)) != pytest.approx(float(_loss(plain)))
+    assert smooth.stats["train"].compute()["loss"] == pytest.approx(
+        plain.stats["train"].compute()["loss"]
+    )
+
+
+def test_augment_moves_images_but_keeps_shape() -> None:
+    from dnnexp.augment import augment_images
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 1, 8, 8)
+    out = augment_images(x, 1.0)
+    assert out.shape == x.shape and not torch.allclose(out, x)
+    assert torch.allclose(augment_images(x, 0.0), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", sorted(MODEL_SCHEMAS))
+def test_each_model_trains_a_smoke_epoch(model: str, tmp_path: Path) -> None:
+    from dnnexp.train import train
+
+    cfg = compose(f"model={model}", "trainer=smoke", "trainer.progress_bar=false", "logger=none")
+    result = train(cfg, run_dir=tmp_path, overrides=[f"model={model}"])
+    assert result["status"] == "completed" and result["epochs"] == 1
+    assert 0.0 <= result["metrics"]["test/acc"] <= 1.0
+    assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
