@@ -31,12 +31,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except torch.serialization.pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0]
-        if "Weights only load failed" in first or "Unsupported" in str(err):
+        if "global" in str(err).lower():  # a class or function that only pickle can rebuild
             raise RunError(
                 f"ckpt={path} refused: it holds Python objects that only a full unpickle could"
                 " load, which can run arbitrary code; dnnexp loads weights only"
             ) from None
-        raise RunError(f"ckpt={path} is not a readable checkpoint ({first})") from None
+        raise RunError(f"ckpt={path} is not a readable checkpoint (not a torch file)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise RunError(
