@@ -15,13 +15,15 @@ commands:
                dnnexp train -m reg=none,dropout seed=0,1,2
   eval    evaluate a checkpoint on the test split of its run's data
           e.g. dnnexp eval ckpt=outputs/2026-01-01/12-00-00/checkpoints/best.ckpt
+  report  compare the variants of a sweep over seeds: tables, statistics, plots
+          e.g. dnnexp report outputs/multirun/2026-01-01/12-00-00
 
 options:
   -h, --help     show this message
   --version      print the version
 """
 
-COMMANDS = ("train", "eval")
+COMMANDS = ("train", "eval", "report")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         from dnnexp.commands.evaluate import main as eval_main
 
         return eval_main(args)
+    if command == "report":
+        from dnnexp.commands.report import main as report_main
+
+        return report_main(args)
     close = [c for c in COMMANDS if c.startswith(command[:2])]
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     print(

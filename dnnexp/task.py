@@ -144,6 +144,16 @@ class ClassificationTask(L.LightningModule):
         self._epoch_start = time.perf_counter()
         self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
 
+    def on_validation_start(self) -> None:
+        """Stop on a non-finite training loss before it reaches validation and checkpoints, so
+        the last good checkpoint is kept (one check per epoch, not one sync per step)."""
+        loss_sum = self.stats["train"].loss_sum
+        if self.trainer.state.fn == "fit" and loss_sum is not None and not torch.isfinite(loss_sum):
+            raise FloatingPointError(
+                f"non-finite training loss in epoch {self.current_epoch} (NaN or inf): lower"
+                " optimizer.lr or set reg.grad_clip (the last good checkpoint, if any, is kept)"
+            )
+
     def on_validation_epoch_end(self) -> None:
         self._val = self._compute("val")
         if self.trainer.sanity_checking:

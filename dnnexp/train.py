@@ -23,7 +23,15 @@ from dnnexp.trainer import build_trainer, job_scope
 CHECKPOINT = "checkpoints/best.ckpt"
 
 
-def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+def train(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str],
+    config_hash: str | None = None,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """Train, test the best checkpoint, write summary.json. `label` (a sweep job's name) makes
+    the terminal output one line per run instead of the config tree and metrics table."""
     silence_lightning_noise()
     run_dir = Path(run_dir)
     is_main = rank_zero_only.rank == 0
@@ -33,10 +41,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any
         "name": cfg.name,
         "seed": cfg.seed,
         "overrides": overrides,
+        "config_hash": config_hash,
         "metrics": {},
     }
     if is_main:
-        console.print_config(cfg)
+        if label is None:
+            console.print_config(cfg)
         write_json(run_dir / SUMMARY, summary)
     try:
         with job_scope():
@@ -53,7 +63,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any
         summary["versions"] = versions()
         if is_main:
             write_json(run_dir / SUMMARY, summary)
-    if is_main:
+    if is_main and label is not None:
+        console.console.print(
+            f"{label}: test/acc {summary['metrics']['test/acc']:.4f}, best epoch"
+            f" {summary['best_epoch']}, {summary['duration_s']:.1f} s -> {run_dir}"
+        )
+    elif is_main:
         console.print_metrics(
             f"{cfg.name}: the best checkpoint (epoch {summary['best_epoch']}) on the test split",
             summary["metrics"],

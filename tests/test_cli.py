@@ -167,7 +167,7 @@ def test_ddp_inside_a_multirun_runs_each_job_once(tmp_path: Path) -> None:
 
 
 BAD_INPUTS = [
-    (["nosuch"], "dnnexp: unknown command 'nosuch'; commands: train, eval"),
+    (["nosuch"], "dnnexp: unknown command 'nosuch'; commands: train, eval, report"),
     (["train", "model=nosuch"], "error: model=nosuch: no such option; available: cnn, densenet"),
     (
         ["train", "reg.dropuot=0.1"],

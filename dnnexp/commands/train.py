@@ -15,7 +15,9 @@ def main(args: list[str]) -> int:
 
         print(render(_config_dirs(args)))
         return 0
-    refusal = _refuse_flag_clash(args) or _refuse_finished_run_dir(args)
+    refusal = (
+        _refuse_flag_clash(args) or _refuse_finished_run_dir(args) or _refuse_other_sweep(args)
+    )
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
@@ -30,7 +32,9 @@ def main(args: list[str]) -> int:
     sys.argv = [sys.argv[0], *args]  # Hydra reads its flags and overrides from sys.argv
     entry = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")(_job)
     entry()
-    return 0
+    from dnnexp.sweep.callbacks import failed_jobs
+
+    return 1 if failed_jobs() else 0
 
 
 def _refuse_flag_clash(args: list[str]) -> str | None:
@@ -56,6 +60,26 @@ def _refuse_finished_run_dir(args: list[str]) -> str | None:
     return None
 
 
+def _refuse_other_sweep(args: list[str]) -> str | None:
+    """Re-running a sweep into its explicit hydra.sweep.dir finishes it (completed jobs are
+    skipped); a different sweep there would renumber the jobs over the earlier ones."""
+    if "-m" not in args and "--multirun" not in args:
+        return None
+    sweep_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")), None)
+    if sweep_dir is None or not (Path(sweep_dir) / "multirun.yaml").is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    earlier = OmegaConf.load(Path(sweep_dir) / "multirun.yaml").hydra.overrides.task
+    task = [a for a in args if "=" in a and not a.startswith(("-", "hydra.", "hydra/", "+hydra"))]
+    if sorted(earlier) != sorted(task):
+        return (
+            f"hydra.sweep.dir={sweep_dir} holds another sweep ({' '.join(earlier)}): re-run"
+            " exactly that command to finish it, or pick a new hydra.sweep.dir"
+        )
+    return None
+
+
 def _config_dirs(args: list[str]) -> list[str]:
     """The values of --config-dir/-cd DIR (or --config-dir=DIR) in args."""
     dirs = []
@@ -68,30 +92,68 @@ def _config_dirs(args: list[str]) -> list[str]:
 
 
 def _job(cfg: DictConfig) -> float | None:
-    """One training job (the whole run, or one job of a multirun)."""
+    """One training job: the whole run, or one job of a multirun.
+
+    In a multirun a job never raises into Hydra: it records its failure in its summary.json and
+    returns, so its siblings run and the sweep ends with a table of every failure
+    (dnnexp.sweep.callbacks). A job whose run dir already holds the same completed run is skipped.
+    """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from dnnexp.config.errors import ConfigError, RunError
     from dnnexp.config.validate import validate
+    from dnnexp.run_files import SUMMARY, write_json
+    from dnnexp.sweep import job
 
     hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN and os.environ.get("HYDRA_FULL_ERROR") != "1"
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    label = f"job {hydra_cfg.job.num}" if multirun else "run"
     try:
         cfg = validate(cfg)
+        cfg_hash = job.config_hash(cfg)
+        if multirun:
+            earlier = job.completed_summary(run_dir, cfg_hash)
+            if earlier is not None:
+                print(f"{label}: already completed in {run_dir}, skipped")
+                write_json(run_dir / SUMMARY, {**earlier, "reused": True})
+                return earlier["metrics"].get("test/acc")
+            job.start_clean(cfg.trainer.num_threads or job.threads_per_job(hydra_cfg.launcher))
+        elif cfg.trainer.num_threads:
+            job.start_clean(cfg.trainer.num_threads)
         from dnnexp.train import train  # heavy: torch + lightning
 
         summary = train(
             cfg,
-            run_dir=Path(hydra_cfg.runtime.output_dir),
-            overrides=list(hydra_cfg.overrides.task),
+            run_dir=run_dir,
+            overrides=overrides,
+            config_hash=cfg_hash,
+            label=f"{label} ({' '.join(hydra_cfg.overrides.task)})" if multirun else None,
         )
+        return summary["metrics"].get("test/acc")
     except (ConfigError, RunError) as err:
-        if hydra_cfg.mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise  # a multirun goes on with the other jobs and reports this one as failed
-        _discard_unstarted_run_dir(Path(hydra_cfg.runtime.output_dir))
+        if multirun:
+            if not (run_dir / SUMMARY).exists():  # refused before training started
+                error = f"{type(err).__name__}: {err}"
+                write_json(
+                    run_dir / SUMMARY,
+                    {"status": "failed", "error": error, "overrides": overrides, "metrics": {}},
+                )
+            print(f"{label} failed: {err}", file=sys.stderr)
+            return None
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _discard_unstarted_run_dir(run_dir)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    return summary["metrics"].get("test/acc")
+    except Exception as err:
+        if not multirun:
+            raise
+        # train() has written status "failed" and the error into the job's summary.json
+        print(f"{label} failed: {type(err).__name__}: {err}".splitlines()[0], file=sys.stderr)
+        return None
 
 
 def _discard_unstarted_run_dir(run_dir: Path) -> None:

@@ -245,6 +245,9 @@ class TrainerConfig:
     progress_bar: bool = knob(True)
     model_summary: bool = knob(True)
     compile: bool = knob(False, doc="torch.compile the model")
+    num_threads: Optional[int] = knob(
+        None, gt=0, doc="torch CPU threads; null = the cores divided among parallel sweep jobs"
+    )
 
 
 # --------------------------------------------------------------------------------------- logger

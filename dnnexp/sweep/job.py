@@ -1,0 +1,75 @@
+"""What every job of a multirun does before it trains: start from a clean process state, use its
+share of the cores, and skip itself when its run dir already holds the same completed run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from dnnexp.config.errors import RunError
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Identifies a job's resolved config (what it trains), independent of where it runs."""
+    text = OmegaConf.to_yaml(cfg, resolve=True, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def completed_summary(run_dir: Path, cfg_hash: str) -> dict[str, Any] | None:
+    """The summary of an earlier, completed run of the same config in run_dir, if there is one.
+
+    Raises RunError when run_dir holds a completed run of another config: it is never
+    overwritten."""
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if summary.get("status") != "completed":
+        return None
+    if summary.get("config_hash") != cfg_hash:
+        raise RunError(
+            f"{run_dir} holds a completed run of another config; it is kept as it is:"
+            " run this sweep into a new hydra.sweep.dir"
+        )
+    return summary
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_job(launcher: Any) -> int:
+    """Torch threads for one job so that parallel jobs x threads never exceed the cores."""
+    cores = cpu_count()
+    target = str(getattr(launcher, "_target_", "") or "")
+    if "Joblib" in target:
+        n_jobs = int(launcher.get("n_jobs") or -1)
+        parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
+        return max(1, cores // min(parallel, cores))
+    if "Submitit" in target:
+        return max(1, int(launcher.get("cpus_per_task") or 1))
+    return cores  # jobs run one after another in this process
+
+
+def start_clean(threads: int) -> None:
+    """Reset the process-global state a previous job in a reused worker (joblib) may have left:
+    thread count, deterministic-algorithm mode and the distributed env. Seeds are set per run."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(False)
+    for key in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        if key not in _ENV_AT_START:
+            os.environ.pop(key, None)
+
+
+_ENV_AT_START = set(os.environ)
