@@ -46,6 +46,16 @@ def test_reg_ablation_is_25_jobs_of_5_variants() -> None:
     }
 
 
+@pytest.mark.parametrize(("option", "jobs"), [("norm_ablation", 15), ("lr_grid", 15)])
+def test_other_sweeps_expand(option: str, jobs: int) -> None:
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.load(conf_dir() / "sweep" / f"{option}.yaml").hydra.sweeper.params
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    assert len(BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]) == jobs
+
+
 def test_threads_per_job_never_oversubscribe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(job, "cpu_count", lambda: 2)
     joblib = OmegaConf.create(

@@ -1,0 +1,89 @@
+"""`dnnexp report PATH [--baseline NAME] [--metric METRIC] [--out DIR]`: compare the variants of
+a sweep (runs that differ only in seed are one variant) against a baseline, print a table and
+write report.md, report.csv, report.json and PNG plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dnnexp.report.analysis import Report
+
+DESCRIPTION = """\
+Compare the variants of a sweep over seeds. Every dir under PATH holding summary.json is a run;
+runs whose overrides differ only in seed=... form a variant. Prints mean ± SD, 95% CI, a paired
+(same seeds) or Welch t-test against the baseline with Holm-adjusted p-values, and writes
+report.md, report.csv, report.json, learning_curves.png and metric_<name>.png."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dnnexp report", description=DESCRIPTION)
+    p.add_argument("path", metavar="PATH", help="a sweep dir (outputs/multirun/...) or a run dir")
+    p.add_argument(
+        "--baseline",
+        metavar="NAME",
+        help="the variant to compare against, by its name in the table (default: the one "
+        "variant with a `none` value such as reg=none, else the first)",
+    )
+    p.add_argument(
+        "--metric",
+        metavar="METRIC",
+        default="test/acc",
+        help="a key of the summaries' metrics (default: test/acc); loss metrics: lower is better",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", type=Path, help="where to write the report files (default: PATH)"
+    )
+    return p
+
+
+def main(args: list[str]) -> int:
+    try:
+        options = parser().parse_args(args)
+    except SystemExit as stop:  # --help (0) or a usage error, already printed by argparse (2)
+        return int(stop.code or 0)
+    from rich.console import Console
+
+    from dnnexp.report.analysis import build
+    from dnnexp.report.collect import ReportError
+
+    try:
+        report = build(Path(options.path), metric=options.metric, baseline=options.baseline)
+        console = Console(highlight=False)
+        if not console.is_terminal:  # piped or captured: keep the table's rows on one line each
+            console = Console(highlight=False, width=max(console.width, 1000))
+        from dnnexp.report.render import print_report
+
+        print_report(report, console)
+        written = write(report, options.out or Path(options.path))
+    except ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: cannot write the report: {err}", file=sys.stderr)
+        return 2
+    out_dir = options.out or Path(options.path)
+    console.print(f"wrote {', '.join(p.name for p in written)} in {out_dir}", soft_wrap=True)
+    return 0
+
+
+def write(report: Report, out_dir: Path) -> list[Path]:
+    """Write report.md/.csv/.json and the plots into out_dir; the paths written."""
+    from dnnexp.report import plots, render
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = []
+    curves = out_dir / "learning_curves.png"
+    if plots.plot_learning_curves(report, curves):
+        images.append(curves)
+    bars = out_dir / plots.metric_filename(report.metric)
+    if plots.plot_metric(report, bars):
+        images.append(bars)
+    paths = [out_dir / "report.md", out_dir / "report.csv", out_dir / "report.json"]
+    paths[0].write_text(render.markdown(report, [p.name for p in images]))
+    render.write_csv(report, paths[1])
+    render.write_json(report, paths[2])
+    return paths + images

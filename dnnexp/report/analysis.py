@@ -1,0 +1,123 @@
+"""One row of statistics per variant, compared with the baseline: what every output renders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dnnexp.report import stats
+from dnnexp.report.collect import ReportError, Run, Variant, find_runs, group, pick_baseline
+
+DEFAULT_METRIC = "test/acc"
+
+
+@dataclass
+class Row:
+    """A variant's statistics for one metric and its comparison with the baseline."""
+
+    variant: Variant
+    baseline: bool
+    summary: stats.Summary
+    seeds: list[int | None]
+    val_acc: float | None
+    gap: float | None
+    epochs_to_best: float | None
+    duration_s: float | None
+    comparison: stats.Comparison | None = None  # None for the baseline itself
+    p_adjusted: float | None = None
+    verdict: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    @property
+    def not_completed(self) -> list[Run]:
+        return [r for r in self.variant.runs if not r.completed]
+
+
+@dataclass
+class Report:
+    """Everything `dnnexp report` shows and writes."""
+
+    root: Path
+    metric: str
+    rows: list[Row]
+    runs: list[Run]
+    metrics: list[str] = field(default_factory=list)  # every metric found in the summaries
+
+    @property
+    def baseline(self) -> Row:
+        return next(r for r in self.rows if r.baseline)
+
+    @property
+    def compared(self) -> list[Row]:
+        """The rows with a test against the baseline (the k of the Holm adjustment)."""
+        return [r for r in self.rows if r.comparison and r.comparison.p_value is not None]
+
+    @property
+    def lower_is_better(self) -> bool:
+        return stats.lower_is_better(self.metric)
+
+
+def available_metrics(runs: list[Run]) -> list[str]:
+    """The metric keys found in the summaries, sorted."""
+    return sorted({k for r in runs for k in r.metrics})
+
+
+def build(root: Path, metric: str = DEFAULT_METRIC, baseline: str | None = None) -> Report:
+    """Collect the runs under root, group them, and compare every variant with the baseline."""
+    runs = find_runs(Path(root))
+    variants = group(runs)
+    metrics = available_metrics(runs)
+    if metrics and metric not in metrics:
+        raise ReportError(f"unknown metric '{metric}'; available: {', '.join(metrics)}")
+    base_variant = pick_baseline(variants, baseline)
+    rows = [_row(v, metric, v is base_variant) for v in variants]
+    base = next(r for r in rows if r.baseline)
+    base_pairs = _pairs(base.variant, metric)
+    for row in rows:
+        if not row.baseline:
+            row.comparison = stats.compare(base_pairs, _pairs(row.variant, metric))
+    others = [r for r in rows if not r.baseline]
+    adjusted = stats.holm([r.comparison.p_value if r.comparison else None for r in others])
+    lower = stats.lower_is_better(metric)
+    for row, p_adj in zip(others, adjusted, strict=True):
+        row.p_adjusted = p_adj
+        row.verdict = stats.verdict(p_adj, row.comparison.delta if row.comparison else None, lower)
+    return Report(root=Path(root), metric=metric, rows=rows, runs=runs, metrics=metrics)
+
+
+def _pairs(variant: Variant, metric: str) -> list[tuple[int | None, float]]:
+    """(seed, value) of the variant's completed runs that have a finite value of metric."""
+    return [
+        (r.seed, r.metrics[metric])
+        for r in variant.runs
+        if r.completed and stats.finite(r.metrics.get(metric)) is not None
+    ]
+
+
+def _row(variant: Variant, metric: str, is_baseline: bool) -> Row:
+    pairs = _pairs(variant, metric)
+    done = [r for r in variant.runs if r.completed]
+    gaps = [
+        r.metrics["train/acc"] - r.metrics["val/acc"]
+        for r in done
+        if "train/acc" in r.metrics and "val/acc" in r.metrics
+    ]
+    return Row(
+        variant=variant,
+        baseline=is_baseline,
+        summary=stats.describe([v for _, v in pairs]),
+        seeds=[s for s, _ in pairs],
+        val_acc=_mean_finite(r.metrics.get("val/acc") for r in done),
+        gap=_mean_finite(gaps),
+        epochs_to_best=_mean_finite(r.best_epoch + 1 for r in done if r.best_epoch is not None),
+        duration_s=_mean_finite(r.duration_s for r in done),
+    )
+
+
+def _mean_finite(values: Iterable[float | None]) -> float | None:
+    clean = [v for v in (stats.finite(x) for x in values) if v is not None]
+    return stats.mean(clean)

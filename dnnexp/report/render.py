@@ -1,0 +1,371 @@
+"""The report as a rich table, Markdown (report.md), one CSV row per job and JSON per variant."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+from dnnexp.report import stats
+from dnnexp.report.analysis import Report, Row
+
+DASH = "—"
+VERDICT_STYLE = {"better": "bold green", "worse": "bold red", "≈ noise": "yellow"}
+
+
+def num(x: float | None, digits: int = 4, sign: bool = False) -> str:
+    if x is None:
+        return DASH
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def pval(p: float | None) -> str:
+    if p is None:
+        return DASH
+    if p == 0:
+        return "0"  # a zero-spread difference: the t statistic is infinite
+    return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
+
+
+def n_cell(row: Row) -> str:
+    """'3', or '2 +1 failed +1 running' when some jobs did not complete."""
+    counts = Counter(r.status for r in row.not_completed)
+    return f"{row.summary.n}" + "".join(f" +{c} {status}" for status, c in counts.items())
+
+
+def delta_cell(row: Row) -> str:
+    if row.baseline:
+        return "baseline"
+    c = row.comparison
+    if c is None or c.delta is None:
+        return DASH
+    if c.ci_low is None or c.ci_high is None:
+        return num(c.delta, sign=True)
+    return f"{num(c.delta, sign=True)} [{num(c.ci_low, sign=True)}, {num(c.ci_high, sign=True)}]"
+
+
+def verdict_cell(row: Row) -> str:
+    if row.baseline:
+        return "(baseline)"
+    if row.verdict is None:
+        return "no test (n < 2)" if row.comparison and row.comparison.delta is not None else DASH
+    return row.verdict
+
+
+def headers(report: Report) -> list[str]:
+    """Column headers; a newline marks where the terminal table may break a header."""
+    return [
+        "variant",
+        "n",
+        f"{report.metric}\nmean ± SD",
+        f"{report.metric}\n95% CI",
+        "best\nval acc",
+        "gap\ntrain−val",
+        "epochs\nto best",
+        "s / job",
+        "Δ vs baseline\n[95% CI]",
+        "test",
+        "p",
+        "p\nHolm",
+        "verdict",
+    ]
+
+
+def cells(row: Row) -> list[str]:
+    """One table row as text, shared by the terminal table and the Markdown one."""
+    s = row.summary
+    mean_sd = DASH if s.mean is None else num(s.mean)
+    if s.std is not None:
+        mean_sd += f" ± {num(s.std)}"
+    ci = DASH if s.ci_low is None else f"[{num(s.ci_low)}, {num(s.ci_high)}]"
+    c = row.comparison
+    return [
+        row.name,
+        n_cell(row),
+        mean_sd,
+        ci,
+        num(row.val_acc),
+        num(row.gap, sign=True),
+        num(row.epochs_to_best, 1),
+        num(row.duration_s, 1),
+        delta_cell(row),
+        (c.test if c and c.test else DASH) if not row.baseline else "",
+        pval(c.p_value) if c else "",
+        pval(row.p_adjusted) if c else "",
+        verdict_cell(row),
+    ]
+
+
+def footnote(report: Report) -> str:
+    """The line under the table: what ±, CI, n, the tests and the adjusted p mean."""
+    ns = sorted({r.summary.n for r in report.rows})
+    n_text = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+    direction = "lower" if report.lower_is_better else "higher"
+    parts = [
+        f"{report.metric}: {direction} is better",
+        "± = SD over seeds (ddof=1)",
+        "95% CI = t-interval of the mean",
+        f"n = completed seeds per variant ({n_text})",
+    ]
+    if len(report.rows) > 1:
+        tests = Counter(r.comparison.test for r in report.compared if r.comparison)
+        names = {stats.PAIRED: "paired t-test over the shared seeds", stats.WELCH: "Welch's t-test"}
+        used = ", ".join(f"{names.get(t, t)} ×{count}" for t, count in tests.items())
+        k = len(report.compared)
+        parts += [
+            f"Δ = variant − baseline '{report.baseline.name}'",
+            f"tests: {used or 'none (fewer than 2 seeds on a side)'}",
+            f"p Holm = p-values Holm-adjusted across k={k} comparison{'s' * (k != 1)}"
+            " (the Δ CIs are per comparison, not adjusted)",
+            f"≈ noise = p Holm ≥ {stats.ALPHA}",
+        ]
+    return "; ".join(parts) + "."
+
+
+# columns of cells() kept by the compact terminal table, merged as (first, second) per column
+COMPACT = ((0, None), (1, None), (2, 3), (8, None), (10, None), (11, None), (12, None))
+LEFT = (0, 9, 12)
+
+
+def rich_table(report: Report, compact: bool = False) -> Table:
+    """The terminal table; compact: for a narrow terminal, mean ± SD with its CI below it, and
+    without the val acc, gap, epochs, time and test columns (they stay in report.md)."""
+    table = Table(
+        title=f"{report.metric} over seeds: {report.root}",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD,
+    )
+    head = headers(report)
+    layout = COMPACT if compact else tuple((i, None) for i in range(len(head)))
+    for i, j in layout:
+        title = head[i] if j is None else f"{report.metric}\nmean ± SD [95% CI]"
+        table.add_column(
+            title,
+            justify="left" if i in LEFT else "right",
+            overflow="fold" if i == 0 else "ellipsis",
+        )
+    for row in report.rows:
+        full = cells(row)
+        if compact:  # break the long cells where they read well: "2\n+1 failed", "+0.01\n[CI]"
+            full[1] = full[1].replace(" +", "\n+")
+            full[8] = full[8].replace(" [", "\n[")
+        texts = [Text(full[i] if j is None else f"{full[i]}\n{full[j]}") for i, j in layout]
+        if row.baseline:
+            texts[0].stylize("bold")
+        texts[-1].stylize(VERDICT_STYLE.get(row.verdict or "", "dim"))
+        table.add_row(*texts)
+    return table
+
+
+def incomplete_table(report: Report) -> Table | None:
+    """The jobs that did not complete: dir, overrides, status, error."""
+    runs = [r for r in report.runs if not r.completed]
+    if not runs:
+        return None
+    table = Table(title="jobs not completed", title_justify="left", header_style="bold")
+    for column in ("dir", "overrides", "status", "error"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            Text(run.rel),
+            Text(" ".join(run.overrides or []) or DASH),
+            Text(run.status, style="red" if run.status != "running" else "yellow"),
+            Text(run.error or ""),
+        )
+    return table
+
+
+def print_report(report: Report, console: Console) -> None:
+    """The table (compact when the full one would not fit), its footnote, incomplete jobs."""
+    table = rich_table(report)
+    wide = console.options.update_width(100_000)
+    compact = Measurement.get(console, wide, table).maximum > console.width
+    console.print(rich_table(report, compact=True) if compact else table)
+    if compact:
+        console.print(
+            Text(
+                "(narrow terminal: best val acc, gap, epochs to best, s / job and the test "
+                "used are in report.md)",
+                style="dim",
+            )
+        )
+    console.print(Text(footnote(report), style="dim"))
+    incomplete = incomplete_table(report)
+    if incomplete is not None:
+        console.print(incomplete)
+
+
+def ranking(report: Report) -> list[str]:
+    """Plain-words conclusions: the significant differences ordered by effect, the rest named as
+    within noise; no ranking at all when nothing is significant."""
+    base = report.baseline
+    m = report.metric
+    others = [r for r in report.rows if not r.baseline]
+    if not others:
+        s = base.summary
+        return [
+            f"One variant only, nothing to compare: {m} = {num(s.mean)} ± {num(s.std)} (SD) "
+            f"over n = {s.n} seed(s)."
+        ]
+    significant = [r for r in others if r.verdict in ("better", "worse")]
+    sign = 1 if report.lower_is_better else -1
+    significant.sort(key=lambda r: sign * r.comparison.delta)
+    noise = [r for r in others if r.verdict == "≈ noise"]
+    untested = [r for r in others if r.verdict is None]
+    k = len(report.compared)
+    lines = []
+    if significant:
+        lines.append(
+            f"Significant after Holm adjustment (k={k}), ordered by effect on {m} "
+            f"against the baseline `{base.name}`:"
+        )
+        lines.append("")
+        for i, r in enumerate(significant, 1):
+            lines.append(f"{i}. `{r.name}` is **{r.verdict}**: {_effect(r, m, base.summary.n)}.")
+    else:
+        lines.append(
+            f"No variant differs significantly from the baseline `{base.name}` on {m} after "
+            f"Holm adjustment (k={k}): every measured difference is within noise, so there is "
+            "no ranking to make."
+        )
+    if noise:
+        lines.append("")
+        lines.append(f"Within noise of the baseline (p Holm ≥ {stats.ALPHA}):")
+        lines.append("")
+        lines += [f"- `{r.name}`: {_effect(r, m, base.summary.n)}" for r in noise]
+    if untested:
+        lines.append("")
+        lines.append("Not tested (fewer than 2 completed seeds on a side):")
+        lines.append("")
+        lines += [f"- `{r.name}`: n = {r.summary.n}" for r in untested]
+    return lines
+
+
+def _effect(row: Row, metric: str, base_n: int) -> str:
+    c = row.comparison
+    ci = ""
+    if c.ci_low is not None and c.ci_high is not None:
+        ci = f" (95% CI {num(c.ci_low, sign=True)} to {num(c.ci_high, sign=True)})"
+    return (
+        f"Δ {metric} = {num(c.delta, sign=True)}{ci}, {c.test}, n = {row.summary.n} vs {base_n}, "
+        f"p = {pval(c.p_value)}, p Holm = {pval(row.p_adjusted)}"
+    )
+
+
+def _md_escape(cell: str) -> str:
+    return cell.replace("|", "\\|")
+
+
+def markdown(report: Report, plots: list[str]) -> str:
+    """report.md: the table, the footnote, the conclusions, incomplete jobs and the plots."""
+    head = [h.replace("\n", " ") for h in headers(report)]
+    lines = [
+        f"# Report: {report.root}",
+        "",
+        f"Metric: `{report.metric}`; baseline: `{report.baseline.name}`; "
+        f"{len(report.runs)} job(s) in {len(report.rows)} variant(s).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join("---" if i in (0, 9, 12) else "---:" for i in range(len(head))) + " |",
+    ]
+    lines += ["| " + " | ".join(_md_escape(c) for c in cells(r)) + " |" for r in report.rows]
+    lines += ["", footnote(report), "", "## Conclusions", "", *ranking(report)]
+    runs = [r for r in report.runs if not r.completed]
+    if runs:
+        lines += ["", "## Jobs not completed", "", "| dir | overrides | status | error |"]
+        lines.append("| --- | --- | --- | --- |")
+        lines += [
+            "| "
+            + " | ".join(
+                _md_escape(c)
+                for c in (r.rel, " ".join(r.overrides or []) or DASH, r.status, r.error or "")
+            )
+            + " |"
+            for r in runs
+        ]
+    if plots:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{Path(p).stem}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def csv_columns(report: Report) -> list[str]:
+    return [
+        "dir",
+        "variant",
+        "seed",
+        "status",
+        *report.metrics,
+        "best_epoch",
+        "epochs",
+        "duration_s",
+        "params",
+        "error",
+    ]
+
+
+def write_csv(report: Report, path: Path) -> None:
+    """report.csv: one row per job (empty cells where a job has no value)."""
+    variant_of = {id(run): row.name for row in report.rows for run in row.variant.runs}
+    with Path(path).open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=csv_columns(report))
+        writer.writeheader()
+        for run in report.runs:
+            writer.writerow(
+                {
+                    "dir": run.rel,
+                    "variant": variant_of.get(id(run), ""),
+                    "seed": run.seed,
+                    "status": run.status,
+                    **run.metrics,
+                    "best_epoch": run.best_epoch,
+                    "epochs": run.epochs,
+                    "duration_s": run.duration_s,
+                    "params": run.params,
+                    "error": run.error or "",
+                }
+            )
+
+
+def json_rows(report: Report) -> list[dict[str, Any]]:
+    """One entry per variant; undefined numbers are None (JSON null), never NaN."""
+    out = []
+    for row in report.rows:
+        s, c = row.summary, row.comparison
+        out.append(
+            {
+                "variant": row.name,
+                "overrides": list(row.variant.overrides),
+                "metric": report.metric,
+                "n": s.n,
+                "n_failed": len(row.not_completed),
+                "mean": stats.finite(s.mean),
+                "std": stats.finite(s.std),
+                "ci95": [stats.finite(s.ci_low), stats.finite(s.ci_high)],
+                "delta": stats.finite(c.delta) if c else (0.0 if s.n else None),
+                "delta_ci95": [
+                    stats.finite(c.ci_low) if c else None,
+                    stats.finite(c.ci_high) if c else None,
+                ],
+                "test": c.test if c else None,
+                "p_value": stats.finite(c.p_value) if c else None,
+                "p_adjusted": stats.finite(row.p_adjusted),
+                "verdict": "baseline" if row.baseline else row.verdict,
+                "baseline": row.baseline,
+                "seeds": row.seeds,
+            }
+        )
+    return out
+
+
+def write_json(report: Report, path: Path) -> None:
+    Path(path).write_text(json.dumps(json_rows(report), indent=2, allow_nan=False) + "\n")
