@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from rich.markup import escape
 
 from dnnexp import console
 from dnnexp.data.datamodule import ArrayDataModule
@@ -50,7 +51,7 @@ def train(
         write_json(run_dir / SUMMARY, summary)
     try:
         with job_scope():
-            summary.update(_fit_and_test(cfg, run_dir, overrides))
+            summary.update(_fit_and_test(cfg, run_dir, overrides, show_details=label is None))
         summary["status"] = "completed"
     except BaseException as err:  # the run dir must say what happened, then the error goes on
         summary["status"] = (
@@ -65,7 +66,7 @@ def train(
             write_json(run_dir / SUMMARY, summary)
     if is_main and label is not None:
         console.console.print(
-            f"{label}: test/acc {summary['metrics']['test/acc']:.4f}, best epoch"
+            f"{escape(label)}: test/acc {summary['metrics']['test/acc']:.4f}, best epoch"
             f" {summary['best_epoch']}, {summary['duration_s']:.1f} s -> {run_dir}"
         )
     elif is_main:
@@ -77,7 +78,9 @@ def train(
     return summary
 
 
-def _fit_and_test(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+def _fit_and_test(
+    cfg: DictConfig, run_dir: Path, overrides: list[str], show_details: bool
+) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     data = ArrayDataModule(cfg.data, seed=cfg.seed)
     data.setup()
@@ -87,7 +90,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[
         data.num_classes,
         data.fingerprint,
     )
-    trainer = build_trainer(cfg, run_dir, overrides)
+    trainer = build_trainer(cfg, run_dir, overrides, model_summary=show_details)
     trainer.fit(task, datamodule=data)
     if trainer.interrupted:
         raise KeyboardInterrupt("training interrupted")

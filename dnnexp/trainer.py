@@ -41,7 +41,9 @@ def monitor_mode(metric: str) -> str:
     return "min" if metric.endswith("loss") else "max"
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, overrides: list[str], model_summary: bool = True
+) -> L.Trainer:
     t, reg = cfg.trainer, cfg.reg
     monitor = reg.early_stopping.monitor  # "best" means the same thing to checkpoints and stopping
     callbacks: list[Callback] = [
@@ -65,7 +67,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> L.Tra
         )
     if t.progress_bar:
         callbacks.append(ThrottledRichProgressBar())
-    if t.model_summary:
+    model_summary = model_summary and t.model_summary
+    if model_summary:
         callbacks.append(RichModelSummary(max_depth=1))
     if t.strategy == "ddp":
         _launch_ddp_ranks_as_this_job(run_dir, overrides)
@@ -85,7 +88,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> L.Tra
         logger=_loggers(cfg.logger.name, run_dir),
         callbacks=callbacks,
         enable_progress_bar=t.progress_bar,
-        enable_model_summary=t.model_summary,
+        enable_model_summary=model_summary,
         num_sanity_val_steps=0,
         log_every_n_steps=1_000_000,  # metrics are logged once per epoch by the task
         default_root_dir=run_dir,
