@@ -99,9 +99,13 @@ def test_a_failing_job_does_not_stop_its_siblings(tmp_path: Path) -> None:
     assert bad["status"] == "failed" and "optimizer.lr=-1.0 is out of range" in bad["error"]
     assert "failed jobs" in proc.stderr and "2 failed" in proc.stderr + proc.stdout
     assert "non-finite" in proc.stderr and "out of range" in proc.stderr
-    assert not (
-        tmp_path / "sw" / "0" / "checkpoints" / "last.ckpt"
-    ).exists()  # no NaN weights saved
+    assert not (tmp_path / "sw" / "0" / "checkpoints" / "last.ckpt").exists()  # no NaN weights
+
+    report = run_cli("report", "sw", cwd=tmp_path)  # a sweep with failures still reports
+    assert report.returncode == 0, report.stderr
+    assert "optimizer.lr=0.01" in report.stdout and "failed" in report.stdout
+    for name in ("report.md", "report.csv", "report.json", "learning_curves.png", "metric_test_acc.png"):
+        assert (tmp_path / "sw" / name).stat().st_size > 0, name
 
 
 @pytest.mark.slow
