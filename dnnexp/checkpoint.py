@@ -1,12 +1,19 @@
-"""Load a dnnexp checkpoint safely: `weights_only=True` always, one-line errors for bad files."""
+"""Checkpoints: loaded safely (`weights_only=True` always, one-line errors for bad files),
+written atomically, and carrying the RNG states an exact resume needs."""
 
 from __future__ import annotations
 
+import os
+import random
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback
 
 from dnnexp.config.errors import RunError
 
@@ -50,3 +57,52 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"ckpt={path} was not written by dnnexp train (no config in its hyperparameters)"
         )
     return ckpt
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary name in the same directory, then rename it over the
+    old one: a kill in the middle of a save never leaves a truncated last.ckpt or best.ckpt."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class RNGState(Callback):
+    """Saves and restores the torch, numpy and Python RNG states with each checkpoint (Lightning
+    does not), as plain containers so the checkpoint still loads with weights_only=True. With the
+    per-(seed, epoch) shuffle of the loaders, a resumed run draws the same dropout masks and
+    augmentations as an uninterrupted one."""
+
+    def state_dict(self) -> dict[str, Any]:
+        _, keys, pos, has_gauss, cached = np.random.get_state()
+        version, state, gauss = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": [
+                torch.from_numpy(keys.astype(np.int64)),
+                int(pos),
+                int(has_gauss),
+                float(cached),
+            ],
+            "python": [int(version), list(state), gauss],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        version, values, gauss = state["python"]
+        random.setstate((version, tuple(values), gauss))

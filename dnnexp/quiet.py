@@ -32,6 +32,8 @@ def silence_lightning_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     # we log once per epoch by design (a per-step log costs as much as an MLP step)
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    # a resumed run writes its checkpoints next to the ones it continues from
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     # metrics.csv is written into the run dir, which already holds .hydra/ and summary.json
     warnings.filterwarnings(
         "ignore", message=r"Experiment logs directory .* exists and is not empty"

@@ -24,6 +24,29 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def code_version() -> dict[str, Any] | None:
+    """The git commit of the dnnexp code that ran (and whether it had local changes), if the
+    code lives in a git checkout."""
+    import subprocess
+
+    src = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no", "."],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"git_commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
 def versions() -> dict[str, str]:
     import lightning
     import torch

@@ -21,6 +21,10 @@ from dnnexp.models import build_model
 from dnnexp.optim import build_optimizer, build_scheduler, param_groups
 
 RECURRENT = ("rnn", "lstm", "gru")
+NAN_ADVICE = (
+    "Lower optimizer.lr or set reg.grad_clip; the weights of the last good epoch are in"
+    " checkpoints/last.ckpt, if an epoch finished"
+)
 
 
 class EpochStats:
@@ -117,6 +121,11 @@ class ClassificationTask(L.LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         # the metric is the plain cross-entropy, comparable across regularizers
         plain = F.cross_entropy(logits.detach(), y) if smoothing > 0 else loss
+        if loss.device.type == "cpu" and not torch.isfinite(loss):  # free on the CPU: no sync
+            raise FloatingPointError(
+                f"non-finite training loss ({float(loss)}) at step {self.global_step}"
+                f" (epoch {self.current_epoch}, batch {batch_idx}). {NAN_ADVICE}"
+            )
         self.stats["train"].update(logits.detach(), y, plain)
         if self._l1_params:
             loss = loss + self._l1 * sum(p.abs().sum() for p in self._l1_params)
@@ -145,37 +154,41 @@ class ClassificationTask(L.LightningModule):
         self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_validation_start(self) -> None:
-        """Stop on a non-finite training loss before it reaches validation and checkpoints, so
-        the last good checkpoint is kept (one check per epoch, not one sync per step)."""
+        """On accelerators the loss is checked once per epoch (a per-step check would sync),
+        still before validation and checkpoints, so the last good checkpoint is kept."""
         loss_sum = self.stats["train"].loss_sum
         if self.trainer.state.fn == "fit" and loss_sum is not None and not torch.isfinite(loss_sum):
             raise FloatingPointError(
-                f"non-finite training loss in epoch {self.current_epoch} (NaN or inf): lower"
-                " optimizer.lr or set reg.grad_clip (the last good checkpoint, if any, is kept)"
+                f"non-finite training loss in epoch {self.current_epoch}. {NAN_ADVICE}"
             )
 
     def on_validation_epoch_end(self) -> None:
-        self._val = self._compute("val")
-        if self.trainer.sanity_checking:
+        """The epoch's row (train and val metrics) is complete here, before the checkpoint of
+        this epoch is written, so a checkpoint always holds the history up to its own epoch."""
+        val = self._compute("val")
+        if self.trainer.state.fn != "fit":
             return
-        # logger=False: the logger gets one row per epoch from on_train_epoch_end
-        self.log_dict(self._val, logger=False, prog_bar=False)
-        self.log("val_acc", self._val["val/acc"], logger=False, prog_bar=True)
-
-    def on_train_epoch_end(self) -> None:
         train = self._compute("train")
         row = {
             "epoch": self.current_epoch,
             **train,
-            **self._val,
+            **val,
             "lr": self._epoch_lr,  # at the start of the epoch
             "epoch_time_s": time.perf_counter() - self._epoch_start,
         }
         self.history.append(row)
-        self.log_dict(train, logger=False)
+        # logger=False: the loggers get the whole row at once, below
+        self.log_dict({**train, **val}, logger=False)
+        self.log("val_acc", val["val/acc"], logger=False, prog_bar=True)
         self.log("train_loss", train["train/loss"], logger=False, prog_bar=True)
         for logger in self.loggers:
             logger.log_metrics(row, step=row["epoch"])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dnnexp_history"] = [dict(row) for row in self.history]  # plain floats
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = [dict(row) for row in checkpoint.get("dnnexp_history", [])]
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self._compute("test")

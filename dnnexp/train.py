@@ -1,10 +1,12 @@
 """One training run: config -> data -> model/task -> trainer -> fit -> test best -> run dir.
 
-Called by `dnnexp train` with a validated config and the run dir Hydra created.
+Called by `dnnexp train` with a validated config and the run dir Hydra created (or, with
+`resume=RUN_DIR`, the run dir being resumed).
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -15,13 +17,21 @@ from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
 from dnnexp import console
+from dnnexp.checkpoint import load_checkpoint
+from dnnexp.config.errors import RunError
 from dnnexp.data.datamodule import ArrayDataModule
 from dnnexp.quiet import silence_lightning_noise
-from dnnexp.run_files import SUMMARY, versions, write_json
+from dnnexp.run_files import SUMMARY, code_version, versions, write_json
 from dnnexp.task import ClassificationTask
 from dnnexp.trainer import build_trainer, job_scope
 
 CHECKPOINT = "checkpoints/best.ckpt"
+LAST = "checkpoints/last.ckpt"
+INTERRUPTED_EXIT = 130
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: stop, keep the checkpoints, say how to resume."""
 
 
 def train(
@@ -36,6 +46,11 @@ def train(
     silence_lightning_noise()
     run_dir = Path(run_dir)
     is_main = rank_zero_only.rank == 0
+    resume_from = run_dir / LAST if cfg.get("resume") else None
+    if resume_from is not None and not resume_from.is_file():
+        raise RunError(f"resume={cfg.resume}: no {LAST} there, nothing to resume from")
+    data = ArrayDataModule(cfg.data, seed=cfg.seed)
+    data.setup()  # bad data settings (e.g. a class left empty) fail before anything is written
     started = time.perf_counter()
     summary: dict[str, Any] = {
         "status": "running",
@@ -43,6 +58,7 @@ def train(
         "seed": cfg.seed,
         "overrides": overrides,
         "config_hash": config_hash,
+        "resumed": resume_from is not None,
         "metrics": {},
     }
     if is_main:
@@ -50,18 +66,22 @@ def train(
             console.print_config(cfg)
         write_json(run_dir / SUMMARY, summary)
     try:
-        with job_scope():
-            summary.update(_fit_and_test(cfg, run_dir, overrides, show_details=label is None))
+        with job_scope(), _signals_interrupt():
+            result = _fit_and_test(cfg, data, run_dir, overrides, resume_from, label is None)
+        summary.update(result)
         summary["status"] = "completed"
     except BaseException as err:  # the run dir must say what happened, then the error goes on
-        summary["status"] = (
-            "interrupted" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "failed"
-        )
+        interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
+        summary["status"] = "interrupted" if interrupted else "failed"
         summary["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
+        if interrupted:
+            _report_interrupt(run_dir, is_main)
+            raise SystemExit(INTERRUPTED_EXIT) from None
         raise
     finally:
         summary["duration_s"] = round(time.perf_counter() - started, 3)
         summary["versions"] = versions()
+        summary["code"] = code_version()
         if is_main:
             write_json(run_dir / SUMMARY, summary)
     if is_main and label is not None:
@@ -79,23 +99,31 @@ def train(
 
 
 def _fit_and_test(
-    cfg: DictConfig, run_dir: Path, overrides: list[str], show_details: bool
+    cfg: DictConfig,
+    data: ArrayDataModule,
+    run_dir: Path,
+    overrides: list[str],
+    resume_from: Path | None,
+    show_details: bool,
 ) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=False, verbose=False)
-    data = ArrayDataModule(cfg.data, seed=cfg.seed)
-    data.setup()
     task = ClassificationTask(
         OmegaConf.to_container(cfg, resolve=True),  # plain dict: loads with weights_only=True
         list(data.input_shape),
         data.num_classes,
         data.fingerprint,
     )
-    trainer = build_trainer(cfg, run_dir, overrides, model_summary=show_details)
-    trainer.fit(task, datamodule=data)
+    resume_epoch = None if resume_from is None else int(load_checkpoint(resume_from)["epoch"])
+    trainer = build_trainer(
+        cfg, run_dir, overrides, model_summary=show_details, resume_epoch=resume_epoch
+    )
+    trainer.fit(task, datamodule=data, ckpt_path=resume_from, weights_only=True)
     if trainer.interrupted:
-        raise KeyboardInterrupt("training interrupted")
+        raise Interrupted("training interrupted")
     best_path = trainer.checkpoint_callback.best_model_path
-    trainer.test(task, datamodule=data, ckpt_path=best_path or None, verbose=False)
+    trainer.test(
+        task, datamodule=data, ckpt_path=best_path or None, verbose=False, weights_only=True
+    )
     history = task.history
     best = _best_epoch(history, cfg.reg.early_stopping.monitor)
     at_best = history[best] if history else {}
@@ -121,3 +149,35 @@ def _best_epoch(history: list[dict[str, float]], monitor: str) -> int:
     values = [row.get(monitor, float("nan")) for row in history]
     sign = 1 if monitor.endswith("loss") else -1
     return min(range(len(values)), key=lambda i: (sign * values[i], i))
+
+
+class _signals_interrupt:
+    """SIGTERM (a cluster pre-empting the job) ends the run like Ctrl-C does: Lightning then
+    stops at once, and its own SIGTERM handling (which would exit with status 0) is bypassed."""
+
+    def __enter__(self) -> None:
+        self.previous = signal.getsignal(signal.SIGTERM)
+        try:
+            signal.signal(signal.SIGTERM, self._raise)
+        except ValueError:  # not the main thread (e.g. a launcher's worker thread)
+            self.previous = None
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise Interrupted(f"signal {signal.Signals(signum).name}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _report_interrupt(run_dir: Path, is_main: bool) -> None:
+    if not is_main:
+        return
+    last = run_dir / LAST
+    where = "from the end of its last full epoch" if last.is_file() else "(no epoch had finished)"
+    console.console.print(
+        f"[bold yellow]interrupted[/bold yellow]: {run_dir} keeps its checkpoints; continue it"
+        f" {where} with:\n  dnnexp train resume={run_dir}",
+        highlight=False,
+    )

@@ -12,6 +12,8 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichModelSummary
 from omegaconf import DictConfig
 
+from dnnexp.checkpoint import AtomicCheckpointIO, RNGState
+from dnnexp.metrics_csv import MetricsCSV
 from dnnexp.progress import ThrottledRichProgressBar
 
 
@@ -42,8 +44,13 @@ def monitor_mode(metric: str) -> str:
 
 
 def build_trainer(
-    cfg: DictConfig, run_dir: Path, overrides: list[str], model_summary: bool = True
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str],
+    model_summary: bool = True,
+    resume_epoch: int | None = None,
 ) -> L.Trainer:
+    """`resume_epoch`: the epoch of the checkpoint a resumed run continues from."""
     t, reg = cfg.trainer, cfg.reg
     monitor = reg.early_stopping.monitor  # "best" means the same thing to checkpoints and stopping
     callbacks: list[Callback] = [
@@ -54,7 +61,9 @@ def build_trainer(
             mode=monitor_mode(monitor),
             save_last=True,
             auto_insert_metric_name=False,
-        )
+            enable_version_counter=False,  # best.ckpt stays best.ckpt, also after a resume
+        ),
+        RNGState(),
     ]
     if reg.early_stopping.enabled:
         callbacks.append(
@@ -85,7 +94,8 @@ def build_trainer(
         deterministic=t.deterministic,
         gradient_clip_val=reg.grad_clip or None,
         gradient_clip_algorithm="norm",
-        logger=_loggers(cfg.logger.name, run_dir),
+        logger=_loggers(cfg.logger.name, run_dir, resume_epoch),
+        plugins=[AtomicCheckpointIO()],
         callbacks=callbacks,
         enable_progress_bar=t.progress_bar,
         enable_model_summary=model_summary,
@@ -100,11 +110,10 @@ def _limit(value: float) -> float | int:
     return int(value) if value > 1 else float(value)
 
 
-def _loggers(name: str, run_dir: Path) -> list:
+def _loggers(name: str, run_dir: Path, resume_epoch: int | None) -> list:
     if name == "csv":
-        from lightning.pytorch.loggers import CSVLogger
-
-        return [CSVLogger(save_dir=run_dir, name="", version="")]  # -> <run_dir>/metrics.csv
+        keep = None if resume_epoch is None else resume_epoch + 1
+        return [MetricsCSV(run_dir / "metrics.csv", keep_epochs_below=keep)]
     if name == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
 

@@ -78,9 +78,12 @@ def _epoch(loader: InMemoryLoader, epoch: int) -> torch.Tensor:
 def test_loader_covers_every_sample_and_shuffles_by_seed_and_epoch() -> None:
     x, y = torch.arange(100.0).view(100, 1), torch.arange(100)
     loader = InMemoryLoader(x, y, batch_size=32, shuffle=True, seed=3)
-    assert len(loader) == 4 and [len(b) for _, b in loader] == [32, 32, 32, 4]
+    assert len(loader) == 3 and [len(b) for _, b in loader] == [32, 32, 32]  # drops the last 4
     e0, e1 = _epoch(loader, 0), _epoch(loader, 1)
-    assert sorted(e0.tolist()) == list(range(100)) and not torch.equal(e0, e1)
+    assert len(set(e0.tolist())) == 96 and not torch.equal(e0, e1)
+    assert set(e0.tolist()) != set(e1.tolist())  # a different 4 are left out each epoch
+    evaluation = InMemoryLoader(x, y, batch_size=32)
+    assert [len(b) for _, b in evaluation] == [32, 32, 32, 4]  # evaluation sees every sample
     assert torch.equal(e0, _epoch(InMemoryLoader(x, y, 32, shuffle=True, seed=3), 0))  # resumable
     assert not torch.equal(e0, _epoch(InMemoryLoader(x, y, 32, shuffle=True, seed=4), 0))
     for xb, yb in loader:
@@ -93,7 +96,7 @@ def test_loader_shards_for_ddp() -> None:
     train = [InMemoryLoader(x, y, 2, shuffle=True, seed=0, rank=r, world_size=3) for r in range(3)]
     shards = [_epoch(loader, 0) for loader in train]
     assert {len(s) for s in shards} == {4}  # equal steps on every rank
-    assert set(torch.cat(shards).tolist()) == set(range(10))
+    assert len(set(torch.cat(shards).tolist())) >= 9
     evals = [
         torch.cat([b for _, b in InMemoryLoader(x, y, 2, rank=r, world_size=3)]) for r in range(3)
     ]

@@ -15,9 +15,11 @@ def main(args: list[str]) -> int:
 
         print(render(_config_dirs(args)))
         return 0
-    refusal = (
-        _refuse_flag_clash(args) or _refuse_finished_run_dir(args) or _refuse_other_sweep(args)
-    )
+    refusal = _refuse_flag_clash(args)
+    if refusal is None and any(a.startswith("resume=") for a in args):
+        args, refusal = _resume_args(args)
+    elif refusal is None:
+        refusal = _refuse_finished_run_dir(args) or _refuse_other_sweep(args)
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
@@ -35,6 +37,34 @@ def main(args: list[str]) -> int:
     from dnnexp.sweep.callbacks import failed_jobs
 
     return 1 if failed_jobs() else 0
+
+
+def _resume_args(args: list[str]) -> tuple[list[str], str | None]:
+    """`resume=RUN_DIR [overrides]` -> that run's own overrides, then the new ones, run in
+    RUN_DIR itself (train() continues from checkpoints/last.ckpt)."""
+    value = next(a for a in args if a.startswith("resume=")).split("=", 1)[1]
+    run_dir = Path(value).expanduser().resolve()
+    if "-m" in args or "--multirun" in args:
+        return (
+            args,
+            "resume= continues one run; to finish a sweep, re-run it into its hydra.sweep.dir",
+        )
+    if not (run_dir / ".hydra" / "overrides.yaml").is_file():
+        return args, f"resume={value}: not a dnnexp run dir (no .hydra/overrides.yaml there)"
+    if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return (
+            args,
+            f"resume={value}: no checkpoints/last.ckpt there (no epoch finished): start anew",
+        )
+    from omegaconf import OmegaConf
+
+    earlier = [
+        o
+        for o in OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
+        if not o.startswith(("resume=", "hydra.run.dir="))
+    ]
+    extra = [a for a in args if not a.startswith(("resume=", "hydra.run.dir="))]
+    return [*earlier, *extra, f"resume={run_dir}", f"hydra.run.dir={run_dir}"], None
 
 
 def _refuse_flag_clash(args: list[str]) -> str | None:

@@ -268,6 +268,7 @@ class TrainSchema:
     seed: int = knob(0, ge=0)
     name: str = knob("default", doc="a label for the run, shown in reports")
     tags: list[str] = knob([])
+    resume: Optional[str] = knob(None, doc="a run dir to continue from its last.ckpt")
     data: Any = None
     model: Any = None
     optimizer: Any = None

@@ -48,6 +48,8 @@ class InMemoryLoader:
         )
 
     def __len__(self) -> int:
+        if self.shuffle:  # training drops the last partial batch (a batch of 1 breaks batch norm)
+            return max(1, self.samples_per_rank // self.batch_size)
         return math.ceil(self.samples_per_rank / self.batch_size)
 
     def _indices(self) -> torch.Tensor | None:
@@ -68,5 +70,6 @@ class InMemoryLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._indices()
         x, y = (self.x, self.y) if order is None else (self.x[order], self.y[order])
-        for start in range(0, len(y), self.batch_size):
+        for i in range(len(self)):
+            start = i * self.batch_size
             yield x[start : start + self.batch_size], y[start : start + self.batch_size]
