@@ -7,6 +7,7 @@ Called by `dnnexp train` with a validated config and the run dir Hydra created (
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,8 @@ def _report_interrupt(run_dir: Path, is_main: bool) -> None:
         return
     last = run_dir / LAST
     where = "from the end of its last full epoch" if last.is_file() else "(no epoch had finished)"
-    console.console.print(
-        f"[bold yellow]interrupted[/bold yellow]: {run_dir} keeps its checkpoints; continue it"
-        f" {where} with:\n  dnnexp train resume={run_dir}",
-        highlight=False,
+    print(
+        f"interrupted: {run_dir} keeps its checkpoints; continue it {where} with:\n"
+        f"  dnnexp train resume={run_dir}",
+        file=sys.stderr,
     )

@@ -1,0 +1,184 @@
+"""Kill and resume, interrupts, reproducibility, numerical faults, atomic checkpoint writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import compose, run_cli
+
+ARGS = [
+    "train",
+    "data.batch_size=4",
+    "trainer.max_epochs=3",
+    "trainer.progress_bar=false",
+    "trainer.model_summary=false",
+    "reg=[dropout,augment]",
+]
+
+
+def _start(cwd: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dnnexp", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < end, f"{path} never appeared"
+        time.sleep(0.005)
+
+
+def _rows(run: Path) -> list[dict]:
+    with (run / "metrics.csv").open() as f:
+        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(f)]
+
+
+def _summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    reference = run_cli(*ARGS, "hydra.run.dir=reference", cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr
+
+    proc = _start(tmp_path, *ARGS, "hydra.run.dir=killed")
+    _wait_for(tmp_path / "killed" / "checkpoints" / "last.ckpt", proc)  # epoch 0 is done
+    time.sleep(0.1)  # well inside epoch 1 (about 300 steps)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert _summary(tmp_path / "killed")["status"] == "running"  # what a SIGKILL leaves
+    assert len(_rows(tmp_path / "killed")) < 3
+
+    resumed = run_cli("train", "resume=killed", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    after, before = _summary(tmp_path / "killed"), _summary(tmp_path / "reference")
+    assert after["status"] == "completed" and after["resumed"]
+    assert after["metrics"] == before["metrics"]  # exactly, not approximately
+    assert _rows(tmp_path / "killed") == _rows(tmp_path / "reference")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_keeps_the_checkpoints_and_says_how_to_resume(
+    tmp_path: Path, sig: int
+) -> None:
+    proc = _start(tmp_path, *ARGS, "trainer.max_epochs=50", "hydra.run.dir=run")
+    _wait_for(tmp_path / "run" / "checkpoints" / "last.ckpt", proc)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    summary = _summary(tmp_path / "run")
+    assert summary["status"] == "interrupted" and summary["error"]
+    assert f"dnnexp train resume={tmp_path / 'run'}" in out + err
+    torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)  # intact
+
+    if sig == signal.SIGTERM:  # and the run goes on from there
+        resumed = run_cli("train", "resume=run", "trainer.max_epochs=3", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr
+        assert _summary(tmp_path / "run")["status"] == "completed"
+
+
+def test_resume_refuses_what_it_cannot_resume(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    proc = run_cli("train", "resume=empty", cwd=tmp_path)
+    assert proc.returncode == 2 and "not a dnnexp run dir" in proc.stderr
+    (tmp_path / "early" / ".hydra").mkdir(parents=True)
+    (tmp_path / "early" / ".hydra" / "overrides.yaml").write_text("[]\n")
+    proc = run_cli("train", "resume=early", cwd=tmp_path)
+    assert proc.returncode == 2 and "no checkpoints/last.ckpt" in proc.stderr
+
+
+def _train(tmp: Path, *overrides: str) -> dict:
+    from dnnexp.train import train
+
+    cfg = compose(
+        "data=synthetic",
+        "trainer.max_epochs=3",
+        "trainer.progress_bar=false",
+        "trainer.model_summary=false",
+        "reg=[dropout,augment]",
+        *overrides,
+    )
+    return train(cfg, run_dir=tmp, overrides=list(overrides))
+
+
+def test_same_seed_same_metrics_different_seed_different(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for run, seed in ((a, 0), (b, 0), (c, 1)):
+        run.mkdir()
+        _train(run, f"seed={seed}")
+    assert _rows(a) == _rows(b) and _summary(a)["metrics"] == _summary(b)["metrics"]
+    assert _rows(a) != _rows(c)
+
+
+def test_summary_records_versions_and_code(tmp_path: Path) -> None:
+    summary = _train(tmp_path, "trainer.max_epochs=1")
+    assert summary["versions"]["torch"] == torch.__version__
+    assert set(summary["versions"]) == {"python", "torch", "lightning"}
+    code = summary["code"]
+    assert code is None or (len(code["git_commit"]) == 40 and isinstance(code["dirty"], bool))
+
+
+def test_a_nan_loss_stops_the_run_at_its_step(tmp_path: Path) -> None:
+    with pytest.raises(
+        FloatingPointError, match=r"non-finite training loss .* at step \d+ \(epoch 0"
+    ):
+        _train(tmp_path, "optimizer=sgd", "optimizer.lr=1e6", "model.norm=none")
+    summary = _summary(tmp_path)
+    assert summary["status"] == "failed" and "non-finite" in summary["error"]
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()  # NaN weights never saved
+
+
+def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dnnexp.checkpoint import AtomicCheckpointIO
+
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"weights": torch.ones(3)}, path)
+
+    def dies_half_way(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # the kill arrives in the middle of the write
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"weights": torch.zeros(3)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left behind
+
+
+def test_rng_state_survives_a_weights_only_checkpoint(tmp_path: Path) -> None:
+    import random
+
+    import numpy as np
+
+    from dnnexp.checkpoint import RNGState
+
+    callback = RNGState()
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    torch.save({"rng": callback.state_dict()}, tmp_path / "c.ckpt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    callback.load_state_dict(torch.load(tmp_path / "c.ckpt", weights_only=True)["rng"])
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert (
+        torch.equal(got[0], expected[0]) and (got[1] == expected[1]).all() and got[2] == expected[2]
+    )
