@@ -44,7 +44,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                 " load, which can run arbitrary code; dnnexp loads weights only"
             ) from None
         raise RunError(f"ckpt={path} is not a readable checkpoint (not a torch file)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise RunError(
             f"ckpt={path} is not a readable checkpoint (truncated or corrupt: {first})"

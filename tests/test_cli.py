@@ -166,47 +166,127 @@ def test_ddp_inside_a_multirun_runs_each_job_once(tmp_path: Path) -> None:
     assert len(list((tmp_path / "outputs" / "multirun").glob("*/*"))) == 1  # one sweep dir
 
 
+def _file(name: str, content: bytes = b""):
+    def make(tmp: Path) -> None:
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / name).write_bytes(content)
+
+    return make
+
+
+def _truncated_checkpoint(tmp: Path) -> None:
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "hyper_parameters": {}}, tmp / "cut.ckpt")
+    data = (tmp / "cut.ckpt").read_bytes()
+    (tmp / "cut.ckpt").write_bytes(data[: len(data) // 2])
+
+
+# The README's "Bad input" table, row by row: the arguments, what must be on the last line of
+# stderr, and what to create first. Every row also checks: non-zero exit, no traceback, and
+# no run dir left behind that looks like a run.
 BAD_INPUTS = [
-    (["nosuch"], "dnnexp: unknown command 'nosuch'; commands: train, eval, report"),
-    (["train", "model=nosuch"], "error: model=nosuch: no such option; available: cnn, densenet"),
+    (["nosuch"], "dnnexp: unknown command 'nosuch'; commands: train, eval, report", None),
+    (
+        ["train", "model=nosuch"],
+        "error: model=nosuch: no such option; available: cnn, densenet",
+        None,
+    ),
     (
         ["train", "reg.dropuot=0.1"],
         "error: reg.dropuot: no such key in 'reg' (did you mean reg.dropout?)",
+        None,
     ),
-    (["train", "model.widht=3"], "error: model.widht: no such key in 'model'"),
+    (["train", "+reg.dropuot=0.1"], "error: reg.dropuot: no such key in 'reg'", None),
+    (["train", "model.widht=3"], "error: model.widht: no such key in 'model'", None),
+    (["train", "+foo=1"], "error: foo: no such key at the top level; allowed: data", None),
     (
         ["train", "optimizer.lr=fast"],
         "error: optimizer.lr: Value 'fast' of type 'str' could not be converted to Float",
+        None,
     ),
-    (["train", "trainer.max_epochs=abc"], "error: trainer.max_epochs: Value 'abc' of type 'str'"),
-    (["train", "reg.dropout=1.5"], "error: reg.dropout=1.5 is out of range: must be less than 1"),
+    (
+        ["train", "trainer.max_epochs=abc"],
+        "error: trainer.max_epochs: Value 'abc' of type 'str'",
+        None,
+    ),
+    (
+        ["train", "reg.dropout=1.5"],
+        "error: reg.dropout=1.5 is out of range: must be less than 1",
+        None,
+    ),
     (
         ["train", "optimizer.lr=-1"],
         "error: optimizer.lr=-1.0 is out of range: must be greater than 0",
+        None,
     ),
-    (["train", "trainer.max_epochs=-1"], "error: trainer.max_epochs=-1 is out of range"),
-    (["train", "data.batch_size=0"], "error: data.batch_size=0 is out of range"),
+    (
+        ["train", "data.batch_size=0"],
+        "error: data.batch_size=0 is out of range: must be greater than 0",
+        None,
+    ),
+    (
+        ["train", "trainer.max_epochs=-1"],
+        "error: trainer.max_epochs=-1 is out of range: must be greater than 0",
+        None,
+    ),
+    (
+        ["train", "data.train_fraction=0"],
+        "error: data.train_fraction=0.0 is out of range: must be greater than 0",
+        None,
+    ),
     (
         ["train", "model=resnext", "model.cardinality=3"],
-        "error: model.cardinality=3 does not divide",
+        "error: model.cardinality=3 does not divide the stage width 64",
+        None,
     ),
-    (["train", "+foo=1"], "error: foo: no such key at the top level; allowed: data"),
-    (["train", "+reg.dropuot=0.1"], "error: reg.dropuot: no such key in 'reg'"),
-    (["train", "-m", "--cfg", "job"], "error: -m and --cfg cannot be combined"),
-    (["train", "data.train_fraction=0.001"], "error: data.train_fraction=0.001 leaves class"),
-    (["eval"], "usage: dnnexp eval"),
-    (["eval", "ckpt=nope.ckpt"], "error: ckpt=nope.ckpt: no such file"),
+    (
+        ["train", "model=cnn", "model.bidirectional=true"],
+        "error: model.bidirectional: no such key in 'model'",
+        None,
+    ),
+    (
+        ["train", "data.train_fraction=0.001"],
+        "error: data.train_fraction=0.001 leaves class 0 with no training sample",
+        None,
+    ),
+    (["train", "-m", "--cfg", "job"], "error: -m and --cfg cannot be combined", None),
+    (
+        ["train", "hydra.run.dir=afile/run"],
+        "error: cannot write afile/run: Not a directory",
+        _file("afile"),
+    ),
+    (["train"], "error: cannot write outputs/", _file("outputs")),
+    (["train", "resume=nowhere"], "error: resume=nowhere: not a dnnexp run dir", None),
+    (["eval"], "usage: dnnexp eval", None),
+    (["eval", "ckpt="], "error: ckpt= is missing", None),
+    (["eval", "ckpt=nope.ckpt"], "error: ckpt=nope.ckpt: no such file", None),
+    (["eval", "ckpt=empty.ckpt"], "error: ckpt=empty.ckpt is empty (0 bytes)", _file("empty.ckpt")),
+    (
+        ["eval", "ckpt=junk.ckpt"],
+        "error: ckpt=junk.ckpt is not a readable checkpoint",
+        _file("junk.ckpt", b"junk" * 10),
+    ),
+    (
+        ["eval", "ckpt=cut.ckpt"],
+        "error: ckpt=cut.ckpt is not a readable checkpoint (truncated or corrupt",
+        _truncated_checkpoint,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("args", "expected"), BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], expected: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "expected", "setup"), BAD_INPUTS, ids=[" ".join(a) for a, _, _ in BAD_INPUTS]
+)
+def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], expected: str, setup) -> None:
+    if setup is not None:
+        setup(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
     proc = run_cli(*args, cwd=tmp_path, timeout=120)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert expected in (proc.stderr.strip().splitlines() or [""])[-1] or expected in proc.stdout
-    if args[0] == "train" and "train_fraction" not in args[-1]:
-        assert not (tmp_path / "outputs").exists() or not run_dirs(tmp_path / "outputs")
+    assert not run_dirs(tmp_path)  # nothing that looks like a run was written
+    after = sorted(p.name for p in tmp_path.rglob("*") if not p.is_dir())
+    assert set(after) <= set(before)  # and no new files
 
 
 def test_full_error_keeps_the_traceback(tmp_path: Path) -> None:

@@ -104,7 +104,13 @@ def test_a_failing_job_does_not_stop_its_siblings(tmp_path: Path) -> None:
     report = run_cli("report", "sw", cwd=tmp_path)  # a sweep with failures still reports
     assert report.returncode == 0, report.stderr
     assert "optimizer.lr=0.01" in report.stdout and "failed" in report.stdout
-    for name in ("report.md", "report.csv", "report.json", "learning_curves.png", "metric_test_acc.png"):
+    for name in (
+        "report.md",
+        "report.csv",
+        "report.json",
+        "learning_curves.png",
+        "metric_test_acc.png",
+    ):
         assert (tmp_path / "sw" / name).stat().st_size > 0, name
 
 

@@ -45,7 +45,7 @@ def _parse(args: list[str]) -> tuple[Path, Path | None, list[str]]:
                 f"'{arg}' is not key=value; usage: dnnexp eval ckpt=PATH [key=value ...]"
             )
         if key == "ckpt":
-            ckpt = Path(value)
+            ckpt = Path(value) if value.strip() else None
         elif key == "out":
             out = Path(value)
         else:

@@ -52,6 +52,13 @@ def one_line(ex: BaseException) -> str | None:
         if group and ex.options is not None:
             return f"{group}={option}: no such option; available: {', '.join(ex.options)}"
         return str(ex).splitlines()[0]
+    os_error = _os_error_in(ex)
+    if os_error is not None:  # e.g. a read-only or full disk, or a file where a dir should be
+        where = os_error.filename or "the output directory"
+        return (
+            f"cannot write {where}: {os_error.strerror or os_error}; pick a writable"
+            " hydra.run.dir (or hydra.sweep.dir), or free some space"
+        )
     if isinstance(ex, OverrideParseException):
         return f"{str(ex).splitlines()[0]} (overrides look like key=value, +new_key=value, ~key)"
     if isinstance(ex, ConfigCompositionException):
@@ -63,6 +70,20 @@ def one_line(ex: BaseException) -> str | None:
         return _describe_cause(ex)
     if type(ex) is ValueError and "--multirun" in str(ex):  # Hydra's flag checks, e.g. -m --cfg
         return str(ex).splitlines()[0]
+    return None
+
+
+def _os_error_in(ex: BaseException) -> OSError | None:
+    """The OSError that caused ex (directly, or wrapped by Hydra/OmegaConf), if any."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    seen = 0
+    while ex is not None and seen < 10:
+        if isinstance(ex, OSError):
+            return ex
+        # OmegaConf wraps a resolver's error (e.g. creating the run dir) as mere context
+        wrapped = ex.__context__ if isinstance(ex, OmegaConfBaseException) else None
+        ex, seen = ex.__cause__ or wrapped, seen + 1
     return None
 
 
