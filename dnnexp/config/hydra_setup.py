@@ -70,7 +70,17 @@ def one_line(ex: BaseException) -> str | None:
         return _describe_cause(ex)
     if type(ex) is ValueError and "--multirun" in str(ex):  # Hydra's flag checks, e.g. -m --cfg
         return str(ex).splitlines()[0]
+    if isinstance(ex, (ValueError, TypeError)) and _raised_in_hydra(ex):  # e.g. model=0
+        return f"{str(ex).split(' : ')[0].splitlines()[0]} (check the override syntax: key=value)"
     return None
+
+
+def _raised_in_hydra(ex: BaseException) -> bool:
+    """Whether ex was raised inside Hydra's own override handling (not in a job)."""
+    tb = ex.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("hydra.")
 
 
 def _os_error_in(ex: BaseException) -> OSError | None:
