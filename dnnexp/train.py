@@ -121,11 +121,11 @@ def _fit_and_test(
     trainer.fit(task, datamodule=data, ckpt_path=resume_from, weights_only=True)
     if trainer.interrupted:
         raise Interrupted("training interrupted")
+    history = list(task.history)  # before test() loads the best checkpoint (and its history)
     best_path = trainer.checkpoint_callback.best_model_path
     trainer.test(
         task, datamodule=data, ckpt_path=best_path or None, verbose=False, weights_only=True
     )
-    history = task.history
     best = _best_epoch(history, cfg.reg.early_stopping.monitor)
     at_best = history[best] if history else {}
     metrics = dict(task.test_metrics)

@@ -39,7 +39,7 @@ def test_train_writes_the_run_dir_contract(tmp_path: Path, fast_overrides: list[
     ).is_file()
 
     rows = list(csv.DictReader((run / "metrics.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2] and s["epochs"] == len(rows)
     for column in ("train/loss", "train/acc", "val/loss", "val/acc", "val/f1", "lr"):
         assert all(r[column] != "" for r in rows), column
     best = rows[s["best_epoch"]]

@@ -129,6 +129,7 @@ def test_same_seed_same_metrics_different_seed_different(tmp_path: Path) -> None
         _train(run, f"seed={seed}")
     assert _rows(a) == _rows(b) and _summary(a)["metrics"] == _summary(b)["metrics"]
     assert _rows(a) != _rows(c)
+    assert _summary(a)["epochs"] == len(_rows(a)) == 3  # all epochs, not those up to the best
 
 
 def test_summary_records_versions_and_code(tmp_path: Path) -> None:

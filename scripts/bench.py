@@ -1,0 +1,240 @@
+"""Benchmark dnnexp against a hand-written PyTorch loop, and time the CLI.
+
+    python scripts/bench.py            # the full benchmark (a few minutes on 2 cores)
+    python scripts/bench.py --quick    # one repetition, fewer configs
+
+Prints a table and writes JSON to outputs/bench/bench-<time>.json. Throughput: the same model on
+the same in-memory data for the same epochs, (a) in a plain loop written here (tensors sliced
+from memory, zero_grad(set_to_none=True), validation each epoch, no logging, no checkpoints) and
+(b) through dnnexp's real code path (its task, data module, callbacks, logger and checkpoints,
+timed around trainer.fit), alternated so that drift hits both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# (model, batch size, epochs): epochs chosen so that each measurement takes a second or more
+CONFIGS = [
+    ("mlp", 64, 20),
+    ("mlp", 256, 40),
+    ("resnext", 64, 2),
+    ("resnext", 256, 2),
+    ("lstm", 64, 8),
+]
+
+
+def compose(*overrides: str):
+    from tests.conftest import compose as _compose
+
+    return _compose(*overrides)
+
+
+def plain_loop(cfg, data, epochs: int) -> float:
+    """Train samples per second of a hand-written loop on the same model and data."""
+    import torch
+    import torch.nn.functional as F
+
+    from dnnexp.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(cfg.model, data.input_shape, data.num_classes, 0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr)
+    x, y = data.splits["train"]
+    xv, yv = data.splits["val"]
+    b, n = cfg.data.batch_size, len(y) // cfg.data.batch_size * cfg.data.batch_size
+    start = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(y))
+        xs, ys = x[perm], y[perm]
+        for i in range(0, n, b):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(xs[i : i + b]), ys[i : i + b]).backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(yv), cfg.data.eval_batch_size):
+                model(xv[i : i + cfg.data.eval_batch_size])
+    return n * epochs / (time.perf_counter() - start)
+
+
+def dnnexp_fit(cfg, data, epochs: int) -> float:
+    """Train samples per second of dnnexp's real training path (fit with its callbacks)."""
+    from omegaconf import OmegaConf
+
+    from dnnexp.quiet import silence_lightning_noise
+    from dnnexp.task import ClassificationTask
+    from dnnexp.trainer import build_trainer
+
+    silence_lightning_noise()
+    import lightning as L
+
+    L.seed_everything(0, verbose=False)
+    task = ClassificationTask(OmegaConf.to_container(cfg), list(data.input_shape), data.num_classes)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = build_trainer(cfg, Path(run_dir), [])
+        start = time.perf_counter()
+        trainer.fit(task, datamodule=data)
+        elapsed = time.perf_counter() - start
+    b = cfg.data.batch_size
+    return len(data.splits["train"][1]) // b * b * epochs / elapsed
+
+
+def throughput(reps: int, configs: list) -> list[dict]:
+    from dnnexp.data.datamodule import ArrayDataModule
+
+    rows = []
+    for model, batch, epochs in configs:
+        cfg = compose(
+            f"model={model}",
+            f"data.batch_size={batch}",
+            f"trainer.max_epochs={epochs}",
+            "scheduler=none",
+            "trainer.progress_bar=false",
+            "trainer.model_summary=false",
+        )
+        data = ArrayDataModule(cfg.data, seed=0)
+        data.setup()
+        plain_loop(cfg, data, 1)  # warm up both paths
+        dnnexp_fit(cfg, data, 1)
+        ratios, plains, ours = [], [], []
+        for _ in range(reps):
+            a = plain_loop(cfg, data, epochs)
+            b = dnnexp_fit(cfg, data, epochs)
+            plains.append(a), ours.append(b), ratios.append(b / a)
+        rows.append(
+            {
+                "model": model,
+                "batch": batch,
+                "epochs": epochs,
+                "plain_samples_s": statistics.median(plains),
+                "dnnexp_samples_s": statistics.median(ours),
+                "ratio_min": min(ratios),
+                "ratio_median": statistics.median(ratios),
+                "ratio_max": max(ratios),
+            }
+        )
+        print(f"  {model} batch {batch}: ratio {statistics.median(ratios):.3f}", flush=True)
+    return rows
+
+
+def wall(cmd: list[str], cwd: Path, reps: int = 3) -> float:
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=cwd, capture_output=True)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def cli_timings(tmp: Path) -> dict:
+    py, dnnexp = sys.executable, [sys.executable, "-m", "dnnexp"]
+    out = {
+        "dnnexp --help": wall([*dnnexp, "--help"], tmp),
+        "dnnexp train --help": wall([*dnnexp, "train", "--help"], tmp),
+        "dnnexp train --cfg job": wall([*dnnexp, "train", "--cfg", "job"], tmp),
+        "config error (reg.dropout=2)": wall([*dnnexp, "train", "reg.dropout=2"], tmp),
+        "python -c 'import lightning'": wall([py, "-c", "import lightning"], tmp),
+        "dnnexp train trainer=smoke": wall(
+            [*dnnexp, "train", "trainer=smoke", "trainer.progress_bar=false"], tmp, 2
+        ),
+    }
+    out["smoke minus import lightning"] = (
+        out["dnnexp train trainer=smoke"] - out["python -c 'import lightning'"]
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([*dnnexp, "train", "trainer.progress_bar=false"], cwd=tmp, capture_output=True)
+    out["peak RSS of a default run (MiB)"] = (
+        max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    )
+    return out
+
+
+def sweep_timings(tmp: Path) -> dict:
+    args = [
+        sys.executable,
+        "-m",
+        "dnnexp",
+        "train",
+        "-m",
+        "seed=0,1,2,3",
+        "trainer.max_epochs=10",
+        "trainer.progress_bar=false",
+    ]
+    seq = wall([*args, f"hydra.sweep.dir={tmp}/seq"], tmp, 1)
+    par = wall([*args, "hydra/launcher=joblib", f"hydra.sweep.dir={tmp}/par"], tmp, 1)
+    return {
+        "4-job sweep sequential (s)": seq,
+        "4-job sweep joblib (s)": par,
+        "joblib speed-up": seq / par,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one repetition, two configs")
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    reps, configs = (1, CONFIGS[:1] + CONFIGS[-1:]) if args.quick else (args.reps, CONFIGS)
+    started = time.perf_counter()
+    print("throughput: plain loop vs dnnexp (alternating)", flush=True)
+    rows = throughput(reps, configs)
+    with tempfile.TemporaryDirectory() as tmp:
+        print("CLI and sweep timings", flush=True)
+        cli = cli_timings(Path(tmp))
+        sweep = {} if args.quick else sweep_timings(Path(tmp))
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="training throughput (train samples/s; ratio = dnnexp / plain loop)")
+    for column in ("model", "batch", "epochs", "plain", "dnnexp", "ratio min", "median", "max"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(
+            r["model"],
+            str(r["batch"]),
+            str(r["epochs"]),
+            f"{r['plain_samples_s']:,.0f}",
+            f"{r['dnnexp_samples_s']:,.0f}",
+            f"{r['ratio_min']:.3f}",
+            f"{r['ratio_median']:.3f}",
+            f"{r['ratio_max']:.3f}",
+        )
+    console = Console()
+    console.print(table)
+    other = Table(title="CLI, memory and sweeps")
+    other.add_column("measure")
+    other.add_column("value", justify="right")
+    for key, value in {**cli, **sweep}.items():
+        other.add_row(key, f"{value:.2f}")
+    console.print(other)
+    result = {
+        "throughput": rows,
+        "cli": cli,
+        "sweep": sweep,
+        "bench_s": time.perf_counter() - started,
+        "python": sys.version.split()[0],
+    }
+    out = REPO / "outputs" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2))
+    console.print(f"wrote {path} ({result['bench_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
