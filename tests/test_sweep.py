@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from dnnexp.config import conf_dir
 from dnnexp.sweep import job
+from dnnexp.sweep.callbacks import read_jobs
 from tests.conftest import run_cli
 
 FAST = [
@@ -23,20 +24,23 @@ FAST = [
 
 
 def _summaries(sweep: Path) -> list[dict]:
-    return [
-        json.loads((d / "summary.json").read_text())
-        for d in sorted(sweep.iterdir(), key=lambda p: p.name)
-        if d.name.isdigit()
-    ]
+    """Every job's summary, in job order (job 10 after job 9)."""
+    return [summary for _, summary in read_jobs(sweep)]
 
 
-def test_reg_ablation_is_25_jobs_of_5_variants() -> None:
+def _jobs(option: str) -> list[list[str]]:
+    """The jobs a sweep option expands to, as Hydra's BasicSweeper expands them."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    params = OmegaConf.load(conf_dir() / "sweep" / "reg_ablation.yaml").hydra.sweeper.params
+    params = OmegaConf.load(conf_dir() / "sweep" / f"{option}.yaml").hydra.sweeper.params
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     (batch,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return batch
+
+
+def test_reg_ablation_is_25_jobs_of_5_variants() -> None:
+    batch = _jobs("reg_ablation")
     assert len(batch) == 25
     assert {o[0] for o in batch} == {
         "reg=none",
@@ -49,12 +53,7 @@ def test_reg_ablation_is_25_jobs_of_5_variants() -> None:
 
 @pytest.mark.parametrize(("option", "jobs"), [("norm_ablation", 15), ("lr_grid", 15)])
 def test_other_sweeps_expand(option: str, jobs: int) -> None:
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    params = OmegaConf.load(conf_dir() / "sweep" / f"{option}.yaml").hydra.sweeper.params
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-    assert len(BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]) == jobs
+    assert len(_jobs(option)) == jobs
 
 
 def test_threads_per_job_never_oversubscribe(monkeypatch: pytest.MonkeyPatch) -> None:
