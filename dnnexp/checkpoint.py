@@ -37,7 +37,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except torch.serialization.pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0]
         if "global" in str(err).lower():  # a class or function that only pickle can rebuild
             raise RunError(
                 f"ckpt={path} refused: it holds Python objects that only a full unpickle could"

@@ -92,7 +92,6 @@ class ClassificationTask(L.LightningModule):
         )
         self.stats = {stage: EpochStats(num_classes) for stage in ("train", "val", "test")}
         self.history: list[dict[str, float]] = []  # one row per epoch: train/*, val/*, lr
-        self._val: dict[str, float] = {}
         self.test_metrics: dict[str, float] = {}
         self._epoch_start, self._epoch_lr = 0.0, 0.0
         self._l1_params = (

@@ -50,7 +50,7 @@ def _parse(args: list[str]) -> tuple[Path, Path | None, list[str]]:
             out = Path(value)
         else:
             overrides.append(arg)
-    if ckpt is None or not str(ckpt):
+    if ckpt is None:
         raise ConfigError(
             "ckpt= is missing: dnnexp eval ckpt=outputs/<date>/<time>/checkpoints/best.ckpt"
         )

@@ -44,7 +44,7 @@ def _resume_args(args: list[str]) -> tuple[list[str], str | None]:
     RUN_DIR itself (train() continues from checkpoints/last.ckpt)."""
     value = next(a for a in args if a.startswith("resume=")).split("=", 1)[1]
     run_dir = Path(value).expanduser().resolve()
-    if "-m" in args or "--multirun" in args:
+    if _multirun(args):
         return (
             args,
             "resume= continues one run; to finish a sweep, re-run it into its hydra.sweep.dir",
@@ -67,6 +67,10 @@ def _resume_args(args: list[str]) -> tuple[list[str], str | None]:
     return [*earlier, *extra, f"resume={run_dir}", f"hydra.run.dir={run_dir}"], None
 
 
+def _multirun(args: list[str]) -> bool:
+    return "-m" in args or "--multirun" in args
+
+
 def _refuse_flag_clash(args: list[str]) -> str | None:
     modes = [a for a in args if a in ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--run")]
     if len(modes) > 1:
@@ -77,7 +81,7 @@ def _refuse_flag_clash(args: list[str]) -> str | None:
 def _refuse_finished_run_dir(args: list[str]) -> str | None:
     """An explicit hydra.run.dir that already holds a run is never reused (nothing overwritten).
     DDP ranks > 0 are started inside their rank 0's run dir on purpose and skip this."""
-    if os.environ.get("LOCAL_RANK", "0") != "0" or "-m" in args or "--multirun" in args:
+    if os.environ.get("LOCAL_RANK", "0") != "0" or _multirun(args):
         return None
     for arg in args:
         if arg.startswith("hydra.run.dir="):
@@ -93,7 +97,7 @@ def _refuse_finished_run_dir(args: list[str]) -> str | None:
 def _refuse_other_sweep(args: list[str]) -> str | None:
     """Re-running a sweep into its explicit hydra.sweep.dir finishes it (completed jobs are
     skipped); a different sweep there would renumber the jobs over the earlier ones."""
-    if "-m" not in args and "--multirun" not in args:
+    if not _multirun(args):
         return None
     sweep_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")), None)
     if sweep_dir is None or not (Path(sweep_dir) / "multirun.yaml").is_file():
@@ -160,7 +164,7 @@ def _job(cfg: DictConfig) -> float | None:
             run_dir=run_dir,
             overrides=overrides,
             config_hash=cfg_hash,
-            label=f"{label} ({' '.join(hydra_cfg.overrides.task)})" if multirun else None,
+            label=f"{label} ({' '.join(overrides)})" if multirun else None,
         )
         return summary["metrics"].get("test/acc")
     except (ConfigError, RunError) as err:
@@ -189,7 +193,9 @@ def _job(cfg: DictConfig) -> float | None:
 def _discard_unstarted_run_dir(run_dir: Path) -> None:
     """A run refused before training leaves no run dir that looks like a run: remove what Hydra
     wrote (.hydra/, the log) and the dir itself if nothing else is in it."""
-    if (run_dir / "summary.json").exists():
+    from dnnexp.run_files import SUMMARY
+
+    if (run_dir / SUMMARY).exists():
         return  # the run started: its summary says how it ended
     for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
         (run_dir / ".hydra" / name).unlink(missing_ok=True)

@@ -62,14 +62,9 @@ def threads_per_job(launcher: Any) -> int:
 
 def start_clean(threads: int) -> None:
     """Reset the process-global state a previous job in a reused worker (joblib) may have left:
-    thread count, deterministic-algorithm mode and the distributed env. Seeds are set per run."""
+    thread count and deterministic-algorithm mode. Seeds are set per run, and every run restores
+    the distributed env it changed (dnnexp.trainer.job_scope)."""
     import torch
 
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(False)
-    for key in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE"):
-        if key not in _ENV_AT_START:
-            os.environ.pop(key, None)
-
-
-_ENV_AT_START = set(os.environ)
