@@ -176,12 +176,19 @@ class ClassificationTask(L.LightningModule):
             "epoch_time_s": time.perf_counter() - self._epoch_start,
         }
         self.history.append(row)
-        # logger=False: the loggers get the whole row at once, below
-        self.log_dict({**train, **val}, logger=False)
-        self.log("val_acc", val["val/acc"], logger=False, prog_bar=True)
-        self.log("train_loss", train["train/loss"], logger=False, prog_bar=True)
-        for logger in self.loggers:
+        self._publish({**train, **val})
+        for logger in self.loggers:  # the whole row at once
             logger.log_metrics(row, step=row["epoch"])
+
+    def _publish(self, metrics: dict[str, float]) -> None:
+        """Hand the epoch's metrics to the callbacks (checkpoint, early stopping) and the
+        progress bar: what `self.log(key, value, logger=False)` does for each key, without its
+        cost (~0.3 ms per call on a 2-core CPU, as each call walks all logged results; with ten
+        keys that is several ms per epoch, more than an MLP's whole training step)."""
+        self.trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+        self.trainer.progress_bar_metrics.update(
+            {"val_acc": metrics["val/acc"], "train_loss": metrics["train/loss"]}
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dnnexp_history"] = [dict(row) for row in self.history]  # plain floats

@@ -95,7 +95,7 @@ def build_trainer(
         gradient_clip_val=reg.grad_clip or None,
         gradient_clip_algorithm="norm",
         logger=_loggers(cfg.logger.name, run_dir, resume_epoch),
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(t.checkpoint_interval_s)],
         callbacks=callbacks,
         enable_progress_bar=t.progress_bar,
         enable_model_summary=model_summary,

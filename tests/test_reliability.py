@@ -23,6 +23,7 @@ ARGS = [
     "trainer.progress_bar=false",
     "trainer.model_summary=false",
     "reg=[dropout,augment]",
+    "trainer.checkpoint_interval_s=0",  # a checkpoint after every epoch: kill after the first
 ]
 
 
@@ -98,6 +99,36 @@ def test_an_interrupt_keeps_the_checkpoints_and_says_how_to_resume(
         assert _summary(tmp_path / "run")["status"] == "completed"
 
 
+@pytest.mark.slow
+def test_checkpoints_held_in_memory_are_written_when_the_run_is_interrupted(
+    tmp_path: Path,
+) -> None:
+    """With the default rate limit no checkpoint reaches the disk during a short run; a SIGTERM
+    still leaves last.ckpt at the last full epoch, and the run resumes from it."""
+    args = [a for a in ARGS if not a.startswith("trainer.checkpoint_interval_s")]
+    proc = _start(tmp_path, *args, "trainer.max_epochs=50", "hydra.run.dir=run")
+    csv_file = tmp_path / "run" / "metrics.csv"
+    _wait_for(csv_file, proc)
+    while len(_rows(tmp_path / "run")) < 2:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.005)
+    time.sleep(0.1)  # inside epoch 2, its predecessor's checkpoint taken
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()  # held in memory
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] >= 1 and len(last["dnnexp_history"]) == last["epoch"] + 1
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["epoch"] <= last["epoch"]
+
+    resumed = run_cli(
+        "train", "resume=run", f"trainer.max_epochs={last['epoch'] + 2}", cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert _summary(tmp_path / "run")["epochs"] == last["epoch"] + 2
+
+
 def test_resume_refuses_what_it_cannot_resume(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     proc = run_cli("train", "resume=empty", cwd=tmp_path)
@@ -165,6 +196,34 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.Monkey
         io.save_checkpoint({"weights": torch.zeros(3)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["weights"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left behind
+
+
+def test_checkpoint_writes_are_rate_limited_but_never_lost(tmp_path: Path) -> None:
+    from dnnexp.checkpoint import AtomicCheckpointIO
+
+    io, best, last = (
+        AtomicCheckpointIO(interval_s=3600),
+        tmp_path / "best.ckpt",
+        tmp_path / "last.ckpt",
+    )
+    weights = torch.ones(3)
+    io.save_checkpoint({"weights": weights, "epoch": 0}, best)
+    io.save_checkpoint({"weights": weights, "epoch": 0}, last)
+    weights.mul_(5)  # training goes on in place
+    io.save_checkpoint({"weights": weights, "epoch": 1}, last)
+    weights.mul_(5)
+    assert not best.exists() and not last.exists()  # not due yet: held in memory
+    assert io.load_checkpoint(last)["epoch"] == 1  # reading a held file writes it first
+    assert torch.equal(torch.load(best, weights_only=True)["weights"], torch.ones(3))
+    assert torch.equal(torch.load(last, weights_only=True)["weights"], torch.full((3,), 5.0))
+
+    io.save_checkpoint({"weights": weights, "epoch": 2}, last)
+    io.teardown()  # the end of fit, an error or a signal: whatever is held gets written
+    assert torch.load(last, weights_only=True)["epoch"] == 2
+
+    now = AtomicCheckpointIO(interval_s=0)
+    now.save_checkpoint({"epoch": 7}, tmp_path / "now.ckpt")
+    assert torch.load(tmp_path / "now.ckpt", weights_only=True)["epoch"] == 7
 
 
 def test_rng_state_survives_a_weights_only_checkpoint(tmp_path: Path) -> None:

@@ -245,6 +245,10 @@ class TrainerConfig:
     progress_bar: bool = knob(True)
     model_summary: bool = knob(True)
     compile: bool = knob(False, doc="torch.compile the model")
+    channels_last: bool = knob(False, doc="channels_last memory format for image models (GPU)")
+    checkpoint_interval_s: float = knob(
+        10.0, ge=0, doc="write checkpoints at most this often (plus at the end); 0 = every epoch"
+    )
     num_threads: Optional[int] = knob(
         None, gt=0, doc="torch CPU threads; null = the cores divided among parallel sweep jobs"
     )
