@@ -1,7 +1,8 @@
 """A rich progress bar that redraws at most 5 times a second, not after every batch.
 
 Lightning's RichProgressBar updates its metrics and redraws on every batch, which costs more
-than a small model's whole training step.
+than a small model's whole training step. The training bar counts batches, not Lightning's items
+of `trainer.steps_per_call` batches.
 """
 
 from __future__ import annotations
@@ -26,11 +27,17 @@ class ThrottledRichProgressBar(RichProgressBar):
             return True
         return False
 
+    @property
+    def total_train_batches(self) -> int | float:
+        return getattr(self.trainer.train_dataloader, "num_batches", super().total_train_batches)
+
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.train_progress_bar_id is None or self._due(batch_idx + 1, self.total_train_batches):
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        per_item = getattr(trainer.train_dataloader, "batches_per_item", 1)
+        done = min((batch_idx + 1) * per_item, self.total_train_batches)
+        if self.train_progress_bar_id is None or self._due(done, self.total_train_batches):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, done - 1)
 
     def on_validation_batch_end(
         self,

@@ -50,7 +50,7 @@ def train(
     resume_from = run_dir / LAST if cfg.get("resume") else None
     if resume_from is not None and not resume_from.is_file():
         raise RunError(f"resume={cfg.resume}: no {LAST} there, nothing to resume from")
-    data = ArrayDataModule(cfg.data, seed=cfg.seed)
+    data = ArrayDataModule.for_run(cfg)
     data.setup()  # bad data settings (e.g. a class left empty) fail before anything is written
     started = time.perf_counter()
     summary: dict[str, Any] = {

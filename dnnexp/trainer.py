@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichModelSummary
+from lightning.pytorch.callbacks import Callback, EarlyStopping, RichModelSummary
 from omegaconf import DictConfig
 
-from dnnexp.checkpoint import AtomicCheckpointIO, RNGState
+from dnnexp.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint, RNGState
 from dnnexp.metrics_csv import MetricsCSV
 from dnnexp.progress import ThrottledRichProgressBar
 
@@ -54,7 +54,7 @@ def build_trainer(
     t, reg = cfg.trainer, cfg.reg
     monitor = reg.early_stopping.monitor  # "best" means the same thing to checkpoints and stopping
     callbacks: list[Callback] = [
-        ModelCheckpoint(
+        BestAndLastCheckpoint(
             dirpath=run_dir / "checkpoints",
             filename="best",
             monitor=monitor,
@@ -88,12 +88,10 @@ def build_trainer(
         num_nodes=t.num_nodes,
         precision=t.precision,
         max_epochs=t.max_epochs,
-        limit_train_batches=_limit(t.limit_train_batches),
+        # limit_train_batches is applied by the training loader, which counts batches (not items)
         limit_val_batches=_limit(t.limit_val_batches),
         limit_test_batches=_limit(t.limit_test_batches),
         deterministic=t.deterministic,
-        gradient_clip_val=reg.grad_clip or None,
-        gradient_clip_algorithm="norm",
         logger=_loggers(cfg.logger.name, run_dir, resume_epoch),
         plugins=[AtomicCheckpointIO(t.checkpoint_interval_s)],
         callbacks=callbacks,

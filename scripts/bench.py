@@ -105,7 +105,7 @@ def throughput(reps: int, configs: list) -> list[dict]:
             "trainer.progress_bar=false",
             "trainer.model_summary=false",
         )
-        data = ArrayDataModule(cfg.data, seed=0)
+        data = ArrayDataModule.for_run(cfg)
         data.setup()
         plain_loop(cfg, data, 1)  # warm up both paths
         dnnexp_fit(cfg, data, 1)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dnnexp.task import ClassificationTask
 from tests.conftest import compose, run_cli
 
 ARGS = [
@@ -118,7 +119,8 @@ def test_checkpoints_held_in_memory_are_written_when_the_run_is_interrupted(
     proc.communicate(timeout=60)
     assert proc.returncode == 130
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["epoch"] >= 1 and len(last["dnnexp_history"]) == last["epoch"] + 1
+    history = ClassificationTask.history_of(last)
+    assert last["epoch"] >= 1 and len(history) == last["epoch"] + 1
     best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
     assert best["epoch"] <= last["epoch"]
 

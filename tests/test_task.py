@@ -57,7 +57,7 @@ def _loss(task: ClassificationTask) -> torch.Tensor:
     torch.manual_seed(0)
     batch = (torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,)))
     task.model.eval()  # no batch-norm statistics drift between the calls
-    return task.training_step(batch, 0).detach()
+    return task._loss(*batch).detach()  # the loss one optimizer step minimizes
 
 
 def test_l1_term_is_added_to_the_loss() -> None:
@@ -95,3 +95,53 @@ def test_each_model_trains_a_smoke_epoch(model: str, tmp_path: Path) -> None:
     assert result["status"] == "completed" and result["epochs"] == 1
     assert 0.0 <= result["metrics"]["test/acc"] <= 1.0
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
+
+
+def _train_rows(run_dir: Path, *overrides: str) -> tuple[dict, list[dict]]:
+    import csv
+
+    from dnnexp.train import train
+
+    run_dir.mkdir()
+    cfg = compose(
+        "data=synthetic",
+        "data.batch_size=16",
+        "trainer.max_epochs=3",
+        "trainer.progress_bar=false",
+        "trainer.model_summary=false",
+        *overrides,
+    )
+    summary = train(cfg, run_dir=run_dir, overrides=list(overrides))
+    with (run_dir / "metrics.csv").open() as f:
+        rows = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in csv.DictReader(f)]
+    return summary, rows
+
+
+@pytest.mark.parametrize(
+    "scheduler", ["cosine", "onecycle", "plateau", "step scheduler.step_size=1 scheduler.gamma=0.5"]
+)
+def test_steps_per_call_changes_nothing_but_speed(tmp_path: Path, scheduler: str) -> None:
+    """Several optimizer steps per Lightning call: the same steps, schedules, clipping and
+    random draws as one step per call, so the same numbers bit for bit."""
+    name, *knobs = scheduler.split()
+    common = (f"scheduler={name}", *knobs, "reg=[dropout,grad_clip,augment]", "reg.grad_clip=0.5")
+    one, rows_one = _train_rows(tmp_path / "one", *common, "trainer.steps_per_call=1")
+    many, rows_many = _train_rows(tmp_path / "many", *common, "trainer.steps_per_call=7")
+    assert rows_one == rows_many and one["metrics"] == many["metrics"]
+    assert len({r["lr"] for r in rows_one}) == (1 if name == "plateau" else 3)  # schedules ran
+
+
+def test_limit_train_batches_counts_batches_not_calls(tmp_path: Path) -> None:
+    from dnnexp.data.datamodule import ArrayDataModule
+
+    cfg = compose("data=synthetic", "data.batch_size=16", "trainer.steps_per_call=3")
+    for limit, batches in ((5, 5), (0.5, None), (1.0, None)):
+        cfg.trainer.limit_train_batches = limit
+        data = ArrayDataModule.for_run(cfg)
+        data.setup()
+        loader = data.train_dataloader()
+        full = len(data.splits["train"][1]) // 16
+        expected = batches or max(1, int(full * limit))
+        assert loader.num_batches == expected and len(loader) == -(-expected // 3)
+        items = list(loader)
+        assert sum(len(y) for _, y in items) == expected * 16

@@ -245,6 +245,9 @@ class TrainerConfig:
     progress_bar: bool = knob(True)
     model_summary: bool = knob(True)
     compile: bool = knob(False, doc="torch.compile the model")
+    steps_per_call: int = knob(
+        16, gt=0, doc="optimizer steps (batches) per Lightning training_step call"
+    )
     channels_last: bool = knob(False, doc="channels_last memory format for image models (GPU)")
     checkpoint_interval_s: float = knob(
         10.0, ge=0, doc="write checkpoints at most this often (plus at the end); 0 = every epoch"

@@ -169,8 +169,16 @@ def _check_combinations(cfg: DictConfig) -> None:
             "logger=tensorboard needs the tensorboard package: pip install tensorboard"
             " (or pip install 'dnnexp[tensorboard]'), or use logger=csv"
         )
+    if trainer.channels_last and model.name not in IMAGE_MODELS:
+        raise ConfigError(
+            f"trainer.channels_last=true applies to image models ({', '.join(IMAGE_MODELS)}),"
+            f" not model={model.name}: leave it false"
+        )
     if trainer.strategy.startswith("ddp") and trainer.compile:
         raise ConfigError("trainer.compile=true with a ddp strategy is not supported: pick one")
+
+
+IMAGE_MODELS = ("cnn", "resnet", "resnext", "densenet")
 
 
 def _normalized_widths(model: DictConfig) -> list[tuple[str, int]]:

@@ -17,9 +17,18 @@ class ArrayDataModule(L.LightningDataModule):
     """Any dataset of `DATASETS`, held in memory. `input_shape` and `num_classes` are known after
     `setup()` and flow into the model, so nothing downstream hard-codes 8x8 or 10 classes."""
 
-    def __init__(self, cfg: DictConfig, seed: int) -> None:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        seed: int,
+        steps_per_call: int = 1,
+        limit_train_batches: float = 1.0,
+    ) -> None:
+        """`steps_per_call` training batches are served as one item (see `InMemoryLoader`);
+        `limit_train_batches` is a share (<= 1.0) or a count (> 1) of the training batches."""
         super().__init__()
         self.cfg, self.seed = cfg, seed
+        self.steps_per_call, self.limit_train_batches = steps_per_call, limit_train_batches
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -54,15 +63,29 @@ class ArrayDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return int(torch.cat([y for _, y in self.splits.values()]).max()) + 1
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> InMemoryLoader:
+    def _loader(
+        self, split: str, batch_size: int, shuffle: bool, **kwargs: float
+    ) -> InMemoryLoader:
         rank, world = 0, 1
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
         x, y = self.splits[split]
-        return InMemoryLoader(x, y, batch_size, shuffle, self.seed, rank, world)
+        return InMemoryLoader(x, y, batch_size, shuffle, self.seed, rank, world, **kwargs)
+
+    @classmethod
+    def for_run(cls, cfg: DictConfig) -> ArrayDataModule:
+        """The data module of a training run, from its whole config."""
+        t = cfg.trainer
+        return cls(cfg.data, cfg.seed, t.steps_per_call, t.limit_train_batches)
 
     def train_dataloader(self) -> InMemoryLoader:
-        return self._loader("train", self.cfg.batch_size, shuffle=True)
+        return self._loader(
+            "train",
+            self.cfg.batch_size,
+            shuffle=True,
+            batches_per_item=self.steps_per_call,
+            limit_batches=self.limit_train_batches,
+        )
 
     def val_dataloader(self) -> InMemoryLoader:
         return self._loader("val", self.cfg.eval_batch_size, shuffle=False)
