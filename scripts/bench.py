@@ -163,34 +163,68 @@ def cli_timings(tmp: Path) -> dict:
 
 
 def sweep_timings(tmp: Path) -> dict:
-    args = [
-        sys.executable,
-        "-m",
-        "dnnexp",
-        "train",
-        "-m",
-        "seed=0,1,2,3",
-        "trainer.max_epochs=10",
-        "trainer.progress_bar=false",
-    ]
-    seq = wall([*args, f"hydra.sweep.dir={tmp}/seq"], tmp, 1)
-    par = wall([*args, "hydra/launcher=joblib", f"hydra.sweep.dir={tmp}/par"], tmp, 1)
-    return {
-        "4-job sweep sequential (s)": seq,
-        "4-job sweep joblib (s)": par,
-        "joblib speed-up": seq / par,
-    }
+    """4-job seed sweeps, sequential vs joblib. Every process pays `import lightning` once
+    (~6-8 s here) in both modes, so the speed-up is bounded by how long the jobs are: short MLP
+    jobs (10 epochs, <1 s) and CNN jobs (30 epochs, ~6 s) are timed."""
+    out = {}
+    for label, job in (
+        ("mlp 10 epochs", ["trainer.max_epochs=10"]),
+        ("cnn 30 epochs", ["model=cnn"]),
+    ):
+        args = [sys.executable, "-m", "dnnexp", "train", "-m", "seed=0,1,2,3", *job]
+        args.append("trainer.progress_bar=false")
+        name = label.replace(" ", "-")
+        seq = wall([*args, f"hydra.sweep.dir={tmp}/{name}-seq"], tmp, 1)
+        par = wall([*args, "hydra/launcher=joblib", f"hydra.sweep.dir={tmp}/{name}-par"], tmp, 1)
+        out[f"4-job sweep, {label}: sequential (s)"] = seq
+        out[f"4-job sweep, {label}: joblib (s)"] = par
+        out[f"4-job sweep, {label}: joblib speed-up"] = seq / par
+    return out
+
+
+def speed_options(reps: int) -> list[dict]:
+    """dnnexp's speed knobs on this machine: resnext, batch 64, 2 epochs, train samples/s."""
+    from dnnexp.data.datamodule import ArrayDataModule
+
+    rows = []
+    for label, knobs in (
+        ("default (32-true)", []),
+        ("trainer.precision=bf16-mixed", ["trainer.precision=bf16-mixed"]),
+        ("trainer.channels_last=true", ["trainer.channels_last=true"]),
+        ("trainer.compile=true", ["trainer.compile=true"]),
+        ("trainer.steps_per_call=1", ["trainer.steps_per_call=1"]),
+    ):
+        cfg = compose(
+            "model=resnext",
+            "data.batch_size=64",
+            "trainer.max_epochs=2",
+            "scheduler=none",
+            "trainer.progress_bar=false",
+            "trainer.model_summary=false",
+            *knobs,
+        )
+        data = ArrayDataModule.for_run(cfg)
+        data.setup()
+        try:
+            runs = [dnnexp_fit(cfg, data, 2) for _ in range(reps)]
+            rows.append({"option": label, "samples_s": statistics.median(runs)})
+        except Exception as err:  # noqa: BLE001 - e.g. no C++ compiler for torch.compile
+            rows.append({"option": label, "error": f"{type(err).__name__}: {err}"[:200]})
+        print(f"  {label}: {rows[-1]}", flush=True)
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one repetition, two configs")
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
     reps, configs = (1, CONFIGS[:1] + CONFIGS[-1:]) if args.quick else (args.reps, CONFIGS)
     started = time.perf_counter()
     print("throughput: plain loop vs dnnexp (alternating)", flush=True)
     rows = throughput(reps, configs)
+    print("speed options (resnext, batch 64)", flush=True)
+    options = [] if args.quick else speed_options(2)
     with tempfile.TemporaryDirectory() as tmp:
         print("CLI and sweep timings", flush=True)
         cli = cli_timings(Path(tmp))
@@ -221,8 +255,16 @@ def main() -> int:
     for key, value in {**cli, **sweep}.items():
         other.add_row(key, f"{value:.2f}")
     console.print(other)
+    if options:
+        speed = Table(title="speed options (resnext, batch 64, train samples/s)")
+        speed.add_column("option")
+        speed.add_column("samples/s", justify="right")
+        for r in options:
+            speed.add_row(r["option"], f"{r['samples_s']:,.0f}" if "samples_s" in r else r["error"])
+        console.print(speed)
     result = {
         "throughput": rows,
+        "speed_options": options,
         "cli": cli,
         "sweep": sweep,
         "bench_s": time.perf_counter() - started,

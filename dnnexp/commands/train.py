@@ -26,11 +26,16 @@ def main(args: list[str]) -> int:
     import hydra
 
     from dnnexp.config import conf_dir, schema
-    from dnnexp.config.hydra_setup import install_one_line_errors, register_resolvers
+    from dnnexp.config.hydra_setup import (
+        install_one_line_errors,
+        register_resolvers,
+        speed_up_hydra,
+    )
 
     schema.register()
     register_resolvers()
     install_one_line_errors()
+    speed_up_hydra(args)
     sys.argv = [sys.argv[0], *args]  # Hydra reads its flags and overrides from sys.argv
     entry = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")(_job)
     entry()
