@@ -113,6 +113,9 @@ def test_bad_values_fail_with_the_key_and_what_is_allowed(override: str, expecte
         ),
         (["model=lstm", "model.activation=relu"], "does not apply to lstm"),
         (["model=rnn", "model.activation=gelu"], "not possible for rnn"),
+        (["model=mlp", "trainer.channels_last=true"], "applies to image models .* not model=mlp"),
+        (["trainer.steps_per_call=0"], "trainer.steps_per_call=0"),
+        (["trainer.checkpoint_interval_s=-1"], "trainer.checkpoint_interval_s=-1"),
     ],
 )
 def test_incompatible_combinations_are_refused(overrides: list[str], expected: str) -> None:
