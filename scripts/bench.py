@@ -1,6 +1,6 @@
 """Benchmark dnnexp against a hand-written PyTorch loop, and time the CLI.
 
-    python scripts/bench.py            # the full benchmark (a few minutes on 2 cores)
+    python scripts/bench.py            # the full benchmark (about 7 minutes on 2 cores)
     python scripts/bench.py --quick    # one repetition, fewer configs
 
 Prints a table and writes JSON to outputs/bench/bench-<time>.json. Throughput: the same model on
@@ -165,11 +165,12 @@ def cli_timings(tmp: Path) -> dict:
 def sweep_timings(tmp: Path) -> dict:
     """4-job seed sweeps, sequential vs joblib. Every process pays `import lightning` once
     (~6-8 s here) in both modes, so the speed-up is bounded by how long the jobs are: short MLP
-    jobs (10 epochs, <1 s) and CNN jobs (30 epochs, ~6 s) are timed."""
+    jobs (10 epochs, <1 s) and CNN jobs (30 and 60 epochs, ~6 and ~12 s) are timed."""
     out = {}
     for label, job in (
         ("mlp 10 epochs", ["trainer.max_epochs=10"]),
         ("cnn 30 epochs", ["model=cnn"]),
+        ("cnn 60 epochs", ["model=cnn", "trainer.max_epochs=60"]),
     ):
         args = [sys.executable, "-m", "dnnexp", "train", "-m", "seed=0,1,2,3", *job]
         args.append("trainer.progress_bar=false")
@@ -183,17 +184,11 @@ def sweep_timings(tmp: Path) -> dict:
 
 
 def speed_options(reps: int) -> list[dict]:
-    """dnnexp's speed knobs on this machine: resnext, batch 64, 2 epochs, train samples/s."""
+    """dnnexp's speed knobs on this machine: resnext, batch 64, 2 epochs. Each option is run
+    alternately with the default; the ratio option/default is the median of `reps` pairs."""
     from dnnexp.data.datamodule import ArrayDataModule
 
-    rows = []
-    for label, knobs in (
-        ("default (32-true)", []),
-        ("trainer.precision=bf16-mixed", ["trainer.precision=bf16-mixed"]),
-        ("trainer.channels_last=true", ["trainer.channels_last=true"]),
-        ("trainer.compile=true", ["trainer.compile=true"]),
-        ("trainer.steps_per_call=1", ["trainer.steps_per_call=1"]),
-    ):
+    def setup(*knobs: str):
         cfg = compose(
             "model=resnext",
             "data.batch_size=64",
@@ -205,12 +200,31 @@ def speed_options(reps: int) -> list[dict]:
         )
         data = ArrayDataModule.for_run(cfg)
         data.setup()
+        return cfg, data
+
+    base = setup()
+    rows = []
+    for option in (
+        "trainer.precision=bf16-mixed",
+        "trainer.channels_last=true",
+        "trainer.compile=true",
+        "trainer.steps_per_call=1",
+    ):
+        cfg, data = setup(option)
         try:
-            runs = [dnnexp_fit(cfg, data, 2) for _ in range(reps)]
-            rows.append({"option": label, "samples_s": statistics.median(runs)})
+            pairs = [(dnnexp_fit(*base, 2), dnnexp_fit(cfg, data, 2)) for _ in range(reps)]
         except Exception as err:  # noqa: BLE001 - e.g. no C++ compiler for torch.compile
-            rows.append({"option": label, "error": f"{type(err).__name__}: {err}"[:200]})
-        print(f"  {label}: {rows[-1]}", flush=True)
+            rows.append({"option": option, "error": f"{type(err).__name__}: {err}"[:200]})
+        else:
+            rows.append(
+                {
+                    "option": option,
+                    "default_samples_s": statistics.median(a for a, _ in pairs),
+                    "samples_s": statistics.median(b for _, b in pairs),
+                    "ratio": statistics.median(b / a for a, b in pairs),
+                }
+            )
+        print(f"  {rows[-1]}", flush=True)
     return rows
 
 
@@ -224,7 +238,7 @@ def main() -> int:
     print("throughput: plain loop vs dnnexp (alternating)", flush=True)
     rows = throughput(reps, configs)
     print("speed options (resnext, batch 64)", flush=True)
-    options = [] if args.quick else speed_options(2)
+    options = [] if args.quick else speed_options(3)
     with tempfile.TemporaryDirectory() as tmp:
         print("CLI and sweep timings", flush=True)
         cli = cli_timings(Path(tmp))
@@ -256,11 +270,19 @@ def main() -> int:
         other.add_row(key, f"{value:.2f}")
     console.print(other)
     if options:
-        speed = Table(title="speed options (resnext, batch 64, train samples/s)")
-        speed.add_column("option")
-        speed.add_column("samples/s", justify="right")
+        speed = Table(title="speed options (resnext, batch 64; ratio = option / default)")
+        for column in ("option", "default samples/s", "option samples/s", "ratio"):
+            speed.add_column(column, justify="right")
         for r in options:
-            speed.add_row(r["option"], f"{r['samples_s']:,.0f}" if "samples_s" in r else r["error"])
+            if "error" in r:
+                speed.add_row(r["option"], "", "", r["error"])
+            else:
+                speed.add_row(
+                    r["option"],
+                    f"{r['default_samples_s']:,.0f}",
+                    f"{r['samples_s']:,.0f}",
+                    f"{r['ratio']:.2f}",
+                )
         console.print(speed)
     result = {
         "throughput": rows,
