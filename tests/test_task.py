@@ -145,3 +145,34 @@ def test_limit_train_batches_counts_batches_not_calls(tmp_path: Path) -> None:
         assert loader.num_batches == expected and len(loader) == -(-expected // 3)
         items = list(loader)
         assert sum(len(y) for _, y in items) == expected * 16
+
+
+@pytest.mark.parametrize(
+    "scheduler", ["step scheduler.step_size=1", "plateau scheduler.patience=0"]
+)
+def test_epoch_schedules_resume_exactly(tmp_path: Path, scheduler: str) -> None:
+    """Per-epoch schedules are stepped by the task: a run stopped after 2 epochs and resumed
+    to 4 follows the same learning rates and numbers as a run of 4 epochs."""
+    from dnnexp.train import train
+
+    name, *knobs = scheduler.split()
+    common = (f"scheduler={name}", *knobs, "trainer.checkpoint_interval_s=0")
+    straight, rows_straight = _train_rows(tmp_path / "straight", *common, "trainer.max_epochs=4")
+    _train_rows(tmp_path / "stopped", *common, "trainer.max_epochs=2")
+    cfg = compose(
+        "data=synthetic",
+        "data.batch_size=16",
+        "trainer.progress_bar=false",
+        "trainer.model_summary=false",
+        *common,
+        "trainer.max_epochs=4",
+        f"resume={tmp_path / 'stopped'}",
+    )
+    resumed = train(cfg, run_dir=tmp_path / "stopped", overrides=[])
+    with (tmp_path / "stopped" / "metrics.csv").open() as f:
+        import csv
+
+        rows = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in csv.DictReader(f)]
+    assert rows == rows_straight and resumed["metrics"] == straight["metrics"]
+    if name == "step":
+        assert len({r["lr"] for r in rows}) == 4  # the schedule moved each epoch
