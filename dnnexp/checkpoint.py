@@ -86,6 +86,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._pending: dict[Path, dict[str, Any]] = {}  # in save order: best before last
         self._last_write = time.monotonic()
         self._copied_step: tuple[Any, Any] | None = None
+        self._written_step: tuple[Any, Any] | None = None
         self._copies: dict = {}
         self.last_saved: dict[str, Any] | None = None  # what the last save was given
 
@@ -93,14 +94,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
     ) -> None:
         path = Path(path)
-        if time.monotonic() - self._last_write >= self.interval_s:
+        step = (checkpoint.get("epoch"), checkpoint.get("global_step"))
+        # best.ckpt and last.ckpt of one step are written together, or held together
+        due = step == self._written_step or time.monotonic() - self._last_write >= self.interval_s
+        if due:
             self._pending.pop(path, None)
             self.flush()
             _write_atomically(checkpoint, path)
             self._last_write = time.monotonic()
-            self.last_saved = checkpoint
+            self._written_step, self.last_saved = step, checkpoint
         else:  # training goes on changing these tensors in place: keep a copy
-            step = (checkpoint.get("epoch"), checkpoint.get("global_step"))
             if step != self._copied_step:  # best.ckpt and last.ckpt of one step share copies
                 self._copied_step, self._copies = step, {}
             self._pending.pop(path, None)  # re-inserted last, so files are written in save order

@@ -223,6 +223,14 @@ def test_checkpoint_writes_are_rate_limited_but_never_lost(tmp_path: Path) -> No
     io.teardown()  # the end of fit, an error or a signal: whatever is held gets written
     assert torch.load(last, weights_only=True)["epoch"] == 2
 
+    due = AtomicCheckpointIO(interval_s=3600)
+    due._last_write -= 7200  # the interval has passed: best and last of this step go together
+    due.save_checkpoint({"epoch": 3, "global_step": 30}, tmp_path / "b.ckpt")
+    due.save_checkpoint({"epoch": 3, "global_step": 30}, tmp_path / "l.ckpt")
+    assert (tmp_path / "b.ckpt").exists() and (tmp_path / "l.ckpt").exists()
+    due.save_checkpoint({"epoch": 4, "global_step": 40}, tmp_path / "l.ckpt")  # not due again
+    assert torch.load(tmp_path / "l.ckpt", weights_only=True)["epoch"] == 3
+
     now = AtomicCheckpointIO(interval_s=0)
     now.save_checkpoint({"epoch": 7}, tmp_path / "now.ckpt")
     assert torch.load(tmp_path / "now.ckpt", weights_only=True)["epoch"] == 7
