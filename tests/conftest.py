@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -48,6 +49,12 @@ def run_cli(
 
 def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
+
+
+def metrics_rows(run_dir: Path) -> list[dict]:
+    """The rows of a run's metrics.csv, without the (timing-dependent) epoch_time_s column."""
+    with (run_dir / "metrics.csv").open() as f:
+        return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in csv.DictReader(f)]
 
 
 def run_dirs(root: Path) -> list[Path]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -15,7 +14,7 @@ import pytest
 import torch
 
 from dnnexp.task import ClassificationTask
-from tests.conftest import compose, run_cli
+from tests.conftest import compose, metrics_rows, run_cli
 
 ARGS = [
     "train",
@@ -49,11 +48,6 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.005)
 
 
-def _rows(run: Path) -> list[dict]:
-    with (run / "metrics.csv").open() as f:
-        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(f)]
-
-
 def _summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
@@ -69,14 +63,14 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path: Pa
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert _summary(tmp_path / "killed")["status"] == "running"  # what a SIGKILL leaves
-    assert len(_rows(tmp_path / "killed")) < 3
+    assert len(metrics_rows(tmp_path / "killed")) < 3
 
     resumed = run_cli("train", "resume=killed", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     after, before = _summary(tmp_path / "killed"), _summary(tmp_path / "reference")
     assert after["status"] == "completed" and after["resumed"]
     assert after["metrics"] == before["metrics"]  # exactly, not approximately
-    assert _rows(tmp_path / "killed") == _rows(tmp_path / "reference")
+    assert metrics_rows(tmp_path / "killed") == metrics_rows(tmp_path / "reference")
 
 
 @pytest.mark.slow
@@ -110,7 +104,7 @@ def test_checkpoints_held_in_memory_are_written_when_the_run_is_interrupted(
     proc = _start(tmp_path, *args, "trainer.max_epochs=50", "hydra.run.dir=run")
     csv_file = tmp_path / "run" / "metrics.csv"
     _wait_for(csv_file, proc)
-    while len(_rows(tmp_path / "run")) < 2:
+    while len(metrics_rows(tmp_path / "run")) < 2:
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.005)
     time.sleep(0.1)  # inside epoch 2, its predecessor's checkpoint taken
@@ -160,9 +154,11 @@ def test_same_seed_same_metrics_different_seed_different(tmp_path: Path) -> None
     for run, seed in ((a, 0), (b, 0), (c, 1)):
         run.mkdir()
         _train(run, f"seed={seed}")
-    assert _rows(a) == _rows(b) and _summary(a)["metrics"] == _summary(b)["metrics"]
-    assert _rows(a) != _rows(c)
-    assert _summary(a)["epochs"] == len(_rows(a)) == 3  # all epochs, not those up to the best
+    assert metrics_rows(a) == metrics_rows(b) and _summary(a)["metrics"] == _summary(b)["metrics"]
+    assert metrics_rows(a) != metrics_rows(c)
+    assert (
+        _summary(a)["epochs"] == len(metrics_rows(a)) == 3
+    )  # all epochs, not those up to the best
 
 
 def test_summary_records_versions_and_code(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from torch import nn
 from dnnexp.config.schema import MODEL_SCHEMAS
 from dnnexp.optim import param_groups
 from dnnexp.task import ClassificationTask, EpochStats
-from tests.conftest import compose
+from tests.conftest import compose, metrics_rows
 
 
 def make_task(*overrides: str) -> ClassificationTask:
@@ -98,8 +98,6 @@ def test_each_model_trains_a_smoke_epoch(model: str, tmp_path: Path) -> None:
 
 
 def _train_rows(run_dir: Path, *overrides: str) -> tuple[dict, list[dict]]:
-    import csv
-
     from dnnexp.train import train
 
     run_dir.mkdir()
@@ -112,9 +110,7 @@ def _train_rows(run_dir: Path, *overrides: str) -> tuple[dict, list[dict]]:
         *overrides,
     )
     summary = train(cfg, run_dir=run_dir, overrides=list(overrides))
-    with (run_dir / "metrics.csv").open() as f:
-        rows = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in csv.DictReader(f)]
-    return summary, rows
+    return summary, metrics_rows(run_dir)
 
 
 @pytest.mark.parametrize(
@@ -169,10 +165,7 @@ def test_epoch_schedules_resume_exactly(tmp_path: Path, scheduler: str) -> None:
         f"resume={tmp_path / 'stopped'}",
     )
     resumed = train(cfg, run_dir=tmp_path / "stopped", overrides=[])
-    with (tmp_path / "stopped" / "metrics.csv").open() as f:
-        import csv
-
-        rows = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in csv.DictReader(f)]
+    rows = metrics_rows(tmp_path / "stopped")
     assert rows == rows_straight and resumed["metrics"] == straight["metrics"]
     if name == "step":
         assert len({r["lr"] for r in rows}) == 4  # the schedule moved each epoch
