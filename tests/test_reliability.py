@@ -248,3 +248,42 @@ def test_rng_state_survives_a_weights_only_checkpoint(tmp_path: Path) -> None:
     assert (
         torch.equal(got[0], expected[0]) and (got[1] == expected[1]).all() and got[2] == expected[2]
     )
+
+
+def test_last_ckpt_is_the_latest_epoch_even_when_it_is_not_the_best(tmp_path: Path) -> None:
+    """Lightning >= 2.6 writes last.ckpt only when it writes a top-k checkpoint; a resume from
+    last.ckpt must continue from the latest epoch, not from the best one."""
+    import lightning as L
+
+    from dnnexp.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint
+
+    class GetsWorse(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val/loss", float(self.current_epoch))  # worse every epoch
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.ones(4, 2), batch_size=2)
+    trainer = L.Trainer(
+        max_epochs=3,
+        callbacks=[
+            BestAndLastCheckpoint(
+                dirpath=tmp_path, filename="best", monitor="val/loss", save_last=True
+            )
+        ],
+        plugins=[AtomicCheckpointIO(interval_s=0)],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(GetsWorse(), data, data)
+    assert torch.load(tmp_path / "best.ckpt", weights_only=True)["epoch"] == 0
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 2
