@@ -167,6 +167,19 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         ):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
+    def _monitor_candidates(self, trainer: Any) -> dict[str, torch.Tensor]:
+        """Lightning deep-copies all callback metrics for each save point (~0.1 ms per tensor on
+        a 2-core CPU); the task publishes new tensors each epoch, so clones are enough."""
+        candidates = {
+            key: value.detach().clone() if isinstance(value, torch.Tensor) else value
+            for key, value in trainer.callback_metrics.items()
+        }
+        for key, value in (("epoch", trainer.current_epoch), ("step", trainer.global_step)):
+            logged = candidates.get(key)  # as in Lightning: a logged value, cast to int
+            is_tensor = isinstance(logged, torch.Tensor)
+            candidates[key] = logged.int() if is_tensor else torch.tensor(value)
+        return candidates
+
     def _save_last_checkpoint(self, trainer: Any, monitor_candidates: dict) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)
         self._last_saved_step = trainer.global_step
@@ -208,8 +221,9 @@ def _copy_to_cpu(obj: Any, copies: dict) -> Any:
     """
     if isinstance(obj, torch.Tensor):
         key = (obj.data_ptr(), obj.dtype, obj.device, tuple(obj.shape), tuple(obj.stride()))
-        if key not in copies:
-            copies[key] = (obj, obj.detach().to("cpu", copy=True))
+        if key not in copies:  # clone() is ~2x cheaper than to("cpu", copy=True) for a CPU tensor
+            cpu = obj.device.type == "cpu"
+            copies[key] = (obj, obj.detach().clone() if cpu else obj.detach().to("cpu", copy=True))
         return copies[key][1]
     if isinstance(obj, dict):
         return {key: _copy_to_cpu(value, copies) for key, value in obj.items()}
@@ -235,7 +249,7 @@ class RNGState(Callback):
                 int(has_gauss),
                 float(cached),
             ],
-            "python": [int(version), torch.tensor(state, dtype=torch.int64), gauss],
+            "python": [int(version), torch.from_numpy(np.array(state, dtype=np.int64)), gauss],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

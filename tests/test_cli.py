@@ -289,6 +289,12 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], expected: 
     assert set(after) <= set(before)  # and no new files
 
 
+def test_a_config_error_fails_before_any_directory_is_made(tmp_path: Path) -> None:
+    proc = run_cli("train", "model=resnext", "model.cardinality=3", cwd=tmp_path)
+    assert proc.returncode == 2 and "does not divide" in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # not even outputs/<date>/
+
+
 def test_full_error_keeps_the_traceback(tmp_path: Path) -> None:
     proc = run_cli("train", "reg.dropout=1.5", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr

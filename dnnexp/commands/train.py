@@ -30,12 +30,14 @@ def main(args: list[str]) -> int:
         install_one_line_errors,
         register_resolvers,
         speed_up_hydra,
+        validate_before_run_dir,
     )
 
     schema.register()
     register_resolvers()
     install_one_line_errors()
     speed_up_hydra(args)
+    validate_before_run_dir()
     sys.argv = [sys.argv[0], *args]  # Hydra reads its flags and overrides from sys.argv
     entry = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")(_job)
     entry()

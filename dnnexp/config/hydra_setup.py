@@ -164,3 +164,35 @@ def speed_up_hydra(args: list[str]) -> None:
 
         get_mode._dnnexp = True  # type: ignore[attr-defined]
         Hydra.get_mode = get_mode
+
+
+def validate_before_run_dir() -> None:
+    """Check a single run's config as soon as Hydra has composed it: before Hydra claims the
+    run dir, writes .hydra/ and sets up logging (~0.05-0.1 s on a 2-core CPU). A typo then fails
+    sooner and leaves nothing behind. The job validates again: it is also what each multirun
+    job runs, where a bad config fails that job alone (~30 ms more per run)."""
+    from hydra._internal.hydra import Hydra
+    from omegaconf import OmegaConf
+
+    if getattr(Hydra.run, "_dnnexp", False):
+        return
+    original = Hydra.run
+
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        compose = self.compose_config
+
+        def compose_and_validate(*c_args: Any, **c_kwargs: Any) -> Any:
+            cfg = compose(*c_args, **c_kwargs)
+            from dnnexp.config.validate import validate
+
+            validate(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]))
+            return cfg
+
+        self.compose_config = compose_and_validate
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            del self.compose_config
+
+    run._dnnexp = True  # type: ignore[attr-defined]
+    Hydra.run = run
