@@ -103,6 +103,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             _write_atomically(checkpoint, path)
             self._last_write = time.monotonic()
             self._written_step, self.last_saved = step, checkpoint
+        elif checkpoint is self.last_saved and self._pending:  # last.ckpt from best's held copy
+            self._pending.pop(path, None)
+            self._pending[path] = checkpoint
         else:  # training goes on changing these tensors in place: keep a copy
             if step != self._copied_step:  # best.ckpt and last.ckpt of one step share copies
                 self._copied_step, self._copies = step, {}

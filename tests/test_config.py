@@ -115,6 +115,8 @@ def test_bad_values_fail_with_the_key_and_what_is_allowed(override: str, expecte
         (["model=rnn", "model.activation=gelu"], "not possible for rnn"),
         (["model=mlp", "trainer.channels_last=true"], "applies to image models .* not model=mlp"),
         (["trainer.steps_per_call=0"], "trainer.steps_per_call=0"),
+        (["optimizer=rmsprop", "optimizer.implementation=fused"], "torch has no fused rmsprop"),
+        (["optimizer.implementation=fast"], "optimizer.implementation='fast' is not allowed"),
         (["trainer.checkpoint_interval_s=-1"], "trainer.checkpoint_interval_s=-1"),
     ],
 )

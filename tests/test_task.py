@@ -48,6 +48,38 @@ def test_weight_decay_only_on_weights() -> None:
     assert len(no_decay["params"]) == 4  # two biases, the norm's weight and bias
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
+def test_optimizer_kernels_agree_and_auto_picks_the_fastest(name: str) -> None:
+    """fused / foreach / for_loop take the same steps up to float rounding; auto is fused where
+    torch has it (sgd, adam, adamw), else foreach."""
+    from dnnexp.optim import build_optimizer
+
+    weights = {}
+    for implementation in ("for_loop", "foreach", "fused", "auto"):
+        if implementation == "fused" and name == "rmsprop":
+            continue
+        cfg = compose(f"optimizer={name}", f"optimizer.implementation={implementation}")
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
+        optimizer = build_optimizer(cfg.optimizer, param_groups(model, 1e-2))
+        fused = optimizer.defaults.get("fused")
+        if implementation == "auto":
+            assert bool(fused) == (name != "rmsprop") and optimizer.defaults["foreach"] == (
+                None if fused else True
+            )
+        x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+        initial = torch.cat([p.detach().flatten() for p in model.parameters()])
+        for _ in range(5):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        weights[implementation] = torch.cat([p.detach().flatten() for p in model.parameters()])
+        assert not torch.allclose(weights[implementation], initial)  # it did train
+    reference = weights.pop("for_loop")
+    for implementation, w in weights.items():
+        assert torch.allclose(w, reference, atol=1e-5), implementation
+
+
 def test_dropout_reaches_the_model() -> None:
     ps = {m.p for m in make_task("reg=dropout").model.modules() if isinstance(m, nn.Dropout)}
     assert ps == {0.2}

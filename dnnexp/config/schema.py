@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+OPTIMIZER_IMPLEMENTATIONS = ("auto", "fused", "foreach", "for_loop")
+FUSED_OPTIMIZERS = ("sgd", "adam", "adamw")  # the optimizers torch has fused kernels for
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
 NORMS = ("batch", "group", "layer", "none")
 INITS = ("kaiming", "xavier", "default")
@@ -130,6 +132,11 @@ MODEL_SCHEMAS = {
 class OptimizerConfig:
     name: str = knob("adam")
     lr: float = knob(1e-3, gt=0, doc="learning rate")
+    implementation: str = knob(
+        "auto",
+        choices=OPTIMIZER_IMPLEMENTATIONS,
+        doc="torch's update kernels: auto = fused where torch has them, else foreach",
+    )
 
 
 @dataclass

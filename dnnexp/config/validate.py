@@ -15,7 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dnnexp.config.errors import ConfigError, describe_omegaconf_error, unknown_key_message
-from dnnexp.config.schema import GROUP_SCHEMAS, TrainSchema
+from dnnexp.config.schema import FUSED_OPTIMIZERS, GROUP_SCHEMAS, TrainSchema
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -173,6 +173,12 @@ def _check_combinations(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.channels_last=true applies to image models ({', '.join(IMAGE_MODELS)}),"
             f" not model={model.name}: leave it false"
+        )
+    optimizer = cfg.optimizer
+    if optimizer.implementation == "fused" and optimizer.name not in FUSED_OPTIMIZERS:
+        raise ConfigError(
+            f"optimizer.implementation=fused: torch has no fused {optimizer.name}; fused kernels"
+            f" exist for {', '.join(FUSED_OPTIMIZERS)}: use auto or foreach"
         )
     if trainer.strategy.startswith("ddp") and trainer.compile:
         raise ConfigError("trainer.compile=true with a ddp strategy is not supported: pick one")
