@@ -157,6 +157,7 @@ def throughput(reps: int, configs: list) -> list[dict]:
 
 
 def wall(cmd: list[str], cwd: Path, reps: int = 3) -> float:
+    """The fastest of `reps` runs: start-up noise on a shared machine only ever adds time."""
     best = float("inf")
     for _ in range(reps):
         start = time.perf_counter()
@@ -168,10 +169,10 @@ def wall(cmd: list[str], cwd: Path, reps: int = 3) -> float:
 def cli_timings(tmp: Path) -> dict:
     py, dnnexp = sys.executable, [sys.executable, "-m", "dnnexp"]
     out = {
-        "dnnexp --help": wall([*dnnexp, "--help"], tmp),
-        "dnnexp train --help": wall([*dnnexp, "train", "--help"], tmp),
-        "dnnexp train --cfg job": wall([*dnnexp, "train", "--cfg", "job"], tmp),
-        "config error (reg.dropout=2)": wall([*dnnexp, "train", "reg.dropout=2"], tmp),
+        "dnnexp --help": wall([*dnnexp, "--help"], tmp, 7),
+        "dnnexp train --help": wall([*dnnexp, "train", "--help"], tmp, 7),
+        "dnnexp train --cfg job": wall([*dnnexp, "train", "--cfg", "job"], tmp, 7),
+        "config error (reg.dropout=2)": wall([*dnnexp, "train", "reg.dropout=2"], tmp, 7),
         "python -c 'import lightning'": wall([py, "-c", "import lightning"], tmp),
         "dnnexp train trainer=smoke": wall(
             [*dnnexp, "train", "trainer=smoke", "trainer.progress_bar=false"], tmp, 2
