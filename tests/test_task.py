@@ -159,6 +159,38 @@ def test_steps_per_call_changes_nothing_but_speed(tmp_path: Path, scheduler: str
     assert len({r["lr"] for r in rows_one}) == (1 if name == "plateau" else 3)  # schedules ran
 
 
+def test_direct_optimizer_step_matches_lightnings_wrapper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On one fp32 device the task steps the optimizer itself: the same steps, clipping and
+    step count (checkpoints, schedules) as through Lightning's optimizer wrapper."""
+    paths = []
+    original = ClassificationTask.on_train_start
+
+    def recording(self: ClassificationTask) -> None:
+        original(self)
+        paths.append(self._step_directly)
+
+    monkeypatch.setattr(ClassificationTask, "on_train_start", recording)
+    common = ("scheduler=onecycle", "reg=[dropout,grad_clip]", "reg.grad_clip=0.5")
+    direct, rows_direct = _train_rows(tmp_path / "direct", *common)
+
+    def through_lightning(self: ClassificationTask) -> None:
+        original(self)
+        self._step_directly = False
+        paths.append(self._step_directly)
+
+    monkeypatch.setattr(ClassificationTask, "on_train_start", through_lightning)
+    wrapped, rows_wrapped = _train_rows(tmp_path / "wrapped", *common)
+    assert paths == [True, False]
+    assert rows_direct == rows_wrapped and direct["metrics"] == wrapped["metrics"]
+    steps = [
+        torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        for run in (tmp_path / "direct", tmp_path / "wrapped")
+    ]
+    assert steps[0] == steps[1] > 0
+
+
 def test_limit_train_batches_counts_batches_not_calls(tmp_path: Path) -> None:
     from dnnexp.data.datamodule import ArrayDataModule
 
