@@ -102,22 +102,28 @@ def dnnexp_fit(cfg, data, epochs: int) -> float:
     return len(data.splits["train"][1]) // b * b * epochs / elapsed
 
 
-def throughput(reps: int, configs: list) -> list[dict]:
+def bench_setup(model: str, batch: int, epochs: int, *overrides: str):
+    """The config (constant learning rate, no progress bar or summary) and its loaded data."""
     from dnnexp.data.datamodule import ArrayDataModule
 
+    cfg = compose(
+        f"model={model}",
+        f"data.batch_size={batch}",
+        f"trainer.max_epochs={epochs}",
+        "scheduler=none",
+        "trainer.progress_bar=false",
+        "trainer.model_summary=false",
+        *overrides,
+    )
+    data = ArrayDataModule.for_run(cfg)
+    data.setup()
+    return cfg, data
+
+
+def throughput(reps: int, configs: list) -> list[dict]:
     rows = []
     for model, batch, epochs, extra in configs:
-        cfg = compose(
-            f"model={model}",
-            f"data.batch_size={batch}",
-            f"trainer.max_epochs={epochs}",
-            "scheduler=none",
-            "trainer.progress_bar=false",
-            "trainer.model_summary=false",
-            *extra,
-        )
-        data = ArrayDataModule.for_run(cfg)
-        data.setup()
+        cfg, data = bench_setup(model, batch, epochs, *extra)
         plain_loop(cfg, data, 1)  # warm up every path
         plain_loop(cfg, data, 1, same_optimizer=True)
         dnnexp_fit(cfg, data, 1)
@@ -228,22 +234,10 @@ def speed_options(reps: int) -> list[dict]:
     """dnnexp's speed knobs on this machine, each run alternately with the default; the ratio
     option/default is the median of `reps` pairs. Model knobs on resnext (batch 64, 2 epochs),
     the optimizer's update kernels on the digits MLP (batch 64, 20 epochs)."""
-    from dnnexp.data.datamodule import ArrayDataModule
 
     def setup(model: str, *knobs: str):
-        batch, epochs = (64, 2) if model == "resnext" else (64, 20)
-        cfg = compose(
-            f"model={model}",
-            f"data.batch_size={batch}",
-            f"trainer.max_epochs={epochs}",
-            "scheduler=none",
-            "trainer.progress_bar=false",
-            "trainer.model_summary=false",
-            *knobs,
-        )
-        data = ArrayDataModule.for_run(cfg)
-        data.setup()
-        return cfg, data, epochs
+        epochs = 2 if model == "resnext" else 20
+        return (*bench_setup(model, 64, epochs, *knobs), epochs)
 
     rows = []
     for model, option in (
