@@ -33,8 +33,8 @@ def build_optimizer(cfg: DictConfig, groups: list[dict]) -> torch.optim.Optimize
         cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
         kwargs = {"betas": tuple(cfg.betas), "eps": cfg.eps}
     elif cfg.name == "rmsprop":
-        cls, kwargs = torch.optim.RMSprop, {"alpha": cfg.alpha, "momentum": cfg.momentum}
-        kwargs["eps"] = cfg.eps
+        cls = torch.optim.RMSprop
+        kwargs = {"alpha": cfg.alpha, "momentum": cfg.momentum, "eps": cfg.eps}
     else:
         raise ValueError(f"unknown optimizer {cfg.name!r}")
     implementation = cfg.get("implementation", "auto")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -154,7 +155,7 @@ class ClassificationTask(L.LightningModule):
         """One item of up to `trainer.steps_per_call` batches: one optimizer step per batch."""
         x, y = batch
         optimizer, scheduler, backward = self.optimizers(), self._step_scheduler, self._backward
-        step = self._direct_step if self._step_directly else optimizer.step
+        step = partial(self._direct_step, optimizer) if self._step_directly else optimizer.step
         b, steps = self._batch_size, 0
         for start in range(0, len(y), b):
             loss = self._loss(x[start : start + b], y[start : start + b])
@@ -217,11 +218,10 @@ class ClassificationTask(L.LightningModule):
             )
         )
 
-    def _direct_step(self) -> None:
+    def _direct_step(self, optimizer: Any) -> None:
         """What `LightningOptimizer.step()` does on one device in fp32: Lightning's step count
         (its before/after-step callbacks), this module's `on_before_optimizer_step` (gradient
         clipping), then the optimizer's own step."""
-        optimizer = self.optimizers()
         optimizer._on_before_step()
         self.on_before_optimizer_step(optimizer.optimizer)
         optimizer.optimizer.step()
