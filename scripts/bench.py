@@ -1,6 +1,6 @@
 """Benchmark dnnexp against a hand-written PyTorch loop, and time the CLI.
 
-    python scripts/bench.py            # the full benchmark (about 8 minutes on 2 cores)
+    python scripts/bench.py            # the full benchmark (about 9 minutes on 2 cores)
     python scripts/bench.py --quick    # one repetition, fewer configs
 
 Prints a table and writes JSON to outputs/bench/bench-<time>.json. Throughput: the same model on
@@ -212,12 +212,12 @@ def peak_rss_mib(args: list[str], cwd: Path) -> float:
 def sweep_timings(tmp: Path) -> dict:
     """4-job seed sweeps, sequential vs joblib. Every process pays `import lightning` once
     (~6-8 s here) in both modes, so the speed-up is bounded by how long the jobs are: short MLP
-    jobs (10 epochs, <1 s) and CNN jobs (30 and 60 epochs, ~6 and ~12 s) are timed."""
+    jobs (10 epochs, <1 s) and CNN jobs (30 and 120 epochs, ~5 and ~20 s) are timed."""
     out = {}
     for label, job in (
         ("mlp 10 epochs", ["trainer.max_epochs=10"]),
         ("cnn 30 epochs", ["model=cnn"]),
-        ("cnn 60 epochs", ["model=cnn", "trainer.max_epochs=60"]),
+        ("cnn 120 epochs", ["model=cnn", "trainer.max_epochs=120"]),
     ):
         args = [sys.executable, "-m", "dnnexp", "train", "-m", "seed=0,1,2,3", *job]
         args.append("trainer.progress_bar=false")
