@@ -99,15 +99,27 @@ def test_checkpoints_held_in_memory_are_written_when_the_run_is_interrupted(
     tmp_path: Path,
 ) -> None:
     """With the default rate limit no checkpoint reaches the disk during a short run; a SIGTERM
-    still leaves last.ckpt at the last full epoch, and the run resumes from it."""
+    still leaves last.ckpt at an epoch no more than HOLD_INTERVAL_S older than the signal, and
+    the run resumes from it."""
+    from dnnexp.checkpoint import BestAndLastCheckpoint
+
     args = [a for a in ARGS if not a.startswith("trainer.checkpoint_interval_s")]
     proc = _start(tmp_path, *args, "trainer.max_epochs=50", "hydra.run.dir=run")
     csv_file = tmp_path / "run" / "metrics.csv"
     _wait_for(csv_file, proc)
-    while len(metrics_rows(tmp_path / "run")) < 2:
+    while len(metrics_rows(tmp_path / "run")) < 1:
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.005)
-    time.sleep(0.1)  # inside epoch 2, its predecessor's checkpoint taken
+    epoch_0_ended = time.monotonic()  # its state was taken
+    # the first epoch that ends HOLD_INTERVAL_S after epoch 0 has its state taken too
+    while time.monotonic() < epoch_0_ended + BestAndLastCheckpoint.HOLD_INTERVAL_S + 0.2:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.005)
+    rows = len(metrics_rows(tmp_path / "run"))
+    while len(metrics_rows(tmp_path / "run")) <= rows:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.005)
+    time.sleep(0.1)
     assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()  # held in memory
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
@@ -115,8 +127,9 @@ def test_checkpoints_held_in_memory_are_written_when_the_run_is_interrupted(
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     history = ClassificationTask.history_of(last)
     assert last["epoch"] >= 1 and len(history) == last["epoch"] + 1
+    assert "optimizer_states" in last and "callbacks" in last  # all a resume needs
     best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
-    assert best["epoch"] <= last["epoch"]
+    assert "optimizer_states" not in best and "state_dict" in best  # weights only
 
     resumed = run_cli(
         "train", "resume=run", f"trainer.max_epochs={last['epoch'] + 2}", cwd=tmp_path
@@ -220,7 +233,7 @@ def test_checkpoint_writes_are_rate_limited_but_never_lost(tmp_path: Path) -> No
     assert torch.load(last, weights_only=True)["epoch"] == 2
 
     due = AtomicCheckpointIO(interval_s=3600)
-    due._last_write -= 7200  # the interval has passed: best and last of this step go together
+    due.last_write -= 7200  # the interval has passed: best and last of this step go together
     due.save_checkpoint({"epoch": 3, "global_step": 30}, tmp_path / "b.ckpt")
     due.save_checkpoint({"epoch": 3, "global_step": 30}, tmp_path / "l.ckpt")
     assert (tmp_path / "b.ckpt").exists() and (tmp_path / "l.ckpt").exists()
@@ -250,40 +263,73 @@ def test_rng_state_survives_a_weights_only_checkpoint(tmp_path: Path) -> None:
     )
 
 
-def test_last_ckpt_is_the_latest_epoch_even_when_it_is_not_the_best(tmp_path: Path) -> None:
+class _GetsWorse:
+    """A tiny LightningModule whose monitored val/loss gets worse every epoch, and that can fail
+    at the start of a given epoch."""
+
+    @staticmethod
+    def fit(tmp_path: Path, epochs: int, interval_s: float, fail_at: int | None = None) -> None:
+        import lightning as L
+
+        from dnnexp.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint
+
+        class GetsWorse(L.LightningModule):
+            def __init__(self) -> None:
+                super().__init__()
+                self.layer = torch.nn.Linear(2, 1)
+
+            def training_step(self, batch, batch_idx):
+                if self.current_epoch == fail_at:
+                    raise RuntimeError("failed")
+                return self.layer(batch).sum()
+
+            def validation_step(self, batch, batch_idx):
+                self.log("val/loss", float(self.current_epoch))  # worse every epoch
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=0.1)
+
+        data = torch.utils.data.DataLoader(torch.ones(4, 2), batch_size=2)
+        trainer = L.Trainer(
+            max_epochs=epochs,
+            callbacks=[
+                BestAndLastCheckpoint(
+                    dirpath=tmp_path, filename="best", monitor="val/loss", save_last=True
+                )
+            ],
+            plugins=[AtomicCheckpointIO(interval_s=interval_s)],
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        trainer.fit(GetsWorse(), data, data)
+
+
+@pytest.mark.parametrize("interval_s", [0, 3600])
+def test_last_ckpt_is_the_latest_epoch_even_when_it_is_not_the_best(
+    tmp_path: Path, interval_s: float
+) -> None:
     """Lightning >= 2.6 writes last.ckpt only when it writes a top-k checkpoint; a resume from
-    last.ckpt must continue from the latest epoch, not from the best one."""
-    import lightning as L
+    last.ckpt must continue from the latest epoch, not from the best one. best.ckpt holds the
+    weights only, last.ckpt all a resume needs."""
+    _GetsWorse.fit(tmp_path, epochs=3, interval_s=interval_s)
+    best = torch.load(tmp_path / "best.ckpt", weights_only=True)
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert best["epoch"] == 0 and last["epoch"] == 2
+    assert "optimizer_states" not in best and "optimizer_states" in last
 
-    from dnnexp.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint
 
-    class GetsWorse(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(2, 1)
+@pytest.mark.parametrize("hold_s, last_epoch", [(3600, 0), (0, 2)])
+def test_an_interrupted_run_keeps_the_last_state_taken_within_the_hold_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hold_s: float, last_epoch: int
+) -> None:
+    """While saves are held in memory, last.ckpt's state is taken at most every
+    HOLD_INTERVAL_S: a run that fails in epoch 3 keeps epoch 0 with a long hold, epoch 2
+    without one."""
+    from dnnexp.checkpoint import BestAndLastCheckpoint
 
-        def training_step(self, batch, batch_idx):
-            return self.layer(batch).sum()
-
-        def validation_step(self, batch, batch_idx):
-            self.log("val/loss", float(self.current_epoch))  # worse every epoch
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    data = torch.utils.data.DataLoader(torch.ones(4, 2), batch_size=2)
-    trainer = L.Trainer(
-        max_epochs=3,
-        callbacks=[
-            BestAndLastCheckpoint(
-                dirpath=tmp_path, filename="best", monitor="val/loss", save_last=True
-            )
-        ],
-        plugins=[AtomicCheckpointIO(interval_s=0)],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(GetsWorse(), data, data)
+    monkeypatch.setattr(BestAndLastCheckpoint, "HOLD_INTERVAL_S", hold_s)
+    with pytest.raises(RuntimeError, match="failed"):
+        _GetsWorse.fit(tmp_path, epochs=6, interval_s=3600, fail_at=3)
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == last_epoch
     assert torch.load(tmp_path / "best.ckpt", weights_only=True)["epoch"] == 0
-    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 2
