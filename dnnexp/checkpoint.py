@@ -20,6 +20,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from dnnexp.config.errors import RunError
 
 REQUIRED = ("state_dict", "hyper_parameters")
+_UMASK = os.umask(0o022)  # read once (os.umask can only read it by setting it), then put back
+os.umask(_UMASK)
 # checkpoint entries Lightning builds anew for each save and never changes after (no tensors):
 # a checkpoint held in memory shares them instead of copying ~300 small containers
 BUILT_FRESH = frozenset({"loops", "hyper_parameters", "hparams_name", "dnnexp_history"})
@@ -228,6 +230,7 @@ def _write_atomically(checkpoint: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would create it; mkstemp's files are 0600
         with os.fdopen(fd, "wb") as f:
             torch.save(checkpoint, f)
             f.flush()

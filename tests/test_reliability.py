@@ -197,6 +197,9 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.Monkey
 
     io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
     io.save_checkpoint({"weights": torch.ones(3)}, path)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # like any file the user writes
 
     def dies_half_way(obj, f, *args, **kwargs):
         f.write(b"PK\x03\x04 half a zip")
