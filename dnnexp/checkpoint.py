@@ -152,7 +152,7 @@ class BestAndLastCheckpoint(ModelCheckpoint):
     """
 
     HOLD_INTERVAL_S = 1.0
-    _last_saved_step: int | None = None
+    _last_handled_step: int | None = None  # last.ckpt saved or held back at this step
     _last_taken = float("-inf")  # time.monotonic() when last.ckpt's state was last taken
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
@@ -170,7 +170,7 @@ class BestAndLastCheckpoint(ModelCheckpoint):
 
         if (
             self.save_last
-            and self._last_saved_step != trainer.global_step
+            and self._last_handled_step != trainer.global_step
             and trainer.state.fn == TrainerFn.FITTING
             and not trainer.sanity_checking
             and not trainer.fast_dev_run
@@ -191,10 +191,10 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         return candidates
 
     def _save_last_checkpoint(self, trainer: Any, monitor_candidates: dict) -> None:
+        self._last_handled_step = trainer.global_step  # decided once per step
         if self._last_can_wait(trainer):
             return
         super()._save_last_checkpoint(trainer, monitor_candidates)
-        self._last_saved_step = trainer.global_step
         self._last_taken = time.monotonic()
 
     def _last_can_wait(self, trainer: Any) -> bool:

@@ -266,46 +266,45 @@ def test_rng_state_survives_a_weights_only_checkpoint(tmp_path: Path) -> None:
     )
 
 
-class _GetsWorse:
-    """A tiny LightningModule whose monitored val/loss gets worse every epoch, and that can fail
-    at the start of a given epoch."""
+def _fit_gets_worse(
+    tmp_path: Path, epochs: int, interval_s: float, fail_at: int | None = None
+) -> None:
+    """Fit a tiny LightningModule whose monitored val/loss gets worse every epoch, and that
+    fails at the start of epoch `fail_at`."""
+    import lightning as L
 
-    @staticmethod
-    def fit(tmp_path: Path, epochs: int, interval_s: float, fail_at: int | None = None) -> None:
-        import lightning as L
+    from dnnexp.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint
 
-        from dnnexp.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint
+    class GetsWorse(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
 
-        class GetsWorse(L.LightningModule):
-            def __init__(self) -> None:
-                super().__init__()
-                self.layer = torch.nn.Linear(2, 1)
+        def training_step(self, batch, batch_idx):
+            if self.current_epoch == fail_at:
+                raise RuntimeError("failed")
+            return self.layer(batch).sum()
 
-            def training_step(self, batch, batch_idx):
-                if self.current_epoch == fail_at:
-                    raise RuntimeError("failed")
-                return self.layer(batch).sum()
+        def validation_step(self, batch, batch_idx):
+            self.log("val/loss", float(self.current_epoch))  # worse every epoch
 
-            def validation_step(self, batch, batch_idx):
-                self.log("val/loss", float(self.current_epoch))  # worse every epoch
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=0.1)
 
-            def configure_optimizers(self):
-                return torch.optim.Adam(self.parameters(), lr=0.1)
-
-        data = torch.utils.data.DataLoader(torch.ones(4, 2), batch_size=2)
-        trainer = L.Trainer(
-            max_epochs=epochs,
-            callbacks=[
-                BestAndLastCheckpoint(
-                    dirpath=tmp_path, filename="best", monitor="val/loss", save_last=True
-                )
-            ],
-            plugins=[AtomicCheckpointIO(interval_s=interval_s)],
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
-        trainer.fit(GetsWorse(), data, data)
+    data = torch.utils.data.DataLoader(torch.ones(4, 2), batch_size=2)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        callbacks=[
+            BestAndLastCheckpoint(
+                dirpath=tmp_path, filename="best", monitor="val/loss", save_last=True
+            )
+        ],
+        plugins=[AtomicCheckpointIO(interval_s=interval_s)],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(GetsWorse(), data, data)
 
 
 @pytest.mark.parametrize("interval_s", [0, 3600])
@@ -315,7 +314,7 @@ def test_last_ckpt_is_the_latest_epoch_even_when_it_is_not_the_best(
     """Lightning >= 2.6 writes last.ckpt only when it writes a top-k checkpoint; a resume from
     last.ckpt must continue from the latest epoch, not from the best one. best.ckpt holds the
     weights only, last.ckpt all a resume needs."""
-    _GetsWorse.fit(tmp_path, epochs=3, interval_s=interval_s)
+    _fit_gets_worse(tmp_path, epochs=3, interval_s=interval_s)
     best = torch.load(tmp_path / "best.ckpt", weights_only=True)
     last = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert best["epoch"] == 0 and last["epoch"] == 2
@@ -333,6 +332,6 @@ def test_an_interrupted_run_keeps_the_last_state_taken_within_the_hold_interval(
 
     monkeypatch.setattr(BestAndLastCheckpoint, "HOLD_INTERVAL_S", hold_s)
     with pytest.raises(RuntimeError, match="failed"):
-        _GetsWorse.fit(tmp_path, epochs=6, interval_s=3600, fail_at=3)
+        _fit_gets_worse(tmp_path, epochs=6, interval_s=3600, fail_at=3)
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == last_epoch
     assert torch.load(tmp_path / "best.ckpt", weights_only=True)["epoch"] == 0
