@@ -83,9 +83,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     save at once.
     """
 
-    def __init__(self, interval_s: float = 0.0) -> None:
+    def __init__(self, interval_s: float = 0.0, hold_dir: Path | None = None) -> None:
+        """`hold_dir`: only checkpoints in it are held; others, such as the weights ddp_spawn
+        hands back to the main process through a temporary file, are written at once."""
         super().__init__()
         self.interval_s = interval_s
+        self.hold_dir = None if hold_dir is None else Path(hold_dir).resolve()
         self._pending: dict[Path, dict[str, Any]] = {}  # in save order: best before last
         self.last_write = time.monotonic()
         self._written_step: tuple[Any, Any] | None = None
@@ -99,7 +102,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         step = (checkpoint.get("epoch"), checkpoint.get("global_step"))
         # best.ckpt and last.ckpt of one step are written together, or held together
         due = step == self._written_step or time.monotonic() - self.last_write >= self.interval_s
-        if due:
+        if self.hold_dir is not None and path.resolve().parent != self.hold_dir:
+            _write_atomically(checkpoint, path)
+        elif due:
             self._pending.pop(path, None)
             self.flush()
             _write_atomically(checkpoint, path)
@@ -156,9 +161,10 @@ class BestAndLastCheckpoint(ModelCheckpoint):
     _last_taken = float("-inf")  # time.monotonic() when last.ckpt's state was last taken
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """last.ckpt at the end of every epoch, also of one without a validation
+        (check_val_every_n_epoch > 1) or whose last validation came before its last batch."""
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_skipped(trainer)
+        self._save_last_if_skipped(trainer)
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         super().on_validation_end(trainer, pl_module)

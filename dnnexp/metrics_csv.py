@@ -1,7 +1,9 @@
-"""`logger=csv`: one row per epoch in <run dir>/metrics.csv, appended as each epoch ends.
+"""`logger=csv`: one row per validation in <run dir>/metrics.csv, appended as each one ends, and
+with `trainer.log_every_n_steps` one row per N optimizer steps in metrics_steps.csv.
 
 Lightning's CSVLogger rewrites its file from memory and starts empty in a resumed run; this one
-appends, and on resume keeps the rows of the epochs the checkpoint already holds.
+appends, and on resume starts from the rows the checkpoint holds (its history), so the rows
+written after the checkpoint and lost with the run are not kept twice.
 """
 
 from __future__ import annotations
@@ -13,20 +15,69 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+STEPS = "metrics_steps.csv"
+FIRST_COLUMNS = ("epoch", "step")
 
-class MetricsCSV(Logger):
-    def __init__(self, path: Path, keep_epochs_below: int | None = None) -> None:
-        super().__init__()
+
+class CSVTable:
+    """A CSV file that rows are appended to; a row with new keys rewrites it with more columns."""
+
+    def __init__(self, path: Path, rows: list[dict[str, Any]] | None = None) -> None:
         self.path = Path(path)
         self.columns: list[str] = []
-        if keep_epochs_below is not None and self.path.is_file():
-            with self.path.open(newline="") as f:
-                reader = csv.DictReader(f)
-                rows = [r for r in reader if int(r["epoch"]) < keep_epochs_below]
-                self.columns = list(reader.fieldnames or [])
+        if rows:
+            self._add_columns(rows)
             self._rewrite(rows)
         elif self.path.exists():
             self.path.unlink()  # a fresh run in a dir Hydra just created: nothing to keep
+
+    def append(self, row: dict[str, Any]) -> None:
+        if set(row) - set(self.columns):
+            old = []
+            if self.columns and self.path.is_file():
+                with self.path.open(newline="") as f:
+                    old = list(csv.DictReader(f))
+            self._add_columns([row])
+            self._rewrite([*old, row])
+            return
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.columns).writerow(row)
+
+    def _add_columns(self, rows: list[dict[str, Any]]) -> None:
+        keys = {k for row in rows for k in row} - set(self.columns)
+        first = [k for k in FIRST_COLUMNS if k in keys]
+        self.columns += first + sorted(keys - set(first))
+
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, self.columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(self.path)
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class MetricsCSV(Logger):
+    def __init__(
+        self, path: Path, resume_rows: list[dict] | None = None, resume_step: int = 0
+    ) -> None:
+        """`resume_rows`/`resume_step`: the history and global step of the checkpoint a
+        resumed run continues from."""
+        super().__init__()
+        self.path = Path(path)
+        if rank_zero_only.rank != 0:
+            return  # DDP: rank 0 writes the files
+        steps_path = self.path.with_name(STEPS)
+        steps = [r for r in _read(steps_path) if int(r["step"]) <= resume_step]
+        self.validations = CSVTable(self.path, resume_rows)
+        self.steps = CSVTable(steps_path, steps if resume_rows is not None else None)
 
     @property
     def name(self) -> str:
@@ -42,24 +93,7 @@ class MetricsCSV(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        if "epoch" not in metrics:
-            return  # dnnexp logs whole epochs only
-        row = {k: metrics[k] for k in sorted(metrics, key=lambda k: (k != "epoch", k))}
-        if set(row) - set(self.columns):
-            old = []
-            if self.columns and self.path.is_file():
-                with self.path.open(newline="") as f:
-                    old = list(csv.DictReader(f))
-            self.columns = self.columns + [k for k in row if k not in self.columns]
-            self._rewrite([*old, row])
-            return
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self.columns).writerow(row)
-
-    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, self.columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        tmp.replace(self.path)
+        if "epoch" in metrics:  # a validation's row
+            self.validations.append(metrics)
+        elif "train/loss_step" in metrics:  # trainer.log_every_n_steps
+            self.steps.append(metrics)

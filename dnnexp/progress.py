@@ -37,36 +37,31 @@ class ThrottledRichProgressBar(RichProgressBar):
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if self.is_disabled:
+            return
         per_item = getattr(trainer.train_dataloader, "batches_per_item", 1)
         done = min((batch_idx + 1) * per_item, self.total_train_batches)
         if self.train_progress_bar_id is None or self._due(done, self.total_train_batches):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, done - 1)
 
     def on_validation_batch_end(
-        self,
-        trainer: Any,
-        pl_module: Any,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, idx: int = 0
     ) -> None:
-        if self._due(batch_idx + 1, self.total_val_batches_current_dataloader):
-            super().on_validation_batch_end(
-                trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
-            )
+        if self._eval_due("val", batch_idx):
+            super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, idx)
 
     def on_test_batch_end(
-        self,
-        trainer: Any,
-        pl_module: Any,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, idx: int = 0
     ) -> None:
-        if self._due(batch_idx + 1, self.total_test_batches_current_dataloader):
-            super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        if self._eval_due("test", batch_idx):
+            super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, idx)
+
+    def _eval_due(self, stage: str, batch_idx: int) -> bool:
+        """A disabled bar (on every DDP rank but 0) draws nothing and has no current
+        dataloader, so its batch count cannot be read there (Lightning asserts)."""
+        if self.is_disabled:
+            return False
+        return self._due(batch_idx + 1, getattr(self, f"total_{stage}_batches_current_dataloader"))
 
     def configure_columns(self, trainer: Any) -> list:
         from lightning.pytorch.callbacks.progress.rich_progress import ProcessingSpeedColumn

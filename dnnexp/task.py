@@ -17,6 +17,7 @@ stepped here (per step or per epoch).
 from __future__ import annotations
 
 import json
+import math
 import time
 from functools import partial
 from typing import Any
@@ -125,6 +126,7 @@ class ClassificationTask(L.LightningModule):
         self._history_json: list[str] = []  # history[i] encoded, each row once
         self.test_metrics: dict[str, float] = {}
         self._epoch_start, self._epoch_lr = 0.0, 0.0
+        self._resumed_epoch_lr: tuple[int, float] | None = None  # (epoch, lr) of a checkpoint
         self._l1_params = (
             [p for p in self.model.parameters() if p.ndim > 1] if cfg.reg.l1 > 0 else []
         )
@@ -136,7 +138,11 @@ class ClassificationTask(L.LightningModule):
         self._l1 = float(cfg.reg.l1)
         self._grad_clip = float(cfg.reg.grad_clip)
         self._batch_size = int(cfg.data.batch_size)
-        self._steps_per_call = int(cfg.trainer.steps_per_call)
+        self._accumulate = int(cfg.trainer.accumulate_grad_batches)
+        self._log_every = cfg.trainer.log_every_n_steps  # None: one logger row per validation
+        self._max_steps = -1  # Lightning's (fast_dev_run sets it too), read in on_train_start
+        # this epoch's training loader: batches per item and in all (on_train_epoch_start)
+        self._batches_per_item, self._epoch_batches = 1, 1
         self._backward: Any = self.manual_backward
         self._step_directly = False  # decided in on_train_start
         self._scheduler_monitor: str | None = None  # ReduceLROnPlateau's metric
@@ -152,21 +158,42 @@ class ClassificationTask(L.LightningModule):
 
     # ------------------------------------------------------------------------------- steps
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        """One item of up to `trainer.steps_per_call` batches: one optimizer step per batch."""
+        """One item of batches: `trainer.accumulate_grad_batches` batches per optimizer step
+        (the last step of an epoch takes what is left), up to `trainer.steps_per_call` steps.
+        Each batch's loss is divided by the accumulation, as Lightning does, so accumulating k
+        batches of n gives the gradient of one batch of k*n."""
         x, y = batch
         optimizer, scheduler, backward = self.optimizers(), self._step_scheduler, self._backward
         step = partial(self._direct_step, optimizer) if self._step_directly else optimizer.step
-        b, steps = self._batch_size, 0
+        b, k, done, first_step = self._batch_size, self._accumulate, 0, self.global_step
+        first = batch_idx * self._batches_per_item  # this item's first batch in the epoch
         for start in range(0, len(y), b):
+            position = first + done + 1  # batches of this epoch trained, this one included
             loss = self._loss(x[start : start + b], y[start : start + b])
-            optimizer.zero_grad(set_to_none=True)
-            backward(loss)
+            if (position - 1) % k == 0:  # the first batch of an optimizer step
+                optimizer.zero_grad(set_to_none=True)
+            backward(loss / k if k > 1 else loss)
+            done += 1
+            if position % k and position < self._epoch_batches:
+                continue  # accumulate
             step()
             if scheduler is not None:
                 scheduler.step()
-            steps += 1
+            if self._log_every and self.global_step % self._log_every == 0:
+                self._log_step(min(k, (position - 1) % k + 1))
+            if 0 < self._max_steps <= self.global_step:
+                break  # Lightning checks max_steps between items only
         if x.device.type == "cpu":  # free on the CPU; accelerators check once per epoch
-            self._check_finite(self.stats["train"].losses[-steps:], batch_idx)
+            self._check_finite(self.stats["train"].losses[-done:], first, first_step)
+
+    def _log_step(self, batches: int) -> None:
+        """`trainer.log_every_n_steps`: this optimizer step's training loss (the mean over its
+        accumulated batches) and learning rate, one logger row at `step`."""
+        loss = float(torch.stack(self.stats["train"].losses[-batches:]).mean())
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        row = {"step": self.global_step, "train/loss_step": loss, "lr_step": lr}
+        for logger in self.loggers:
+            logger.log_metrics(row, step=self.global_step)
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self._augment:
@@ -182,16 +209,17 @@ class ClassificationTask(L.LightningModule):
             loss = loss + self._l1 * sum(p.abs().sum() for p in self._l1_params)
         return loss
 
-    def _check_finite(self, losses: list[torch.Tensor], batch_idx: int) -> None:
-        """Stop at the item's first non-finite loss, naming its step and batch."""
+    def _check_finite(self, losses: list[torch.Tensor], first: int, first_step: int) -> None:
+        """Stop at the item's first non-finite loss, naming its optimizer step and its batch
+        (`first`: the item's first batch in the epoch; `first_step`: the step it began at)."""
         finite = torch.isfinite(torch.stack(losses))
         if bool(finite.all()):
             return
         i = int((~finite).nonzero()[0])
         raise FloatingPointError(
             f"non-finite training loss ({float(losses[i])}) at step"
-            f" {self.global_step - len(losses) + i} (epoch {self.current_epoch},"
-            f" batch {batch_idx * self._steps_per_call + i}). {NAN_ADVICE}"
+            f" {first_step + i // self._accumulate} (epoch {self.current_epoch},"
+            f" batch {first + i}). {NAN_ADVICE}"
         )
 
     def on_train_start(self) -> None:
@@ -208,6 +236,7 @@ class ClassificationTask(L.LightningModule):
         plain = isinstance(trainer.strategy, SingleDeviceStrategy) and (
             getattr(trainer.precision_plugin, "scaler", None) is None
         )
+        self._max_steps = int(trainer.max_steps)
         self._backward = torch.Tensor.backward if plain else self.manual_backward
         self._step_directly = (
             plain
@@ -253,24 +282,35 @@ class ClassificationTask(L.LightningModule):
         return {f"{stage}/{k}": v for k, v in metrics.items()}
 
     def on_train_epoch_start(self) -> None:
+        loader = self.trainer.train_dataloader
+        self._batches_per_item = getattr(loader, "batches_per_item", 1)
+        self._epoch_batches = getattr(loader, "num_batches", len(loader))
         self._epoch_start = time.perf_counter()
         self._step_epoch_scheduler()
-        self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        resumed, self._resumed_epoch_lr = self._resumed_epoch_lr, None
+        if resumed is not None and resumed[0] == self.current_epoch:
+            self._epoch_lr = resumed[1]  # resumed mid-epoch: its lr at the start of the epoch
+        else:
+            self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
 
     def _step_epoch_scheduler(self) -> None:
         """Per-epoch schedules step at the start of each epoch, up to the current epoch: the
         same learning rates as stepping after each epoch, and a resumed run catches up from
-        its checkpoint's scheduler state. ReduceLROnPlateau reads the monitored value of the
-        epoch before from the history (restored on resume too)."""
+        its checkpoint's scheduler state. ReduceLROnPlateau steps after each validation
+        instead (`_step_plateau`)."""
         config = self._scheduler_config
-        if config is None or config.interval != "epoch":
+        if config is None or config.interval != "epoch" or self._scheduler_monitor:
             return
         scheduler = config.scheduler
         while scheduler.last_epoch < self.current_epoch:
-            if self._scheduler_monitor:
-                scheduler.step(self.history[scheduler.last_epoch][self._scheduler_monitor])
-            else:
-                scheduler.step()
+            scheduler.step()
+
+    def _step_plateau(self, metrics: dict[str, float]) -> None:
+        """ReduceLROnPlateau sees each validation's monitored value once, as early stopping
+        does, so its patience counts validations; its state goes into this validation's
+        checkpoint, which a resume continues from."""
+        if self._scheduler_monitor:
+            self._scheduler_config.scheduler.step(metrics[self._scheduler_monitor])
 
     @property
     def _scheduler_config(self) -> Any:
@@ -292,20 +332,24 @@ class ClassificationTask(L.LightningModule):
             )
 
     def on_validation_epoch_end(self) -> None:
-        """The epoch's row (train and val metrics) is complete here, before the checkpoint of
-        this epoch is written, so a checkpoint always holds the history up to its own epoch."""
+        """One row per validation (train metrics since the validation before, val metrics),
+        complete before this validation's checkpoint is written, so a checkpoint always holds
+        the history up to itself. `epoch` and `step` (optimizer steps so far) say which
+        validation a row is: one per epoch by default, several with val_check_interval < 1."""
         val = self._compute("val")
-        if self.trainer.state.fn != "fit":
+        if self.trainer.state.fn != "fit" or self.trainer.sanity_checking:
             return
         train = self._compute("train")
         row = {
             "epoch": self.current_epoch,
+            "step": self.global_step,
             **train,
             **val,
             "lr": self._epoch_lr,  # at the start of the epoch
             "epoch_time_s": time.perf_counter() - self._epoch_start,
         }
         self.history.append(row)
+        self._step_plateau(val)
         self._publish({**train, **val})
         for logger in self.loggers:  # the whole row at once
             logger.log_metrics(row, step=row["epoch"])
@@ -329,10 +373,13 @@ class ClassificationTask(L.LightningModule):
         encoded = self._history_json
         encoded.extend(json.dumps(row) for row in self.history[len(encoded) :])
         checkpoint["dnnexp_history"] = "[" + ",".join(encoded) + "]"
+        checkpoint["dnnexp_epoch_lr"] = self._epoch_lr  # for a resume in the middle of an epoch
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = self.history_of(checkpoint)
         self._history_json = []
+        if "dnnexp_epoch_lr" in checkpoint:
+            self._resumed_epoch_lr = (checkpoint["epoch"], float(checkpoint["dnnexp_epoch_lr"]))
 
     @staticmethod
     def history_of(checkpoint: dict[str, Any]) -> list[dict[str, float]]:
@@ -342,14 +389,21 @@ class ClassificationTask(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self._compute("test")
-        self.log_dict(self.test_metrics, logger=False)
+        # float64: the values reach the main process exactly after ddp_spawn
+        exact = {k: torch.tensor(v, dtype=torch.float64) for k, v in self.test_metrics.items()}
+        self.log_dict(exact, logger=False)
 
     # -------------------------------------------------------------------------- optimizers
     def _total_steps(self) -> int:
-        """Optimizer steps of the whole run: batches (not Lightning items) times epochs."""
+        """Optimizer steps of the whole run: batches (not Lightning items) over the
+        accumulation, times epochs, or `trainer.max_steps` if that comes first."""
         items = int(self.trainer.estimated_stepping_batches)  # loads the training loader
         batches = getattr(self.trainer.train_dataloader, "num_batches", None)
-        return items if batches is None else batches * self.trainer.max_epochs
+        if batches is None:
+            return items
+        steps = math.ceil(batches / self._accumulate) * self.trainer.max_epochs
+        max_steps = self.trainer.max_steps
+        return min(steps, max_steps) if max_steps > 0 else steps
 
     def configure_optimizers(self) -> Any:
         cfg = self.cfg

@@ -91,8 +91,14 @@ def train(
             f" {summary['best_epoch']}, {summary['duration_s']:.1f} s -> {run_dir}"
         )
     elif is_main:
+        title = f"the best checkpoint (epoch {summary['best_epoch']}) on the test split"
+        if summary.get("fast_dev_run"):
+            title = (
+                f"fast dev run ({summary['fast_dev_run']} batches each of train, val and test;"
+                " no checkpoints, no metrics.csv)"
+            )
         console.print_metrics(
-            f"{cfg.name}: the best checkpoint (epoch {summary['best_epoch']}) on the test split",
+            f"{cfg.name}: {title}",
             summary["metrics"],
             {"run dir": str(run_dir), "time": f"{summary['duration_s']:.1f} s"},
         )
@@ -114,37 +120,45 @@ def _fit_and_test(
         data.num_classes,
         data.fingerprint,
     )
-    resume_epoch = None if resume_from is None else int(load_checkpoint(resume_from)["epoch"])
-    trainer = build_trainer(
-        cfg, run_dir, overrides, model_summary=show_details, resume_epoch=resume_epoch
-    )
+    resume = None if resume_from is None else load_checkpoint(resume_from)
+    trainer = build_trainer(cfg, run_dir, overrides, model_summary=show_details, resume=resume)
     trainer.fit(task, datamodule=data, ckpt_path=resume_from, weights_only=True)
     if trainer.interrupted:
         raise Interrupted("training interrupted")
-    history = list(task.history)  # before test() loads the best checkpoint (and its history)
+    # before test() loads the best checkpoint (and its history)
+    history, epochs = list(task.history), trainer.current_epoch
+    if not history and (run_dir / LAST).is_file():  # ddp_spawn/ddp_fork trained elsewhere
+        last = load_checkpoint(run_dir / LAST)
+        history, epochs = ClassificationTask.history_of(last), int(last["epoch"]) + 1
     best_path = trainer.checkpoint_callback.best_model_path
     trainer.test(
         task, datamodule=data, ckpt_path=best_path or None, verbose=False, weights_only=True
     )
-    best = _best_epoch(history, cfg.reg.early_stopping.monitor)
+    best = _best_row(history, cfg.reg.early_stopping.monitor)
     at_best = history[best] if history else {}
-    metrics = dict(task.test_metrics)
+    metrics = dict(task.test_metrics) or {  # from the spawned processes
+        k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
+    }
     for key in ("val/acc", "val/loss", "train/acc", "train/loss"):
         if key in at_best:
             metrics[key] = at_best[key]
+    fast_dev_run = int(cfg.trainer.fast_dev_run)
     return {
         "metrics": metrics,
-        "best_epoch": best,
-        "epochs": len(history),
+        "best_epoch": int(at_best.get("epoch", 0)),
+        "best_step": int(at_best.get("step", 0)),
+        "epochs": max(epochs, 1) if fast_dev_run else epochs,
         "params": sum(p.numel() for p in task.model.parameters()),
         "checkpoint": CHECKPOINT if best_path else None,
         "input_shape": list(data.input_shape),
         "num_classes": data.num_classes,
+        **({"fast_dev_run": fast_dev_run} if fast_dev_run else {}),
     }
 
 
-def _best_epoch(history: list[dict[str, float]], monitor: str) -> int:
-    """The epoch ModelCheckpoint kept: the first one with the best monitored value."""
+
+def _best_row(history: list[dict[str, float]], monitor: str) -> int:
+    """The validation ModelCheckpoint kept: the first one with the best monitored value."""
     if not history:
         return 0
     values = [row.get(monitor, float("nan")) for row in history]

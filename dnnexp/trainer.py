@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichModelSummary
@@ -15,6 +16,7 @@ from omegaconf import DictConfig
 from dnnexp.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint, RNGState
 from dnnexp.metrics_csv import MetricsCSV
 from dnnexp.progress import ThrottledRichProgressBar
+from dnnexp.task import ClassificationTask
 
 
 @contextlib.contextmanager
@@ -48,11 +50,12 @@ def build_trainer(
     run_dir: Path,
     overrides: list[str],
     model_summary: bool = True,
-    resume_epoch: int | None = None,
+    resume: dict | None = None,
 ) -> L.Trainer:
-    """`resume_epoch`: the epoch of the checkpoint a resumed run continues from."""
+    """`resume`: the checkpoint a resumed run continues from."""
     t, reg = cfg.trainer, cfg.reg
     monitor = reg.early_stopping.monitor  # "best" means the same thing to checkpoints and stopping
+    once_per_epoch = t.val_check_interval == 1.0 and t.check_val_every_n_epoch == 1
     callbacks: list[Callback] = [
         BestAndLastCheckpoint(
             dirpath=run_dir / "checkpoints",
@@ -62,6 +65,8 @@ def build_trainer(
             save_last=True,
             auto_insert_metric_name=False,
             enable_version_counter=False,  # best.ckpt stays best.ckpt, also after a resume
+            # at each validation, where it is not once at the end of every epoch
+            save_on_train_epoch_end=None if once_per_epoch else False,
         ),
         RNGState(),
     ]
@@ -79,8 +84,9 @@ def build_trainer(
     model_summary = model_summary and t.model_summary
     if model_summary:
         callbacks.append(RichModelSummary(max_depth=1))
-    if t.strategy == "ddp":
-        _launch_ddp_ranks_as_this_job(run_dir, overrides)
+    # used whenever Lightning starts the ranks by re-running the command (strategy ddp, or auto
+    # with several devices); ddp_spawn/ddp_fork, torchrun and srun start them otherwise
+    _launch_ddp_ranks_as_this_job(run_dir, overrides)
     return L.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
@@ -88,19 +94,43 @@ def build_trainer(
         num_nodes=t.num_nodes,
         precision=t.precision,
         max_epochs=t.max_epochs,
-        # limit_train_batches is applied by the training loader, which counts batches (not items)
+        max_steps=t.max_steps,
+        max_time=t.max_time,
+        fast_dev_run=t.fast_dev_run,
+        # limit_train_batches is applied by the training loader, which counts batches (not items);
+        # so is val_check_interval (the data module turns it into items, see plan_items), and
+        # accumulate_grad_batches by the task (Lightning does not accumulate for manual
+        # optimization)
         limit_val_batches=_limit(t.limit_val_batches),
         limit_test_batches=_limit(t.limit_test_batches),
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        num_sanity_val_steps=t.num_sanity_val_steps,
         deterministic=t.deterministic,
-        logger=_loggers(cfg.logger.name, run_dir, resume_epoch),
-        plugins=[AtomicCheckpointIO(t.checkpoint_interval_s)],
+        benchmark=t.benchmark,
+        detect_anomaly=t.detect_anomaly,
+        profiler=_profiler(t.profiler, run_dir),
+        logger=_loggers(cfg.logger.name, run_dir, resume),
+        plugins=[AtomicCheckpointIO(t.checkpoint_interval_s, hold_dir=run_dir / "checkpoints")],
         callbacks=callbacks,
         enable_progress_bar=t.progress_bar,
         enable_model_summary=model_summary,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1_000_000,  # metrics are logged once per epoch by the task
+        log_every_n_steps=1_000_000,  # the task logs its own rows (trainer.log_every_n_steps)
         default_root_dir=run_dir,
     )
+
+
+def _profiler(name: str | None, run_dir: Path) -> Any:
+    """Lightning's profiler of that name, writing <run dir>/profile/{fit,test}-profile.txt."""
+    if name is None:
+        return None
+    from lightning.pytorch import profilers
+
+    classes = {
+        "simple": profilers.SimpleProfiler,
+        "advanced": profilers.AdvancedProfiler,
+        "pytorch": profilers.PyTorchProfiler,
+    }
+    return classes[name](dirpath=run_dir / "profile", filename="profile")
 
 
 def _limit(value: float) -> float | int:
@@ -108,10 +138,12 @@ def _limit(value: float) -> float | int:
     return int(value) if value > 1 else float(value)
 
 
-def _loggers(name: str, run_dir: Path, resume_epoch: int | None) -> list:
+def _loggers(name: str, run_dir: Path, resume: dict | None) -> list:
     if name == "csv":
-        keep = None if resume_epoch is None else resume_epoch + 1
-        return [MetricsCSV(run_dir / "metrics.csv", keep_epochs_below=keep)]
+        if resume is None:
+            return [MetricsCSV(run_dir / "metrics.csv")]
+        rows = ClassificationTask.history_of(resume)
+        return [MetricsCSV(run_dir / "metrics.csv", rows, int(resume["global_step"]))]
     if name == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
 

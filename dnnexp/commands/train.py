@@ -15,6 +15,11 @@ def main(args: list[str]) -> int:
 
         print(render(_config_dirs(args)))
         return 0
+    from dnnexp.config.ranks import external_rank, secondary_rank
+
+    rank = secondary_rank()
+    if rank is not None and external_rank() is not None:  # torchrun/srun: as Lightning's children
+        args = [*args, "hydra.output_subdir=null", f"hydra.job.name=train_ddp_rank_{rank}"]
     refusal = _refuse_flag_clash(args)
     if refusal is None and any(a.startswith("resume=") for a in args):
         args, refusal = _resume_args(args)
@@ -87,8 +92,10 @@ def _refuse_flag_clash(args: list[str]) -> str | None:
 
 def _refuse_finished_run_dir(args: list[str]) -> str | None:
     """An explicit hydra.run.dir that already holds a run is never reused (nothing overwritten).
-    DDP ranks > 0 are started inside their rank 0's run dir on purpose and skip this."""
-    if os.environ.get("LOCAL_RANK", "0") != "0" or _multirun(args):
+    DDP ranks > 0 run inside their rank 0's run dir on purpose and skip this."""
+    from dnnexp.config.ranks import secondary_rank
+
+    if secondary_rank() is not None or _multirun(args):
         return None
     for arg in args:
         if arg.startswith("hydra.run.dir="):
@@ -143,6 +150,7 @@ def _job(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     from dnnexp.config.errors import ConfigError, RunError
+    from dnnexp.config.hardware import check_devices
     from dnnexp.config.validate import validate
     from dnnexp.run_files import SUMMARY, write_json
     from dnnexp.sweep import job
@@ -154,6 +162,7 @@ def _job(cfg: DictConfig) -> float | None:
     label = f"job {hydra_cfg.job.num}" if multirun else "run"
     try:
         cfg = validate(cfg)
+        check_devices(cfg.trainer)
         cfg_hash = job.config_hash(cfg)
         if multirun:
             earlier = job.completed_summary(run_dir, cfg_hash)

@@ -30,9 +30,14 @@ def unique_dir(path: str) -> str:
 def register_resolvers() -> None:
     from omegaconf import OmegaConf
 
+    from dnnexp.config.ranks import shared_dir
+
     if not OmegaConf.has_resolver("dnnexp.unique_dir"):
-        # use_cache: resolved once per config; Hydra copies the cache into each sweep job's config
-        OmegaConf.register_new_resolver("dnnexp.unique_dir", unique_dir, use_cache=True)
+        # use_cache: resolved once per config; Hydra copies the cache into each sweep job's config.
+        # Under torchrun or srun, rank 0 claims the dir and every rank uses it.
+        OmegaConf.register_new_resolver(
+            "dnnexp.unique_dir", lambda path: shared_dir(path, unique_dir), use_cache=True
+        )
 
 
 def one_line(ex: BaseException) -> str | None:
@@ -167,10 +172,11 @@ def speed_up_hydra(args: list[str]) -> None:
 
 
 def validate_before_run_dir() -> None:
-    """Check a single run's config as soon as Hydra has composed it: before Hydra claims the
-    run dir, writes .hydra/ and sets up logging (~0.05-0.1 s on a 2-core CPU). A typo then fails
-    sooner and leaves nothing behind. The job validates again: it is also what each multirun
-    job runs, where a bad config fails that job alone (~30 ms more per run)."""
+    """Check a single run's config (and that its devices exist) as soon as Hydra has composed
+    it: before Hydra claims the run dir, writes .hydra/ and sets up logging (~0.05-0.1 s on a
+    2-core CPU). A typo then fails sooner and leaves nothing behind. The job validates again:
+    it is also what each multirun job runs, where a bad config fails that job alone (~30 ms
+    more per run)."""
     from hydra._internal.hydra import Hydra
     from omegaconf import OmegaConf
 
@@ -183,9 +189,11 @@ def validate_before_run_dir() -> None:
 
         def compose_and_validate(*c_args: Any, **c_kwargs: Any) -> Any:
             cfg = compose(*c_args, **c_kwargs)
+            from dnnexp.config.hardware import check_devices
             from dnnexp.config.validate import validate
 
-            validate(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]))
+            job = validate(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]))
+            check_devices(job.trainer)
             return cfg
 
         self.compose_config = compose_and_validate

@@ -262,6 +262,45 @@ class TrainerConfig:
     num_threads: Optional[int] = knob(
         None, gt=0, doc="torch CPU threads; null = the cores divided among parallel sweep jobs"
     )
+    # Lightning's own Trainer knobs, with Lightning's meaning (batches are training batches)
+    fast_dev_run: Any = knob(
+        False, doc="true (1) or N: N batches of train, val and test; no checkpoints or metrics"
+    )
+    max_steps: int = knob(-1, ge=-1, doc="stop after this many optimizer steps; -1 = no limit")
+    max_time: Optional[str] = knob(None, doc="stop after this long, 'DD:HH:MM:SS'; null = no limit")
+    val_check_interval: float = knob(
+        1.0, gt=0, doc="validate every share (<= 1.0) of an epoch or every N (> 1) batches"
+    )
+    check_val_every_n_epoch: int = knob(1, gt=0, doc="validate every N epochs")
+    accumulate_grad_batches: int = knob(
+        1, gt=0, doc="batches whose gradients add up to one optimizer step"
+    )
+    num_sanity_val_steps: int = knob(
+        0, ge=-1, doc="validation batches run before training as a check; -1 = all"
+    )
+    log_every_n_steps: Optional[int] = knob(
+        None, gt=0, doc="also log the training loss every N optimizer steps; null = per epoch only"
+    )
+    benchmark: Optional[bool] = knob(None, doc="cudnn.benchmark; null = torch's default")
+    detect_anomaly: bool = knob(False, doc="autograd anomaly detection (slow; finds NaN sources)")
+    profiler: Optional[str] = knob(
+        None, choices=(None, "simple", "advanced", "pytorch"), doc="writes <run dir>/profile/"
+    )
+
+
+# Keys users bring from Lightning or elsewhere that dnnexp has under another name: refused with a
+# pointer to the dnnexp key, so there is one knob per concept.
+ELSEWHERE = {
+    "trainer.gradient_clip_val": "gradient clipping is reg.grad_clip (e.g. reg.grad_clip=1.0)",
+    "trainer.gradient_clip_algorithm": "reg.grad_clip clips the global gradient norm",
+    "trainer.enable_progress_bar": "use trainer.progress_bar",
+    "trainer.enable_model_summary": "use trainer.model_summary",
+    "trainer.enable_checkpointing": (
+        "best.ckpt and last.ckpt are always written; trainer.checkpoint_interval_s sets how often"
+    ),
+    "trainer.logger": "pick the logger group instead (logger=csv, logger=tensorboard, logger=none)",
+    "trainer.default_root_dir": "the run dir is hydra.run.dir (hydra.sweep.dir with -m)",
+}
 
 
 # --------------------------------------------------------------------------------------- logger

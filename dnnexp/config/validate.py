@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import re
 import typing
 from typing import Any
 
@@ -15,7 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dnnexp.config.errors import ConfigError, describe_omegaconf_error, unknown_key_message
-from dnnexp.config.schema import FUSED_OPTIMIZERS, GROUP_SCHEMAS, TrainSchema
+from dnnexp.config.schema import ELSEWHERE, FUSED_OPTIMIZERS, GROUP_SCHEMAS, TrainSchema
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -56,6 +57,8 @@ def _refuse_unknown_keys(node: DictConfig, schema: type, prefix: str) -> None:
     hints = typing.get_type_hints(schema)
     for key in node:
         full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields and full in ELSEWHERE:
+            raise ConfigError(f"{full}: not a dnnexp key; {ELSEWHERE[full]}")
         if key not in fields:
             raise ConfigError(unknown_key_message(full, sorted(fields)))
         if dataclasses.is_dataclass(hints[key]) and isinstance(node[key], DictConfig):
@@ -101,7 +104,8 @@ def _check_ranges(node: DictConfig, schema: type, prefix: str) -> None:
 def _check_value(key: str, value: Any, limits: Any) -> None:
     choices = limits.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(choices)}")
+        allowed = ", ".join("null" if c is None else str(c) for c in choices)
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {allowed}")
     items = list(value) if isinstance(value, (list, ListConfig)) else [value]
     for item in items:
         if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
@@ -132,12 +136,14 @@ def _check_combinations(cfg: DictConfig) -> None:
         )
     if data.name == "synthetic" and len(data.shape) != 3:
         raise ConfigError(f"data.shape={list(data.shape)} must be [channels, height, width]")
-    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+    limits = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
+    for key in (*limits, "val_check_interval"):
         value = trainer[key]
         if value > 1 and value != int(value):
             raise ConfigError(
                 f"trainer.{key}={value} must be a share (<= 1.0) or a whole number of batches"
             )
+    _check_lightning_knobs(cfg)
     if model.name == "resnext" and model.width_per_group is None:
         for width in model.channels:
             if width % model.cardinality:
@@ -185,6 +191,29 @@ def _check_combinations(cfg: DictConfig) -> None:
 
 
 IMAGE_MODELS = ("cnn", "resnet", "resnext", "densenet")
+MAX_TIME = re.compile(r"^\d+:\d{1,2}:\d{1,2}:\d{1,2}$")  # Lightning's DD:HH:MM:SS
+
+
+def _check_lightning_knobs(cfg: DictConfig) -> None:
+    """Lightning's Trainer knobs whose values one field's limits cannot express."""
+    trainer = cfg.trainer
+    fast = trainer.fast_dev_run
+    if isinstance(fast, bool) is False and (not isinstance(fast, int) or fast < 0):
+        raise ConfigError(
+            f"trainer.fast_dev_run={fast!r} must be true, false or a number of batches (>= 0)"
+        )
+    if trainer.max_steps == 0:
+        raise ConfigError("trainer.max_steps=0 trains nothing: give a step count, or -1 for none")
+    if trainer.max_time is not None and not MAX_TIME.match(str(trainer.max_time)):
+        raise ConfigError(
+            f"trainer.max_time={trainer.max_time!r} must be DD:HH:MM:SS, e.g. 00:01:30:00"
+            " for 90 minutes (quote it on the command line: 'trainer.max_time=\"00:01:30:00\"')"
+        )
+    if fast and cfg.get("resume"):
+        raise ConfigError(
+            f"trainer.fast_dev_run with resume={cfg.resume} would overwrite that run's"
+            " summary.json: run the fast dev run on its own"
+        )
 
 
 def _normalized_widths(model: DictConfig) -> list[tuple[str, int]]:

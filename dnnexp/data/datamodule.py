@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import lightning as L
 import torch
 from omegaconf import DictConfig
 
 from dnnexp.data import DATASETS
-from dnnexp.data.loader import InMemoryLoader
+from dnnexp.data.loader import InMemoryLoader, plan_items
 from dnnexp.data.splits import standardize, stratified_split, stratified_subsample
 
 
@@ -23,12 +24,17 @@ class ArrayDataModule(L.LightningDataModule):
         seed: int,
         steps_per_call: int = 1,
         limit_train_batches: float = 1.0,
+        accumulate: int = 1,
+        val_check_interval: float = 1.0,
     ) -> None:
-        """`steps_per_call` training batches are served as one item (see `InMemoryLoader`);
-        `limit_train_batches` is a share (<= 1.0) or a count (> 1) of the training batches."""
+        """`steps_per_call` optimizer steps of `accumulate` training batches are served as one
+        item (see `InMemoryLoader` and `plan_items`); `limit_train_batches` is a share (<= 1.0)
+        or a count (> 1) of the training batches; `val_check_interval` as in Lightning, in
+        training batches."""
         super().__init__()
         self.cfg, self.seed = cfg, seed
         self.steps_per_call, self.limit_train_batches = steps_per_call, limit_train_batches
+        self.accumulate, self.val_check_interval = accumulate, val_check_interval
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -63,9 +69,7 @@ class ArrayDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return int(torch.cat([y for _, y in self.splits.values()]).max()) + 1
 
-    def _loader(
-        self, split: str, batch_size: int, shuffle: bool, **kwargs: float
-    ) -> InMemoryLoader:
+    def _loader(self, split: str, batch_size: int, shuffle: bool, **kwargs: Any) -> InMemoryLoader:
         rank, world = 0, 1
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
@@ -74,18 +78,36 @@ class ArrayDataModule(L.LightningDataModule):
 
     @classmethod
     def for_run(cls, cfg: DictConfig) -> ArrayDataModule:
-        """The data module of a training run, from its whole config."""
+        """The data module of a training run, from its whole config. `trainer.fast_dev_run=N`
+        trains N batches (Lightning would count N items of `steps_per_call` batches)."""
         t = cfg.trainer
-        return cls(cfg.data, cfg.seed, t.steps_per_call, t.limit_train_batches)
+        fast = int(t.fast_dev_run)
+        limit = fast if fast else t.limit_train_batches
+        every = 1.0 if fast else t.val_check_interval
+        return cls(
+            cfg.data, cfg.seed, t.steps_per_call, limit, t.accumulate_grad_batches, every
+        )
 
     def train_dataloader(self) -> InMemoryLoader:
-        return self._loader(
+        trainer = self.trainer
+
+        def items_done() -> int:  # this epoch's items trained, as Lightning restores them
+            return trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+        loader = self._loader(
             "train",
             self.cfg.batch_size,
             shuffle=True,
-            batches_per_item=self.steps_per_call,
             limit_batches=self.limit_train_batches,
+            items_done=None if trainer is None else items_done,
         )
+        loader.batches_per_item, every = plan_items(
+            loader.num_batches, self.steps_per_call, self.accumulate, self.val_check_interval
+        )
+        if trainer is not None and every is not None:
+            # Lightning counts validations in items; it reads this right after this call
+            trainer.val_check_interval = every
+        return loader
 
     def val_dataloader(self) -> InMemoryLoader:
         return self._loader("val", self.cfg.eval_batch_size, shuffle=False)

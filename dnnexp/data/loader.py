@@ -13,9 +13,12 @@ to equal length (gradient sync needs as many steps on every rank), evaluation sh
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
+
+from dnnexp.config.errors import RunError
 
 
 class EpochShuffle:
@@ -40,8 +43,13 @@ class InMemoryLoader:
         world_size: int = 1,
         batches_per_item: int = 1,
         limit_batches: float = 1.0,
+        items_done: Callable[[], int] | None = None,
     ) -> None:
+        """`items_done`: the items of the current epoch already trained, as the trainer counts
+        them; it makes the loader resumable in the middle of an epoch (`state_dict`)."""
         self.x, self.y = x, y
+        self.items_done = items_done
+        self._resume_at: tuple[int, int] | None = None  # (epoch, items to skip) after a load
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -81,11 +89,60 @@ class InMemoryLoader:
             order = order[self.rank :: self.world_size]
         return order
 
+    def state_dict(self) -> dict[str, Any]:
+        """Lightning saves this with each checkpoint (a loader with state_dict/load_state_dict
+        is resumable to it): where in which epoch a checkpoint taken mid-epoch was."""
+        if self.items_done is None:
+            return {}
+        return {"epoch": self.sampler.epoch, "items_done": int(self.items_done())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The next pass over `state`'s epoch starts after its trained items, so a run resumed
+        from a mid-epoch checkpoint sees the same batches as one that was never stopped."""
+        if state.get("items_done", 0) > 0:
+            self._resume_at = (int(state["epoch"]), int(state["items_done"]))
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._indices()
         x, y = (self.x, self.y) if order is None else (self.x[order], self.y[order])
         b, end = self.batch_size, self.num_batches * self.batch_size
         step = b * self.batches_per_item
-        for start in range(0, end, step):
+        skip = 0
+        if self._resume_at is not None and self._resume_at[0] == self.sampler.epoch:
+            skip = self._resume_at[1]
+        self._resume_at = None
+        for start in range(skip * step, end, step):
             stop = min(start + step, end)
             yield x[start:stop], y[start:stop]
+
+
+def plan_items(
+    num_batches: int, steps_per_call: int, accumulate: int, val_check_interval: float
+) -> tuple[int, int | None]:
+    """How a training epoch of `num_batches` batches is served: (batches per Lightning item,
+    validate every N items, or None for once at the end of the epoch).
+
+    An item holds up to `steps_per_call` optimizer steps of `accumulate` batches each. With
+    `val_check_interval` < 1.0 (a share of the epoch) or > 1 (a number of batches), validation
+    comes every that many batches, rounded down to whole optimizer steps, so item boundaries
+    fall exactly on validations and on optimizer steps: the items are then as long as
+    `steps_per_call` allows while dividing the validation period.
+    """
+    per_item = steps_per_call * accumulate
+    if val_check_interval == 1.0:
+        return per_item, None
+    period = (
+        int(val_check_interval)
+        if val_check_interval > 1
+        else max(1, int(num_batches * val_check_interval))
+    )
+    if period > num_batches:
+        raise RunError(
+            f"trainer.val_check_interval={int(val_check_interval)} batches is more than an"
+            f" epoch ({num_batches} training batches): use a share <= 1.0 or fewer batches"
+        )
+    steps = max(1, period // accumulate)  # optimizer steps between validations
+    if steps * accumulate >= num_batches:
+        return per_item, None
+    per_step_items = max(d for d in range(1, min(steps_per_call, steps) + 1) if steps % d == 0)
+    return per_step_items * accumulate, steps // per_step_items
