@@ -166,6 +166,12 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)
         self._save_last_if_skipped(trainer)
 
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        """Lightning 2.6 saves a missing last.ckpt here even in a fast_dev_run, which is to
+        write no checkpoints."""
+        if not trainer.fast_dev_run:
+            super().on_train_end(trainer, pl_module)
+
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         super().on_validation_end(trainer, pl_module)
         if not self._should_save_on_train_epoch_end(trainer):

@@ -126,7 +126,6 @@ class ClassificationTask(L.LightningModule):
         self._history_json: list[str] = []  # history[i] encoded, each row once
         self.test_metrics: dict[str, float] = {}
         self._epoch_start, self._epoch_lr = 0.0, 0.0
-        self._resumed_epoch_lr: tuple[int, float] | None = None  # (epoch, lr) of a checkpoint
         self._l1_params = (
             [p for p in self.model.parameters() if p.ndim > 1] if cfg.reg.l1 > 0 else []
         )
@@ -233,6 +232,7 @@ class ClassificationTask(L.LightningModule):
         from lightning.pytorch.strategies import SingleDeviceStrategy
 
         trainer = self.trainer
+        self._start_epoch()  # for a run resumed mid-epoch, which skips on_train_epoch_start
         plain = isinstance(trainer.strategy, SingleDeviceStrategy) and (
             getattr(trainer.precision_plugin, "scaler", None) is None
         )
@@ -282,16 +282,17 @@ class ClassificationTask(L.LightningModule):
         return {f"{stage}/{k}": v for k, v in metrics.items()}
 
     def on_train_epoch_start(self) -> None:
+        """Not called when a run resumes in the middle of an epoch: `_start_epoch` is then
+        called by `on_train_start`, and the epoch's lr comes from the checkpoint."""
+        self._start_epoch()
+        self._step_epoch_scheduler()
+        self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+
+    def _start_epoch(self) -> None:
         loader = self.trainer.train_dataloader
         self._batches_per_item = getattr(loader, "batches_per_item", 1)
         self._epoch_batches = getattr(loader, "num_batches", len(loader))
         self._epoch_start = time.perf_counter()
-        self._step_epoch_scheduler()
-        resumed, self._resumed_epoch_lr = self._resumed_epoch_lr, None
-        if resumed is not None and resumed[0] == self.current_epoch:
-            self._epoch_lr = resumed[1]  # resumed mid-epoch: its lr at the start of the epoch
-        else:
-            self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
 
     def _step_epoch_scheduler(self) -> None:
         """Per-epoch schedules step at the start of each epoch, up to the current epoch: the
@@ -378,8 +379,7 @@ class ClassificationTask(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = self.history_of(checkpoint)
         self._history_json = []
-        if "dnnexp_epoch_lr" in checkpoint:
-            self._resumed_epoch_lr = (checkpoint["epoch"], float(checkpoint["dnnexp_epoch_lr"]))
+        self._epoch_lr = float(checkpoint.get("dnnexp_epoch_lr", 0.0))
 
     @staticmethod
     def history_of(checkpoint: dict[str, Any]) -> list[dict[str, float]]:
@@ -397,10 +397,13 @@ class ClassificationTask(L.LightningModule):
     def _total_steps(self) -> int:
         """Optimizer steps of the whole run: batches (not Lightning items) over the
         accumulation, times epochs, or `trainer.max_steps` if that comes first."""
-        items = int(self.trainer.estimated_stepping_batches)  # loads the training loader
-        batches = getattr(self.trainer.train_dataloader, "num_batches", None)
+        # the data module's own loader: Lightning's estimated_stepping_batches would set up the
+        # fit loop's loader before a checkpoint is restored, and then not restore its position
+        datamodule = self.trainer.datamodule
+        loader = datamodule.train_dataloader() if datamodule is not None else None
+        batches = getattr(loader, "num_batches", None)
         if batches is None:
-            return items
+            return int(self.trainer.estimated_stepping_batches)
         steps = math.ceil(batches / self._accumulate) * self.trainer.max_epochs
         max_steps = self.trainer.max_steps
         return min(steps, max_steps) if max_steps > 0 else steps

@@ -55,7 +55,7 @@ def _step(run_dir: Path, name: str = "last.ckpt") -> int:
         "trainer.max_steps=10",
         "trainer.max_time=00:00:30:00",
         "trainer.val_check_interval=0.25",
-        "trainer.val_check_interval=5",
+        "trainer.val_check_interval=5.0",
         "trainer.check_val_every_n_epoch=2",
         "trainer.accumulate_grad_batches=4",
         "trainer.num_sanity_val_steps=2",
@@ -73,13 +73,7 @@ def test_lightning_knobs_are_accepted(override: str) -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        (
-            "trainer.gradient_clip_val=1.0",
-            "trainer.gradient_clip_val: not a dnnexp key; gradient clipping is reg.grad_clip"
-            " (e.g. reg.grad_clip=1.0)",
-        ),
         ("+trainer.gradient_clip_val=1.0", "gradient clipping is reg.grad_clip"),
-        ("trainer.enable_progress_bar=false", "use trainer.progress_bar"),
         ("trainer.fast_dev_run=-1", "trainer.fast_dev_run=-1 must be true, false or a number"),
         ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
         ("trainer.max_steps=-2", "trainer.max_steps=-2 is out of range: must be at least -1"),
@@ -95,6 +89,28 @@ def test_bad_lightning_knobs_fail_in_one_line(override: str, expected: str) -> N
     with pytest.raises(ConfigError) as err:
         compose(override)
     assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "trainer.gradient_clip_val=1.0",
+            "error: trainer.gradient_clip_val: not a dnnexp key; gradient clipping is"
+            " reg.grad_clip (e.g. reg.grad_clip=1.0)\n",
+        ),
+        (
+            "trainer.enable_progress_bar=false",
+            "error: trainer.enable_progress_bar: not a dnnexp key; use trainer.progress_bar\n",
+        ),
+    ],
+)
+def test_lightning_names_of_dnnexp_knobs_point_to_them(
+    tmp_path: Path, override: str, expected: str
+) -> None:
+    proc = run_cli("train", override, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr == expected
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_fast_dev_run_cannot_resume_a_run() -> None:
@@ -214,19 +230,42 @@ def test_check_val_every_n_epoch_keeps_last_ckpt_at_the_latest_epoch(tmp_path: P
     assert last["epoch"] == 2  # trained after the last validation, still saved
 
 
-def test_resume_from_a_validation_in_the_middle_of_an_epoch_is_exact(tmp_path: Path) -> None:
-    """A run stopped at its first mid-epoch validation and resumed: the same rows, steps and
-    metrics as the run that went straight through (the loader skips the trained batches)."""
+def test_resume_from_a_validation_in_the_middle_of_an_epoch_is_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run interrupted after its first mid-epoch validation and resumed: the same rows, steps
+    and metrics as the run that went straight through (the loader skips the trained batches,
+    the per-step schedule and the random draws go on where they were)."""
+    import lightning as L
+
+    import dnnexp.train
     from dnnexp.train import train
 
-    common = ("trainer.val_check_interval=0.5", "reg=[dropout,augment]", "scheduler=cosine")
-    straight = _train(tmp_path / "straight", *common, "trainer.max_epochs=2")
-    _train(tmp_path / "stopped", *common, "trainer.max_epochs=2", "trainer.max_steps=6")
+    common = ("trainer.val_check_interval=0.5", "reg=[dropout,augment]", "trainer.max_epochs=2")
+    straight = _train(tmp_path / "straight", *common)
+
+    class InterruptAfterFirstValidation(L.Callback):
+        def on_train_batch_start(self, trainer, *args) -> None:
+            if trainer.global_step >= 6:  # after the validation at step 6 and its checkpoint
+                raise KeyboardInterrupt
+
+    build = dnnexp.train.build_trainer
+
+    def interrupted_trainer(*args, **kwargs):
+        trainer = build(*args, **kwargs)
+        trainer.callbacks.append(InterruptAfterFirstValidation())
+        return trainer
+
+    monkeypatch.setattr(dnnexp.train, "build_trainer", interrupted_trainer)
+    with pytest.raises(SystemExit):
+        _train(tmp_path / "stopped", *common)
+    monkeypatch.setattr(dnnexp.train, "build_trainer", build)
     assert _step(tmp_path / "stopped") == 6 and len(metrics_rows(tmp_path / "stopped")) == 1
-    cfg = compose(*BASE, *common, "trainer.max_epochs=2", f"resume={tmp_path / 'stopped'}")
+    cfg = compose(*BASE, *common, f"resume={tmp_path / 'stopped'}")
     resumed = train(cfg, run_dir=tmp_path / "stopped", overrides=[])
     assert metrics_rows(tmp_path / "stopped") == metrics_rows(tmp_path / "straight")
     assert resumed["metrics"] == straight["metrics"]
+    assert _step(tmp_path / "stopped") == _step(tmp_path / "straight") == 2 * BATCHES
 
 
 # ----------------------------------------------------------------- logging, profiler, fast

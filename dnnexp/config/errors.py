@@ -31,6 +31,10 @@ def describe_omegaconf_error(
 
 
 def unknown_key_message(full_key: str, allowed: list[str]) -> str:
+    from dnnexp.config.schema import ELSEWHERE
+
+    if full_key.lstrip("+~") in ELSEWHERE:  # a knob dnnexp has under another name
+        return f"{full_key}: not a dnnexp key; {ELSEWHERE[full_key.lstrip('+~')]}"
     parent, _, leaf = full_key.rpartition(".")
     where = f" in '{parent}'" if parent else " at the top level"
     close = difflib.get_close_matches(leaf, allowed, n=1)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dnnexp.config.errors import ConfigError, describe_omegaconf_error, unknown_key_message
-from dnnexp.config.schema import ELSEWHERE, FUSED_OPTIMIZERS, GROUP_SCHEMAS, TrainSchema
+from dnnexp.config.schema import FUSED_OPTIMIZERS, GROUP_SCHEMAS, TrainSchema
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -57,8 +57,6 @@ def _refuse_unknown_keys(node: DictConfig, schema: type, prefix: str) -> None:
     hints = typing.get_type_hints(schema)
     for key in node:
         full = f"{prefix}.{key}" if prefix else str(key)
-        if key not in fields and full in ELSEWHERE:
-            raise ConfigError(f"{full}: not a dnnexp key; {ELSEWHERE[full]}")
         if key not in fields:
             raise ConfigError(unknown_key_message(full, sorted(fields)))
         if dataclasses.is_dataclass(hints[key]) and isinstance(node[key], DictConfig):
