@@ -50,6 +50,14 @@ def train(
     resume_from = run_dir / LAST if cfg.get("resume") else None
     if resume_from is not None and not resume_from.is_file():
         raise RunError(f"resume={cfg.resume}: no {LAST} there, nothing to resume from")
+    resume = None if resume_from is None else load_checkpoint(resume_from)
+    if resume is not None:
+        trained = int(resume["epoch"]) + 1
+        if trained > cfg.trainer.max_epochs:
+            raise RunError(
+                f"resume={cfg.resume}: the run has trained {trained} epochs, more than"
+                f" trainer.max_epochs={cfg.trainer.max_epochs}; give a larger one to train longer"
+            )
     data = ArrayDataModule.for_run(cfg)
     data.setup()  # bad data settings (e.g. a class left empty) fail before anything is written
     started = time.perf_counter()
@@ -68,7 +76,7 @@ def train(
         write_json(run_dir / SUMMARY, summary)
     try:
         with job_scope(), _signals_interrupt():
-            result = _fit_and_test(cfg, data, run_dir, overrides, resume_from, label is None)
+            result = _fit_and_test(cfg, data, run_dir, overrides, resume, label is None)
         summary.update(result)
         summary["status"] = "completed"
     except BaseException as err:  # the run dir must say what happened, then the error goes on
@@ -110,9 +118,10 @@ def _fit_and_test(
     data: ArrayDataModule,
     run_dir: Path,
     overrides: list[str],
-    resume_from: Path | None,
+    resume: dict | None,
     show_details: bool,
 ) -> dict[str, Any]:
+    """`resume`: the last.ckpt a resumed run continues from."""
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     task = ClassificationTask(
         OmegaConf.to_container(cfg, resolve=True),  # plain dict: loads with weights_only=True
@@ -120,9 +129,9 @@ def _fit_and_test(
         data.num_classes,
         data.fingerprint,
     )
-    resume = None if resume_from is None else load_checkpoint(resume_from)
     trainer = build_trainer(cfg, run_dir, overrides, model_summary=show_details, resume=resume)
-    trainer.fit(task, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    ckpt_path = None if resume is None else run_dir / LAST
+    trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     if trainer.interrupted:
         raise Interrupted("training interrupted")
     # before test() loads the best checkpoint (and its history)

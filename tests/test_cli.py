@@ -307,3 +307,13 @@ def test_console_script_and_module_agree(tmp_path: Path) -> None:
     a = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     b = run_cli("--help", cwd=tmp_path)
     assert a.returncode == b.returncode == 0 and a.stdout == b.stdout and "train" in a.stdout
+
+
+def test_flags_may_come_after_overrides() -> None:
+    """Hydra's argparse takes one run of overrides: dnnexp moves its flags in front."""
+    from dnnexp.commands.train import _flags_first
+
+    args = ["a=1", "-m", "b=2,3", "--config-dir", "my conf", "c=3", "--info", "plugins", "--cfg", "job"]
+    assert _flags_first(args) == [
+        "-m", "--config-dir", "my conf", "--info", "plugins", "--cfg", "job", "a=1", "b=2,3", "c=3"
+    ]

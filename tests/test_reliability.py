@@ -162,6 +162,18 @@ def _train(tmp: Path, *overrides: str) -> dict:
     return train(cfg, run_dir=tmp, overrides=list(overrides))
 
 
+def test_resume_with_fewer_epochs_than_trained_is_one_line(tmp_path: Path) -> None:
+    from dnnexp.config.errors import RunError
+    from dnnexp.train import train
+
+    _train(tmp_path, "trainer.max_epochs=2")
+    before = (tmp_path / "summary.json").read_text()
+    cfg = compose("data=synthetic", "trainer.max_epochs=1", f"resume={tmp_path}")
+    with pytest.raises(RunError, match="the run has trained 2 epochs, more than trainer.max_epochs=1"):
+        train(cfg, run_dir=tmp_path, overrides=[])
+    assert (tmp_path / "summary.json").read_text() == before  # the run is left as it was
+
+
 def test_same_seed_same_metrics_different_seed_different(tmp_path: Path) -> None:
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     for run, seed in ((a, 0), (b, 0), (c, 1)):

@@ -43,12 +43,35 @@ def main(args: list[str]) -> int:
     install_one_line_errors()
     speed_up_hydra(args)
     validate_before_run_dir()
-    sys.argv = [sys.argv[0], *args]  # Hydra reads its flags and overrides from sys.argv
+    sys.argv = [sys.argv[0], *_flags_first(args)]  # Hydra reads its flags and overrides there
     entry = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")(_job)
     entry()
     from dnnexp.sweep.callbacks import failed_jobs
 
     return 1 if failed_jobs() else 0
+
+
+_VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn")
+_VALUE_FLAGS += ("--config-dir", "-cd", "--experimental-rerun")
+_INFO_VALUES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def _flags_first(args: list[str]) -> list[str]:
+    """Hydra's flags (with their values) before the overrides: Hydra's argparse takes one run
+    of overrides, so `dnnexp train a=1 -m b=2,3` would fail with 'unrecognized arguments'."""
+    flags, overrides, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        takes_value = arg in _VALUE_FLAGS or (
+            arg in ("--info", "-i") and i + 1 < len(args) and args[i + 1] in _INFO_VALUES
+        )
+        if arg.startswith("-") and takes_value and i + 1 < len(args):
+            flags += args[i : i + 2]
+            i += 2
+            continue
+        (flags if arg.startswith("-") else overrides).append(arg)
+        i += 1
+    return [*flags, *overrides]
 
 
 def _resume_args(args: list[str]) -> tuple[list[str], str | None]:

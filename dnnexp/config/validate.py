@@ -204,8 +204,8 @@ def _check_lightning_knobs(cfg: DictConfig) -> None:
         raise ConfigError("trainer.max_steps=0 trains nothing: give a step count, or -1 for none")
     if trainer.max_time is not None and not MAX_TIME.match(str(trainer.max_time)):
         raise ConfigError(
-            f"trainer.max_time={trainer.max_time!r} must be DD:HH:MM:SS, e.g. 00:01:30:00"
-            " for 90 minutes (quote it on the command line: 'trainer.max_time=\"00:01:30:00\"')"
+            f"trainer.max_time={trainer.max_time!r} must be DD:HH:MM:SS, e.g."
+            " trainer.max_time=00:01:30:00 for 90 minutes"
         )
     if fast and cfg.get("resume"):
         raise ConfigError(

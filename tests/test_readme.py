@@ -1,0 +1,180 @@
+"""Every command the README shows runs as written.
+
+The README's ```bash blocks run in order, in one fresh directory (as a new user would, so the
+`run=$(ls -d outputs/...)` lines find the runs of the lines before them), each block as one bash
+script that stops at the first failing line. Each `dnnexp train` gets smoke-sized limits put in
+front of its own overrides (so the line's own values still win). Lines that need a GPU are
+skipped where torch sees none, as are installs and other programs (`pip`, `tensorboard`). The
+```console blocks show a command and what it prints: the output must be exactly that (the
+GPU example shows a machine without one). The
+```yaml blocks the README introduces with a file name (`myconf/model/wide_mlp.yaml`:) are
+written there first, so the `--config-dir myconf` lines find them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+
+README = REPO / "README.md"
+SMOKE = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+]
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+SKIPPED_PROGRAMS = ("pip ", "tensorboard ", "ruff ", "pytest")
+
+
+def blocks(language: str) -> list[str]:
+    return [body for lang, body in FENCE.findall(README.read_text()) if lang == language]
+
+
+def needs_a_gpu(command: str) -> bool:
+    words = shlex.split(command, comments=True)
+    return (
+        "trainer=gpu" in words
+        or "trainer.accelerator=gpu" in words
+        or ("trainer=ddp" in words and "trainer.accelerator=cpu" not in words)
+    )
+
+
+def runnable(command: str) -> bool:
+    if command.startswith(SKIPPED_PROGRAMS):
+        return False
+    if needs_a_gpu(command) and not torch.cuda.is_available():
+        return False
+    if "logger=tensorboard" in command and not importlib.util.find_spec("tensorboard"):
+        return False
+    return True
+
+
+def with_smoke_limits(command: str) -> str:
+    """`dnnexp train ...` (also after torchrun's `-m`) with the smoke limits first; not a
+    `resume=`, which re-runs the run's own overrides (the limits among them)."""
+    if "resume=" in command:
+        return command
+    return re.sub(r"\bdnnexp train\b", "dnnexp train " + " ".join(SMOKE), command, count=1)
+
+
+def commands(body: str) -> list[str]:
+    """The block's lines, continuation lines joined."""
+    return body.replace("\\\n", " ").splitlines()
+
+
+def script(body: str) -> tuple[str, list[str]]:
+    """The block as a bash script, and the dnnexp/torchrun lines it runs."""
+    lines, ran = [], []
+    for line in commands(body):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith(("dnnexp ", "torchrun ")):
+            if not runnable(stripped):
+                continue
+            stripped = with_smoke_limits(stripped)
+            ran.append(stripped)
+        elif not re.match(r"^\w+=\$\(", stripped):  # only the README's run=$(ls ...) helpers
+            continue
+        lines.append(stripped)
+    return "set -euo pipefail\n" + "\n".join(lines) + "\n", ran
+
+
+def shims(directory: Path) -> dict[str, str]:
+    """`dnnexp` and `torchrun` as this interpreter runs them, first on PATH."""
+    directory.mkdir()
+    for name, module in (("dnnexp", "dnnexp"), ("torchrun", "torch.distributed.run")):
+        shim = directory / name
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m {module} "$@"\n')
+        shim.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return {**env, "PATH": f"{directory}{os.pathsep}{env.get('PATH', '')}", "COLUMNS": "120"}
+
+
+def write_config_files(cwd: Path) -> list[Path]:
+    """Each ```yaml block whose paragraph before it names a file (`dir/file.yaml`)."""
+    text, written = README.read_text(), []
+    for block in FENCE.finditer(text):
+        paragraph = text[: block.start()].rstrip("\n").rsplit("\n\n", 1)[-1]
+        named = re.findall(r"`([\w./-]+\.yaml)`", paragraph)
+        if block.group(1) == "yaml" and named:
+            path = cwd / named[-1]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(block.group(2))
+            written.append(path)
+    return written
+
+
+def test_the_readme_shows_the_commands_this_test_runs() -> None:
+    """The parser finds what the README documents (a change of fences would skip them)."""
+    ran = [c for body in blocks("bash") for c in script(body)[1]]
+    assert any("trainer=ddp trainer.accelerator=cpu trainer.devices=2" in c for c in ran)
+    assert any(c.startswith("torchrun ") for c in ran)
+    assert any("dnnexp eval" in c for c in ran) and any("dnnexp report" in c for c in ran)
+    assert any("resume=$run" in c for c in ran)
+    assert len(ran) >= 20
+    assert with_smoke_limits("dnnexp train -m seed=0,1  # x") == (
+        "dnnexp train " + " ".join(SMOKE) + " -m seed=0,1  # x"
+    )
+    assert not runnable("pip install tensorboard") and needs_a_gpu("dnnexp train trainer=ddp")
+
+
+def test_the_readme_config_files_are_found(tmp_path: Path) -> None:
+    names = [p.relative_to(tmp_path).as_posix() for p in write_config_files(tmp_path)]
+    assert names == ["myconf/model/wide_mlp.yaml", "myconf/sweep/my_ablation.yaml"]
+    assert (tmp_path / names[1]).read_text().startswith("# @package _global_\n")
+
+
+@pytest.mark.slow
+def test_every_bash_command_in_the_readme_runs_as_written(tmp_path: Path) -> None:
+    cwd = tmp_path / "user"
+    cwd.mkdir()
+    write_config_files(cwd)
+    env = shims(tmp_path / "bin")
+    for n, body in enumerate(blocks("bash")):
+        text, ran = script(body)
+        if not ran:
+            continue
+        proc = subprocess.run(
+            ["bash", "-c", text], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, f"README bash block {n}:\n{text}\n{proc.stderr[-3000:]}"
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def console_examples() -> list[tuple[str, list[str]]]:
+    """(command, the lines shown after it) for every `$ dnnexp ...` of a ```console block."""
+    examples = []
+    for body in blocks("console"):
+        for chunk in re.split(r"^\$ ", body, flags=re.M)[1:]:
+            command, *output = chunk.rstrip("\n").split("\n")
+            examples.append((command, output))
+    return examples
+
+
+@pytest.mark.parametrize(("command", "output"), console_examples(), ids=lambda v: str(v)[:60])
+def test_every_console_example_prints_what_the_readme_shows(
+    tmp_path: Path, command: str, output: list[str]
+) -> None:
+    if needs_a_gpu(command) and torch.cuda.is_available():
+        pytest.skip("shows what a machine without a GPU prints")
+    proc = subprocess.run(
+        ["bash", "-c", command],
+        cwd=tmp_path,
+        env=shims(tmp_path / "bin"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (proc.stdout + proc.stderr).splitlines() == output
