@@ -130,27 +130,59 @@ def test_the_readme_shows_the_commands_this_test_runs() -> None:
     assert not runnable("pip install tensorboard") and needs_a_gpu("dnnexp train trainer=ddp")
 
 
+def test_blocks_that_read_earlier_runs_stay_in_their_lane() -> None:
+    train, read = "dnnexp train a=1", "run=$(ls -d outputs/20*/*/)\ndnnexp eval ckpt=$run"
+    items = [(0, train, [1]), (1, train, [1]), (2, read, [1]), (3, train, [1, 1])]
+    assert [[n for n, *_ in lane] for lane in lanes(items)] == [[0, 3], [1, 2]]
+
+
 def test_the_readme_config_files_are_found(tmp_path: Path) -> None:
     names = [p.relative_to(tmp_path).as_posix() for p in write_config_files(tmp_path)]
     assert names == ["myconf/model/wide_mlp.yaml", "myconf/sweep/my_ablation.yaml"]
     assert (tmp_path / names[1]).read_text().startswith("# @package _global_\n")
 
 
+def lanes(scripts: list[tuple[int, str, list[str]]]) -> list[list[tuple[int, str, list[str]]]]:
+    """The blocks in two lanes that run side by side (one core each), each lane in its own
+    directory and in README order. A block that reads earlier runs (`$(ls -d outputs...` before
+    its own first `dnnexp train`) stays in the lane of the block before it."""
+    two: list[list[tuple[int, str, list[str]]]] = [[], []]
+    load, last = [0, 0], 0
+    for item in scripts:
+        text = item[1]
+        reads = text.find("$(ls -d outputs")
+        trains = text.find("dnnexp train")
+        lane = last if 0 <= reads and (trains < 0 or reads < trains) else load.index(min(load))
+        two[lane].append(item)
+        load[lane] += len(item[2])
+        last = lane
+    return two
+
+
 @pytest.mark.slow
 def test_every_bash_command_in_the_readme_runs_as_written(tmp_path: Path) -> None:
-    cwd = tmp_path / "user"
-    cwd.mkdir()
-    write_config_files(cwd)
+    from concurrent.futures import ThreadPoolExecutor
+
     env = shims(tmp_path / "bin")
-    for n, body in enumerate(blocks("bash")):
-        text, ran = script(body)
-        if not ran:
-            continue
-        proc = subprocess.run(
-            ["bash", "-c", text], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-        )
-        assert proc.returncode == 0, f"README bash block {n}:\n{text}\n{proc.stderr[-3000:]}"
-        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    scripts = [(n, *script(body)) for n, body in enumerate(blocks("bash"))]
+
+    def run_lane(lane: int, items: list) -> list[str]:
+        cwd = tmp_path / f"user{lane}"
+        cwd.mkdir()
+        write_config_files(cwd)
+        for n, text, _ in items:
+            proc = subprocess.run(
+                ["bash", "-c", text], cwd=cwd, env=env, capture_output=True, text=True,
+                timeout=600,
+            )
+            if proc.returncode != 0 or "Traceback" in proc.stderr:
+                return [f"README bash block {n}:\n{text}\n{proc.stderr[-3000:]}"]
+        return []
+
+    runnable_scripts = [item for item in scripts if item[2]]
+    with ThreadPoolExecutor(2) as pool:
+        failures = sum(pool.map(run_lane, range(2), lanes(runnable_scripts)), [])
+    assert not failures, failures[0]
 
 
 def console_examples() -> list[tuple[str, list[str]]]:
