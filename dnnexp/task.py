@@ -179,7 +179,7 @@ class ClassificationTask(L.LightningModule):
             if scheduler is not None:
                 scheduler.step()
             if self._log_every and self.global_step % self._log_every == 0:
-                self._log_step(min(k, (position - 1) % k + 1))
+                self._log_step((position - 1) % k + 1)  # this step's batches
             if 0 < self._max_steps <= self.global_step:
                 break  # Lightning checks max_steps between items only
         if x.device.type == "cpu":  # free on the CPU; accelerators check once per epoch

@@ -286,6 +286,21 @@ def test_profiler_writes_its_report_into_the_run_dir(tmp_path: Path) -> None:
     assert "run_training_epoch" in report
 
 
+@pytest.mark.parametrize(("fast", "batches"), [("true", 1), ("3", 3)])
+def test_fast_dev_run_trains_that_many_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast: str, batches: int
+) -> None:
+    from dnnexp.task import ClassificationTask
+
+    seen, loss = [], ClassificationTask._loss
+    monkeypatch.setattr(
+        ClassificationTask, "_loss", lambda self, x, y: seen.append(len(y)) or loss(self, x, y)
+    )
+    result = _train(tmp_path, f"trainer.fast_dev_run={fast}", "trainer.steps_per_call=16")
+    assert seen == [16] * batches  # batches, not Lightning items of 16 batches
+    assert result["fast_dev_run"] == batches and result["epochs"] == 1
+
+
 @pytest.mark.slow
 def test_fast_dev_run_writes_nothing_but_its_summary(tmp_path: Path) -> None:
     proc = run_cli(

@@ -21,7 +21,7 @@ def test_list_composed_regs_reach_the_model_and_the_optimizer() -> None:
     cfg = compose(ALL, "reg.dropout=0.3", "reg.weight_decay=0.01")
     task = ClassificationTask(OmegaConf.to_container(cfg), [1, 8, 8], 10)
     assert {m.p for m in task.model.modules() if isinstance(m, nn.Dropout)} == {0.3}
-    fake = {"estimated_stepping_batches": 10, "train_dataloader": None, "max_epochs": 3}
+    fake = {"estimated_stepping_batches": 10, "datamodule": None, "max_epochs": 3, "max_steps": -1}
     task.trainer = type("T", (), fake)()  # what Lightning provides
     optimizer = task.configure_optimizers()["optimizer"]
     decayed = [g for g in optimizer.param_groups if g["weight_decay"] == 0.01]

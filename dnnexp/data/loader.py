@@ -42,7 +42,7 @@ class InMemoryLoader:
         rank: int = 0,
         world_size: int = 1,
         batches_per_item: int = 1,
-        limit_batches: float = 1.0,
+        limit_batches: float | int = 1.0,
         items_done: Callable[[], int] | None = None,
     ) -> None:
         """`items_done`: the items of the current epoch already trained, as the trainer counts
@@ -65,7 +65,8 @@ class InMemoryLoader:
             self.num_batches = max(1, self.samples_per_rank // batch_size)
         else:
             self.num_batches = math.ceil(self.samples_per_rank / batch_size)
-        if limit_batches > 1:  # a count of batches, else a share of them (as in Lightning)
+        # a count of batches (an int, or a float > 1 from the config), else a share of them
+        if isinstance(limit_batches, int) or limit_batches > 1:
             self.num_batches = min(self.num_batches, int(limit_batches))
         else:
             self.num_batches = min(self.num_batches, max(1, int(self.num_batches * limit_batches)))
