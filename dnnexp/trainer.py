@@ -65,7 +65,8 @@ def build_trainer(
             save_last=True,
             auto_insert_metric_name=False,
             enable_version_counter=False,  # best.ckpt stays best.ckpt, also after a resume
-            # at each validation, where it is not once at the end of every epoch
+            # at each validation, where it is not once at the end of every epoch (Lightning
+            # decides by trainer.val_check_interval == 1.0, which a period of 1 item also is)
             save_on_train_epoch_end=None if once_per_epoch else False,
         ),
         RNGState(),
@@ -77,6 +78,7 @@ def build_trainer(
                 mode=monitor_mode(monitor),
                 patience=reg.early_stopping.patience,
                 min_delta=reg.early_stopping.min_delta,
+                check_on_train_epoch_end=None if once_per_epoch else False,
             )
         )
     if t.progress_bar:

@@ -223,6 +223,24 @@ def test_val_check_interval_validates_several_times_an_epoch(tmp_path: Path) -> 
     assert _step(tmp_path) == 3 * BATCHES  # last.ckpt: the end of the last epoch
 
 
+def test_early_stopping_counts_validations(tmp_path: Path) -> None:
+    """Validations at batches 6 and 12, each one Lightning item (steps_per_call 16): patience
+    1 and an improvement no epoch can make stop the run at its second validation."""
+    result = _train(
+        tmp_path,
+        "trainer.max_epochs=5",
+        "trainer.val_check_interval=0.5",
+        "reg=early_stopping",
+        "reg.early_stopping.patience=1",
+        "reg.early_stopping.min_delta=100",
+    )
+    rows = metrics_rows(tmp_path)
+    assert [(r["epoch"], r["step"]) for r in rows] == [("0", "6"), ("0", "12")]
+    best = min(rows, key=lambda r: float(r["val/loss"]))  # best.ckpt follows val/loss itself
+    assert result["best_step"] == int(best["step"]) == _step(tmp_path, "best.ckpt")
+    assert result["epochs"] == 1
+
+
 def test_check_val_every_n_epoch_keeps_last_ckpt_at_the_latest_epoch(tmp_path: Path) -> None:
     _train(tmp_path, "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2")
     assert [r["epoch"] for r in metrics_rows(tmp_path)] == ["1"]
