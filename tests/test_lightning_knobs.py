@@ -223,6 +223,15 @@ def test_val_check_interval_validates_several_times_an_epoch(tmp_path: Path) -> 
     assert _step(tmp_path) == 3 * BATCHES  # last.ckpt: the end of the last epoch
 
 
+def test_left_over_batches_get_a_validation_when_a_period_is_one_call(tmp_path: Path) -> None:
+    """A period of 6 batches in one Lightning call (steps_per_call 16): the 13th batch is an
+    item of its own, and Lightning validates after every item. With steps_per_call=4 (above)
+    it is validated with the next epoch's first period instead."""
+    _train(tmp_path, "trainer.max_epochs=2", "trainer.val_check_interval=0.5")
+    steps = [int(r["step"]) for r in metrics_rows(tmp_path)]
+    assert steps == [6, 12, 13, 19, 25, 26]
+
+
 def test_early_stopping_counts_validations(tmp_path: Path) -> None:
     """Validations at batches 6 and 12, each one Lightning item (steps_per_call 16): patience
     1 and an improvement no epoch can make stop the run at its second validation."""

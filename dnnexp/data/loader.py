@@ -127,7 +127,9 @@ def plan_items(
     `val_check_interval` < 1.0 (a share of the epoch) or > 1 (a number of batches), validation
     comes every that many batches, rounded down to whole optimizer steps, so item boundaries
     fall exactly on validations and on optimizer steps: the items are then as long as
-    `steps_per_call` allows while dividing the validation period.
+    `steps_per_call` allows while dividing the validation period. Lightning validates after
+    every N items, so an epoch's left-over batches (its last, shorter item or items) get a
+    validation of their own when N is 1, and none in that epoch otherwise.
     """
     per_item = steps_per_call * accumulate
     if val_check_interval == 1.0:
