@@ -156,7 +156,7 @@ def _fit_and_test(
         "metrics": metrics,
         "best_epoch": int(at_best.get("epoch", 0)),
         "best_step": int(at_best.get("step", 0)),
-        "epochs": max(epochs, 1) if fast_dev_run else epochs,
+        "epochs": epochs,
         "params": sum(p.numel() for p in task.model.parameters()),
         "checkpoint": CHECKPOINT if best_path else None,
         "input_shape": list(data.input_shape),
