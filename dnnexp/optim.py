@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from dnnexp.config.errors import RunError
+from dnnexp.config.metrics import mode
 from dnnexp.config.schema import FUSED_OPTIMIZERS
 
 
@@ -87,9 +88,8 @@ def build_scheduler(
         )
         return {"scheduler": sched, "interval": "step"}
     if cfg.name == "plateau":
-        mode = "min" if cfg.monitor.endswith("loss") else "max"
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=mode, factor=cfg.factor, patience=cfg.patience
+            optimizer, mode=mode(cfg.monitor), factor=cfg.factor, patience=cfg.patience
         )
         return {"scheduler": sched, "interval": "epoch", "monitor": cfg.monitor}
     raise ValueError(f"unknown scheduler {cfg.name!r}")

@@ -12,16 +12,12 @@ from typing import Any
 SUMMARY = "summary.json"
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: Any, allow_nan: bool = True) -> None:
     """Write to a temporary name, then rename: a reader never sees a half-written file."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=allow_nan) + "\n")
     os.replace(tmp, path)
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / SUMMARY
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def code_version() -> dict[str, Any] | None:

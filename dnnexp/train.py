@@ -20,6 +20,7 @@ from rich.markup import escape
 from dnnexp import console
 from dnnexp.checkpoint import load_checkpoint
 from dnnexp.config.errors import RunError
+from dnnexp.config.metrics import lower_is_better
 from dnnexp.data.datamodule import ArrayDataModule
 from dnnexp.quiet import silence_lightning_noise
 from dnnexp.run_files import SUMMARY, code_version, versions, write_json
@@ -171,7 +172,7 @@ def _best_row(history: list[dict[str, float]], monitor: str) -> int:
     if not history:
         return 0
     values = [row.get(monitor, float("nan")) for row in history]
-    sign = 1 if monitor.endswith("loss") else -1
+    sign = 1 if lower_is_better(monitor) else -1
     return min(range(len(values)), key=lambda i: (sign * values[i], i))
 
 

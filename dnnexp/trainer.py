@@ -14,6 +14,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, RichModelSummar
 from omegaconf import DictConfig
 
 from dnnexp.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint, RNGState
+from dnnexp.config import config_dirs
+from dnnexp.config.metrics import mode
 from dnnexp.metrics_csv import MetricsCSV
 from dnnexp.progress import ThrottledRichProgressBar
 from dnnexp.task import ClassificationTask
@@ -41,10 +43,6 @@ def job_scope() -> Iterator[None]:
 _DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
-def monitor_mode(metric: str) -> str:
-    return "min" if metric.endswith("loss") else "max"
-
-
 def build_trainer(
     cfg: DictConfig,
     run_dir: Path,
@@ -61,7 +59,7 @@ def build_trainer(
             dirpath=run_dir / "checkpoints",
             filename="best",
             monitor=monitor,
-            mode=monitor_mode(monitor),
+            mode=mode(monitor),
             save_last=True,
             auto_insert_metric_name=False,
             enable_version_counter=False,  # best.ckpt stays best.ckpt, also after a resume
@@ -75,7 +73,7 @@ def build_trainer(
         callbacks.append(
             EarlyStopping(
                 monitor=monitor,
-                mode=monitor_mode(monitor),
+                mode=mode(monitor),
                 patience=reg.early_stopping.patience,
                 min_delta=reg.early_stopping.min_delta,
                 check_on_train_epoch_end=None if once_per_epoch else False,
@@ -172,10 +170,4 @@ def _launch_ddp_ranks_as_this_job(run_dir: Path, overrides: list[str]) -> None:
 
 def _config_dir_args() -> list[str]:
     """--config-dir/-cd DIR from this process's command line, made absolute for the children."""
-    args, argv = [], sys.argv[1:]
-    for i, arg in enumerate(argv):
-        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
-            args += ["--config-dir", str(Path(argv[i + 1]).resolve())]
-        elif arg.startswith("--config-dir="):
-            args.append("--config-dir=" + str(Path(arg.split("=", 1)[1]).resolve()))
-    return args
+    return [f"--config-dir={Path(d).resolve()}" for d in config_dirs(sys.argv[1:])]

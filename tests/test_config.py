@@ -148,3 +148,14 @@ def test_help_includes_a_user_config_dir(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "tiny.yaml").write_text("# my tiny MLP\nname: mlp\n")
     assert "tiny             my tiny MLP" in render([str(tmp_path)])
+
+
+def test_one_table_says_which_way_each_metric_improves() -> None:
+    from dnnexp.config.metrics import LOWER_IS_BETTER, lower_is_better, mode
+
+    for name in ("loss", "mse", "rmse", "mae"):
+        assert lower_is_better(f"val/{name}") and mode(f"test/{name}") == "min"
+    for name in ("acc", "f1", "precision", "recall", "r2"):
+        assert not lower_is_better(f"val/{name}") and mode(f"test/{name}") == "max"
+    assert set(LOWER_IS_BETTER) == {"loss", "mse", "rmse", "mae", "acc", "f1", "precision", "recall", "r2"}
+    assert lower_is_better("train/loss_step") and lower_is_better("test/error")

@@ -228,7 +228,9 @@ def test_verdict_noise_and_direction() -> None:
     assert stats.verdict(0.01, -0.02, lower_better=False) == "worse"
     assert stats.verdict(0.01, -0.02, lower_better=True) == "better"
     assert stats.verdict(None, 0.02, lower_better=False) is None
-    assert stats.lower_is_better("test/loss") and not stats.lower_is_better("test/acc")
+    from dnnexp.config.metrics import lower_is_better
+
+    assert lower_is_better("test/loss") and not lower_is_better("test/acc")
 
 
 # --- the report: baseline, markers, files ------------------------------------------------------

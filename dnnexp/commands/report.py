@@ -85,5 +85,5 @@ def write(report: Report, out_dir: Path) -> list[Path]:
     paths = [out_dir / "report.md", out_dir / "report.csv", out_dir / "report.json"]
     paths[0].write_text(render.markdown(report, [p.name for p in images]))
     render.write_csv(report, paths[1])
-    render.write_json(report, paths[2])
+    render.write_report_json(report, paths[2])
     return paths + images

@@ -11,9 +11,10 @@ from omegaconf import DictConfig
 
 def main(args: list[str]) -> int:
     if "--help" in args or "-h" in args:
+        from dnnexp.config import config_dirs
         from dnnexp.config.help import render
 
-        print(render(_config_dirs(args)))
+        print(render(config_dirs(args)))
         return 0
     from dnnexp.config.ranks import external_rank, secondary_rank
 
@@ -151,17 +152,6 @@ def _refuse_other_sweep(args: list[str]) -> str | None:
     return None
 
 
-def _config_dirs(args: list[str]) -> list[str]:
-    """The values of --config-dir/-cd DIR (or --config-dir=DIR) in args."""
-    dirs = []
-    for i, arg in enumerate(args):
-        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
-            dirs.append(args[i + 1])
-        elif arg.startswith("--config-dir="):
-            dirs.append(arg.split("=", 1)[1])
-    return dirs
-
-
 def _job(cfg: DictConfig) -> float | None:
     """One training job: the whole run, or one job of a multirun.
 
@@ -192,7 +182,7 @@ def _job(cfg: DictConfig) -> float | None:
             if earlier is not None:
                 print(f"{label}: already completed in {run_dir}, skipped")
                 write_json(run_dir / SUMMARY, {**earlier, "reused": True})
-                return earlier["metrics"].get("test/acc")
+                return job.score(earlier)
             job.start_clean(cfg.trainer.num_threads or job.threads_per_job(hydra_cfg.launcher))
         elif cfg.trainer.num_threads:
             job.start_clean(cfg.trainer.num_threads)
@@ -205,7 +195,7 @@ def _job(cfg: DictConfig) -> float | None:
             config_hash=cfg_hash,
             label=f"{label} ({' '.join(overrides)})" if multirun else None,
         )
-        return summary["metrics"].get("test/acc")
+        return job.score(summary)
     except (ConfigError, RunError) as err:
         if multirun:
             if not (run_dir / SUMMARY).exists():  # refused before training started

@@ -158,8 +158,10 @@ def speed_up_hydra(args: list[str]) -> None:
 
     if not getattr(hydra_version._get_version, "cache_info", None):
         hydra_version._get_version = functools.lru_cache(maxsize=None)(hydra_version._get_version)
-    if any(a.startswith(("hydra.mode", "+hydra.mode", "++hydra.mode")) for a in args) or any(
-        a in ("--config-dir", "-cd") or a.startswith("--config-dir=") for a in args
+    from dnnexp.config import config_dirs
+
+    if any(a.startswith(("hydra.mode", "+hydra.mode", "++hydra.mode")) for a in args) or (
+        config_dirs(args)
     ):
         return
     if not getattr(Hydra.get_mode, "_dnnexp", False):

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dnnexp.config.metrics import lower_is_better
 from dnnexp.report import stats
 from dnnexp.report.collect import ReportError, Run, Variant, find_runs, group, pick_baseline
 
@@ -58,7 +59,7 @@ class Report:
 
     @property
     def lower_is_better(self) -> bool:
-        return stats.lower_is_better(self.metric)
+        return lower_is_better(self.metric)
 
 
 def available_metrics(runs: list[Run]) -> list[str]:
@@ -82,7 +83,7 @@ def build(root: Path, metric: str = DEFAULT_METRIC, baseline: str | None = None)
             row.comparison = stats.compare(base_pairs, _pairs(row.variant, metric))
     others = [r for r in rows if not r.baseline]
     adjusted = stats.holm([r.comparison.p_value if r.comparison else None for r in others])
-    lower = stats.lower_is_better(metric)
+    lower = lower_is_better(metric)
     for row, p_adj in zip(others, adjusted, strict=True):
         row.p_adjusted = p_adj
         row.verdict = stats.verdict(p_adj, row.comparison.delta if row.comparison else None, lower)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SUMMARY = "summary.json"
+from dnnexp.run_files import SUMMARY
+
 HISTORY = "metrics.csv"
 NO_SUMMARY = "no summary.json"
 SKIP_DIRS = {"checkpoints", "lightning_logs", "tensorboard", "eval", "__pycache__"}

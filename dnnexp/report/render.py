@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from dnnexp import run_files
 from dnnexp.report import stats
 from dnnexp.report.analysis import Report, Row
 
@@ -367,5 +367,5 @@ def json_rows(report: Report) -> list[dict[str, Any]]:
     return out
 
 
-def write_json(report: Report, path: Path) -> None:
-    Path(path).write_text(json.dumps(json_rows(report), indent=2, allow_nan=False) + "\n")
+def write_report_json(report: Report, path: Path) -> None:
+    run_files.write_json(path, json_rows(report), allow_nan=False)  # strict JSON for tools

@@ -148,12 +148,6 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
-def lower_is_better(metric: str) -> bool:
-    """Loss-like metrics (…loss, …error) improve downwards; everything else upwards."""
-    last = metric.rsplit("/", 1)[-1].lower()
-    return "loss" in last or "err" in last
-
-
 def verdict(
     p_adjusted: float | None, delta: float | None, lower_better: bool, alpha: float = ALPHA
 ) -> str | None:

@@ -13,6 +13,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from dnnexp.run_files import SUMMARY
+
 _failed: list[dict[str, Any]] = []
 
 
@@ -27,7 +29,7 @@ def read_jobs(sweep_dir: Path) -> list[tuple[Path, dict[str, Any] | None]]:
     jobs = []
     for job_dir in sorted(dirs, key=lambda p: int(p.name)):
         try:
-            jobs.append((job_dir, json.loads((job_dir / "summary.json").read_text())))
+            jobs.append((job_dir, json.loads((job_dir / SUMMARY).read_text())))
         except (OSError, ValueError):
             jobs.append((job_dir, None))
     return jobs

@@ -12,6 +12,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dnnexp.config.errors import RunError
+from dnnexp.run_files import SUMMARY
+
+SCORE = "val/acc"  # what a job returns to Hydra: a validation metric, never a test metric
+
+
+def score(summary: dict[str, Any]) -> float | None:
+    """A run's score for whatever drives the sweep (Hydra's return value, a search): its
+    validation accuracy at the best epoch. The test split is only ever reported."""
+    return summary.get("metrics", {}).get(SCORE)
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -25,7 +34,7 @@ def completed_summary(run_dir: Path, cfg_hash: str) -> dict[str, Any] | None:
 
     Raises RunError when run_dir holds a completed run of another config: it is never
     overwritten."""
-    path = run_dir / "summary.json"
+    path = run_dir / SUMMARY
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -1,0 +1,31 @@
+"""Which way each metric improves: the one table that checkpoint selection, early stopping, the
+plateau schedule, a run's returned score and the report all read. Import-light (no torch)."""
+
+from __future__ import annotations
+
+# the last part of a metric's name (`val/loss` -> `loss`) -> True where lower is better
+LOWER_IS_BETTER = {
+    "loss": True,
+    "mse": True,
+    "rmse": True,
+    "mae": True,
+    "acc": False,
+    "f1": False,
+    "precision": False,
+    "recall": False,
+    "r2": False,
+}
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether `metric` (e.g. `val/loss`, `test/acc`) improves downwards. A name the table does
+    not hold counts as loss-like when it ends in loss or err(or) (`train/loss_step`)."""
+    name = metric.rsplit("/", 1)[-1].lower()
+    if name in LOWER_IS_BETTER:
+        return LOWER_IS_BETTER[name]
+    return "loss" in name or "err" in name
+
+
+def mode(metric: str) -> str:
+    """Lightning's and torch's word for the direction: 'min' or 'max'."""
+    return "min" if lower_is_better(metric) else "max"
