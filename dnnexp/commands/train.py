@@ -118,13 +118,14 @@ def _refuse_finished_run_dir(args: list[str]) -> str | None:
     """An explicit hydra.run.dir that already holds a run is never reused (nothing overwritten).
     DDP ranks > 0 run inside their rank 0's run dir on purpose and skip this."""
     from dnnexp.config.ranks import secondary_rank
+    from dnnexp.run_files import SUMMARY
 
     if secondary_rank() is not None or _multirun(args):
         return None
     for arg in args:
         if arg.startswith("hydra.run.dir="):
             run_dir = Path(arg.split("=", 1)[1].strip("'\""))
-            if (run_dir / "summary.json").exists() or (run_dir / "checkpoints").exists():
+            if (run_dir / SUMMARY).exists() or (run_dir / "checkpoints").exists():
                 return (
                     f"hydra.run.dir={run_dir} already holds a run; pick a new directory"
                     " (or leave hydra.run.dir out for a fresh outputs/<date>/<time>)"
