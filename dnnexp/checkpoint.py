@@ -99,12 +99,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
     ) -> None:
         path = Path(path)
+        if self.hold_dir is not None and path.resolve().parent != self.hold_dir:
+            _write_atomically(checkpoint, path)  # not a run checkpoint: never held
+            return
         step = (checkpoint.get("epoch"), checkpoint.get("global_step"))
         # best.ckpt and last.ckpt of one step are written together, or held together
         due = step == self._written_step or time.monotonic() - self.last_write >= self.interval_s
-        if self.hold_dir is not None and path.resolve().parent != self.hold_dir:
-            _write_atomically(checkpoint, path)
-        elif due:
+        if due:
             self._pending.pop(path, None)
             self.flush()
             _write_atomically(checkpoint, path)

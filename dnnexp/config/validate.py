@@ -196,7 +196,7 @@ def _check_lightning_knobs(cfg: DictConfig) -> None:
     """Lightning's Trainer knobs whose values one field's limits cannot express."""
     trainer = cfg.trainer
     fast = trainer.fast_dev_run
-    if isinstance(fast, bool) is False and (not isinstance(fast, int) or fast < 0):
+    if not isinstance(fast, bool) and (not isinstance(fast, int) or fast < 0):
         raise ConfigError(
             f"trainer.fast_dev_run={fast!r} must be true, false or a number of batches (>= 0)"
         )

@@ -147,5 +147,5 @@ def plan_items(
     steps = max(1, period // accumulate)  # optimizer steps between validations
     if steps * accumulate >= num_batches:
         return per_item, None
-    per_step_items = max(d for d in range(1, min(steps_per_call, steps) + 1) if steps % d == 0)
-    return per_step_items * accumulate, steps // per_step_items
+    steps_per_item = max(d for d in range(1, min(steps_per_call, steps) + 1) if steps % d == 0)
+    return steps_per_item * accumulate, steps // steps_per_item
