@@ -31,12 +31,18 @@ def compose(*overrides: str) -> DictConfig:
     return validate(cfg)
 
 
+def user_env(**extra: str) -> dict[str, str]:
+    """This process's environment as a user's shell has it: without HYDRA_FULL_ERROR (which
+    turns one-line errors into tracebacks), 120 columns, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return {**env, "COLUMNS": "120", **extra}
+
+
 def run_cli(
     *args: str, cwd: Path, timeout: float = 300, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """`python -m dnnexp ARGS` in `cwd`, as a user would run it."""
-    base = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    full_env = {**base, "PYTHONUNBUFFERED": "1", "COLUMNS": "120", **(env or {})}
+    full_env = user_env(PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "dnnexp", *args],
         cwd=cwd,

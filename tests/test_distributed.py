@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import metrics_rows, run_cli, run_dirs, summary
+from tests.conftest import metrics_rows, run_cli, run_dirs, summary, user_env
 
 SMOKE = [
     "trainer.max_epochs=2",
@@ -29,8 +29,7 @@ README_DDP = ["train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.device
 def run_in_terminal(args: list[str], cwd: Path, timeout: float = 300) -> tuple[int, str]:
     """`python -m dnnexp ARGS` with a pseudo-terminal as stdin, stdout and stderr, as in a
     shell: rich draws the live progress bar, which it does not do into a pipe."""
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.update({"COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"})
+    env = user_env(LINES="40", TERM="xterm-256color")
     env.pop("CI", None)  # rich treats CI=true as "not interactive"
     master, slave = pty.openpty()
     proc = subprocess.Popen(
@@ -107,7 +106,7 @@ def test_ddp_spawn_and_auto_strategy_give_the_ddp_result(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_torchrun_runs_one_job_with_two_ranks_in_one_run_dir(tmp_path: Path) -> None:
     torchrun = shutil.which("torchrun") or pytest.skip("torchrun is not on PATH")
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env = user_env()
     proc = subprocess.run(
         [
             torchrun,

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, user_env
 
 README = REPO / "README.md"
 SMOKE = [
@@ -98,8 +98,7 @@ def shims(directory: Path) -> dict[str, str]:
         shim = directory / name
         shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m {module} "$@"\n')
         shim.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return {**env, "PATH": f"{directory}{os.pathsep}{env.get('PATH', '')}", "COLUMNS": "120"}
+    return user_env(PATH=f"{directory}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 def write_config_files(cwd: Path) -> list[Path]:
