@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return train_main(args)
     if command == "eval":
-        from dnnexp.commands.evaluate import main as eval_main
+        from dnnexp.commands.eval import main as eval_main
 
         return eval_main(args)
     if command == "report":

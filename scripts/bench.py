@@ -53,7 +53,7 @@ def plain_loop(cfg, data, epochs: int, same_optimizer: bool = False) -> float:
     import torch.nn.functional as F
 
     from dnnexp.models import build_model
-    from dnnexp.optim import build_optimizer, param_groups
+    from dnnexp.training.optim import build_optimizer, param_groups
 
     torch.manual_seed(0)
     model = build_model(cfg.model, data.input_shape, data.num_classes, 0.0)
@@ -84,9 +84,9 @@ def dnnexp_fit(cfg, data, epochs: int) -> float:
     """Train samples per second of dnnexp's real training path (fit with its callbacks)."""
     from omegaconf import OmegaConf
 
-    from dnnexp.quiet import silence_lightning_noise
-    from dnnexp.task import ClassificationTask
-    from dnnexp.trainer import build_trainer
+    from dnnexp.utils.quiet import silence_lightning_noise
+    from dnnexp.tasks.module import ClassificationTask
+    from dnnexp.training.trainer import build_trainer
 
     silence_lightning_noise()
     import lightning as L

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from dnnexp.checkpoint import load_checkpoint
+from dnnexp.training.checkpoint import load_checkpoint
 from dnnexp.config.errors import RunError
 from tests.conftest import compose
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dnnexp.train import train
+    from dnnexp.training.run import train
 
     path = tmp_path_factory.mktemp("run")
     cfg = compose("trainer=smoke", "trainer.progress_bar=false", "logger=none")
@@ -77,7 +77,7 @@ def test_truncated_checkpoint_is_refused(run_dir: Path, tmp_path: Path) -> None:
 
 
 def test_eval_refuses_a_checkpoint_of_another_model(run_dir: Path, tmp_path: Path) -> None:
-    from dnnexp.evaluate import evaluate
+    from dnnexp.evaluation.evaluate import evaluate
 
     ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
     ckpt["hyper_parameters"]["config"]["model"]["hidden"] = [32]  # the weights are 256-wide
@@ -89,7 +89,7 @@ def test_eval_refuses_a_checkpoint_of_another_model(run_dir: Path, tmp_path: Pat
 
 
 def test_eval_refuses_other_data_splits(run_dir: Path, tmp_path: Path) -> None:
-    from dnnexp.evaluate import evaluate
+    from dnnexp.evaluation.evaluate import evaluate
 
     with pytest.raises(RunError, match="other data splits"):
         evaluate(

@@ -24,7 +24,7 @@ BATCHES = 13  # training batches per epoch: 300 * 0.7 = 210 samples, batches of 
 
 
 def _train(run_dir: Path, *overrides: str) -> dict:
-    from dnnexp.train import train
+    from dnnexp.training.run import train
 
     run_dir.mkdir(parents=True, exist_ok=True)
     return train(compose(*BASE, *overrides), run_dir=run_dir, overrides=list(overrides))
@@ -265,8 +265,8 @@ def test_resume_from_a_validation_in_the_middle_of_an_epoch_is_exact(
     the per-step schedule and the random draws go on where they were)."""
     import lightning as L
 
-    import dnnexp.train
-    from dnnexp.train import train
+    import dnnexp.training.run
+    from dnnexp.training.run import train
 
     common = ("trainer.val_check_interval=0.5", "reg=[dropout,augment]", "trainer.max_epochs=2")
     straight = _train(tmp_path / "straight", *common)
@@ -276,17 +276,17 @@ def test_resume_from_a_validation_in_the_middle_of_an_epoch_is_exact(
             if trainer.global_step >= 6:  # after the validation at step 6 and its checkpoint
                 raise KeyboardInterrupt
 
-    build = dnnexp.train.build_trainer
+    build = dnnexp.training.run.build_trainer
 
     def interrupted_trainer(*args, **kwargs):
         trainer = build(*args, **kwargs)
         trainer.callbacks.append(InterruptAfterFirstValidation())
         return trainer
 
-    monkeypatch.setattr(dnnexp.train, "build_trainer", interrupted_trainer)
+    monkeypatch.setattr(dnnexp.training.run, "build_trainer", interrupted_trainer)
     with pytest.raises(SystemExit):
         _train(tmp_path / "stopped", *common)
-    monkeypatch.setattr(dnnexp.train, "build_trainer", build)
+    monkeypatch.setattr(dnnexp.training.run, "build_trainer", build)
     assert _step(tmp_path / "stopped") == 6 and len(metrics_rows(tmp_path / "stopped")) == 1
     cfg = compose(*BASE, *common, f"resume={tmp_path / 'stopped'}")
     resumed = train(cfg, run_dir=tmp_path / "stopped", overrides=[])
@@ -317,7 +317,7 @@ def test_profiler_writes_its_report_into_the_run_dir(tmp_path: Path) -> None:
 def test_fast_dev_run_trains_that_many_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast: str, batches: int
 ) -> None:
-    from dnnexp.task import ClassificationTask
+    from dnnexp.tasks.module import ClassificationTask
 
     seen, loss = [], ClassificationTask._loss
     monkeypatch.setattr(

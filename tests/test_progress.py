@@ -8,7 +8,7 @@ import pytest
 def test_a_short_epoch_shows_its_average_speed() -> None:
     from rich.progress import Progress
 
-    from dnnexp.progress import AverageSpeedColumn, ThrottledRichProgressBar, average_speed
+    from dnnexp.training.progress import AverageSpeedColumn, ThrottledRichProgressBar, average_speed
 
     clock = [0.0]
     progress = Progress(get_time=lambda: clock[0], auto_refresh=False)

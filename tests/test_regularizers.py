@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dnnexp.data.datamodule import ArrayDataModule
-from dnnexp.task import ClassificationTask
-from dnnexp.trainer import build_trainer
+from dnnexp.tasks.module import ClassificationTask
+from dnnexp.training.trainer import build_trainer
 from tests.conftest import compose
 
 ALL = "reg=[dropout,weight_decay,l1,label_smoothing,grad_clip,early_stopping]"
@@ -70,7 +70,7 @@ def test_gradient_clipping_bounds_the_grad_norm(tmp_path: Path) -> None:
 
 
 def test_early_stopping_stops_and_the_test_uses_the_best_checkpoint(tmp_path: Path) -> None:
-    from dnnexp.train import train
+    from dnnexp.training.run import train
 
     # min_delta larger than any improvement: nothing after epoch 0 counts as better
     cfg = compose(
@@ -86,7 +86,7 @@ def test_early_stopping_stops_and_the_test_uses_the_best_checkpoint(tmp_path: Pa
     assert summary["epochs"] == 3  # 1 + patience epochs, not 20
     best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
     assert best["epoch"] == summary["best_epoch"]  # the test metrics come from the best epoch
-    from dnnexp.evaluate import evaluate
+    from dnnexp.evaluation.evaluate import evaluate
 
     evaluated = evaluate(tmp_path / "checkpoints" / "best.ckpt", tmp_path / "eval.json", [])
     assert evaluated["metrics"] == {k: summary["metrics"][k] for k in evaluated["metrics"]}

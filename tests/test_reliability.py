@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dnnexp.task import ClassificationTask
+from dnnexp.tasks.module import ClassificationTask
 from tests.conftest import compose, metrics_rows, run_cli
 
 ARGS = [
@@ -101,7 +101,7 @@ def test_checkpoints_held_in_memory_are_written_when_the_run_is_interrupted(
     """With the default rate limit no checkpoint reaches the disk during a short run; a SIGTERM
     still leaves last.ckpt at an epoch no more than HOLD_INTERVAL_S older than the signal, and
     the run resumes from it."""
-    from dnnexp.checkpoint import BestAndLastCheckpoint
+    from dnnexp.training.checkpoint import BestAndLastCheckpoint
 
     args = [a for a in ARGS if not a.startswith("trainer.checkpoint_interval_s")]
     proc = _start(tmp_path, *args, "trainer.max_epochs=50", "hydra.run.dir=run")
@@ -149,7 +149,7 @@ def test_resume_refuses_what_it_cannot_resume(tmp_path: Path) -> None:
 
 
 def _train(tmp: Path, *overrides: str) -> dict:
-    from dnnexp.train import train
+    from dnnexp.training.run import train
 
     cfg = compose(
         "data=synthetic",
@@ -164,7 +164,7 @@ def _train(tmp: Path, *overrides: str) -> dict:
 
 def test_resume_with_fewer_epochs_than_trained_is_one_line(tmp_path: Path) -> None:
     from dnnexp.config.errors import RunError
-    from dnnexp.train import train
+    from dnnexp.training.run import train
 
     _train(tmp_path, "trainer.max_epochs=2")
     before = (tmp_path / "summary.json").read_text()
@@ -205,7 +205,7 @@ def test_a_nan_loss_stops_the_run_at_its_step(tmp_path: Path) -> None:
 
 
 def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dnnexp.checkpoint import AtomicCheckpointIO
+    from dnnexp.training.checkpoint import AtomicCheckpointIO
 
     io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
     io.save_checkpoint({"weights": torch.ones(3)}, path)
@@ -225,7 +225,7 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_checkpoint_writes_are_rate_limited_but_never_lost(tmp_path: Path) -> None:
-    from dnnexp.checkpoint import AtomicCheckpointIO
+    from dnnexp.training.checkpoint import AtomicCheckpointIO
 
     io, best, last = (
         AtomicCheckpointIO(interval_s=3600),
@@ -265,7 +265,7 @@ def test_rng_state_survives_a_weights_only_checkpoint(tmp_path: Path) -> None:
 
     import numpy as np
 
-    from dnnexp.checkpoint import RNGState
+    from dnnexp.training.checkpoint import RNGState
 
     callback = RNGState()
     torch.manual_seed(1), np.random.seed(2), random.seed(3)
@@ -285,7 +285,7 @@ def _fit_gets_worse(
     fails at the start of epoch `fail_at`."""
     import lightning as L
 
-    from dnnexp.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint
+    from dnnexp.training.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint
 
     class GetsWorse(L.LightningModule):
         def __init__(self) -> None:
@@ -340,7 +340,7 @@ def test_an_interrupted_run_keeps_the_last_state_taken_within_the_hold_interval(
     """While saves are held in memory, last.ckpt's state is taken at most every
     HOLD_INTERVAL_S: a run that fails in epoch 3 keeps epoch 0 with a long hold, epoch 2
     without one."""
-    from dnnexp.checkpoint import BestAndLastCheckpoint
+    from dnnexp.training.checkpoint import BestAndLastCheckpoint
 
     monkeypatch.setattr(BestAndLastCheckpoint, "HOLD_INTERVAL_S", hold_s)
     with pytest.raises(RuntimeError, match="failed"):

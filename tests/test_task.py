@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dnnexp.config.schema import MODEL_SCHEMAS
-from dnnexp.optim import param_groups
-from dnnexp.task import ClassificationTask, EpochStats
+from dnnexp.training.optim import param_groups
+from dnnexp.tasks.module import ClassificationTask, EpochStats
 from tests.conftest import compose, metrics_rows
 
 
@@ -52,7 +52,7 @@ def test_weight_decay_only_on_weights() -> None:
 def test_optimizer_kernels_agree_and_auto_picks_the_fastest(name: str) -> None:
     """fused / foreach / for_loop take the same steps up to float rounding; auto is fused where
     torch has it (sgd, adam, adamw), else foreach."""
-    from dnnexp.optim import build_optimizer
+    from dnnexp.training.optim import build_optimizer
 
     weights = {}
     for implementation in ("for_loop", "foreach", "fused", "auto"):
@@ -109,7 +109,7 @@ def test_label_smoothing_is_in_the_loss_not_in_the_metric() -> None:
 
 
 def test_augment_moves_images_but_keeps_shape() -> None:
-    from dnnexp.augment import augment_images
+    from dnnexp.data.augment import augment_images
 
     torch.manual_seed(0)
     x = torch.randn(8, 1, 8, 8)
@@ -120,7 +120,7 @@ def test_augment_moves_images_but_keeps_shape() -> None:
 
 @pytest.mark.parametrize("model", sorted(MODEL_SCHEMAS))
 def test_each_model_trains_a_smoke_epoch(model: str, tmp_path: Path) -> None:
-    from dnnexp.train import train
+    from dnnexp.training.run import train
 
     cfg = compose(f"model={model}", "trainer=smoke", "trainer.progress_bar=false", "logger=none")
     result = train(cfg, run_dir=tmp_path, overrides=[f"model={model}"])
@@ -130,7 +130,7 @@ def test_each_model_trains_a_smoke_epoch(model: str, tmp_path: Path) -> None:
 
 
 def _train_rows(run_dir: Path, *overrides: str) -> tuple[dict, list[dict]]:
-    from dnnexp.train import train
+    from dnnexp.training.run import train
 
     run_dir.mkdir()
     cfg = compose(
@@ -213,7 +213,7 @@ def test_limit_train_batches_counts_batches_not_calls(tmp_path: Path) -> None:
 def test_epoch_schedules_resume_exactly(tmp_path: Path, scheduler: str) -> None:
     """Per-epoch schedules are stepped by the task: a run stopped after 2 epochs and resumed
     to 4 follows the same learning rates and numbers as a run of 4 epochs."""
-    from dnnexp.train import train
+    from dnnexp.training.run import train
 
     name, *knobs = scheduler.split()
     common = (f"scheduler={name}", *knobs, "trainer.checkpoint_interval_s=0")

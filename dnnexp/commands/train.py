@@ -1,4 +1,4 @@
-"""`dnnexp train`: compose conf/train.yaml with Hydra, validate, then hand over to dnnexp.train."""
+"""`dnnexp train`: compose conf/train.yaml with Hydra, validate, then hand over to dnnexp.training.run."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def _refuse_finished_run_dir(args: list[str]) -> str | None:
     """An explicit hydra.run.dir that already holds a run is never reused (nothing overwritten).
     DDP ranks > 0 run inside their rank 0's run dir on purpose and skip this."""
     from dnnexp.config.ranks import secondary_rank
-    from dnnexp.run_files import SUMMARY
+    from dnnexp.utils.run_files import SUMMARY
 
     if secondary_rank() is not None or _multirun(args):
         return None
@@ -166,7 +166,7 @@ def _job(cfg: DictConfig) -> float | None:
     from dnnexp.config.errors import ConfigError, RunError
     from dnnexp.config.hardware import check_devices
     from dnnexp.config.validate import validate
-    from dnnexp.run_files import SUMMARY, write_json
+    from dnnexp.utils.run_files import SUMMARY, write_json
     from dnnexp.sweep import job
 
     hydra_cfg = HydraConfig.get()
@@ -187,7 +187,7 @@ def _job(cfg: DictConfig) -> float | None:
             job.start_clean(cfg.trainer.num_threads or job.threads_per_job(hydra_cfg.launcher))
         elif cfg.trainer.num_threads:
             job.start_clean(cfg.trainer.num_threads)
-        from dnnexp.train import train  # heavy: torch + lightning
+        from dnnexp.training.run import train  # heavy: torch + lightning
 
         summary = train(
             cfg,
@@ -223,7 +223,7 @@ def _job(cfg: DictConfig) -> float | None:
 def _discard_unstarted_run_dir(run_dir: Path) -> None:
     """A run refused before training leaves no run dir that looks like a run: remove what Hydra
     wrote (.hydra/, the log) and the dir itself if nothing else is in it."""
-    from dnnexp.run_files import SUMMARY
+    from dnnexp.utils.run_files import SUMMARY
 
     if (run_dir / SUMMARY).exists():
         return  # the run started: its summary says how it ended

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnnexp.run_files import SUMMARY
+from dnnexp.utils.run_files import SUMMARY
 
 HISTORY = "metrics.csv"
 NO_SUMMARY = "no summary.json"

@@ -13,7 +13,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from dnnexp import run_files
+from dnnexp.utils import run_files
 from dnnexp.report import stats
 from dnnexp.report.analysis import Report, Row
 

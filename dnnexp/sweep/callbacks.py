@@ -13,7 +13,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from dnnexp.run_files import SUMMARY
+from dnnexp.utils.run_files import SUMMARY
 
 _failed: list[dict[str, Any]] = []
 

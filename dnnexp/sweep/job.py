@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dnnexp.config.errors import RunError
-from dnnexp.run_files import SUMMARY
+from dnnexp.utils.run_files import SUMMARY
 
 SCORE = "val/acc"  # what a job returns to Hydra: a validation metric, never a test metric
 
@@ -72,7 +72,7 @@ def threads_per_job(launcher: Any) -> int:
 def start_clean(threads: int) -> None:
     """Reset the process-global state a previous job in a reused worker (joblib) may have left:
     thread count and deterministic-algorithm mode. Seeds are set per run, and every run restores
-    the distributed env it changed (dnnexp.trainer.job_scope)."""
+    the distributed env it changed (dnnexp.training.trainer.job_scope)."""
     import torch
 
     torch.set_num_threads(threads)

@@ -17,15 +17,15 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
-from dnnexp import console
-from dnnexp.checkpoint import load_checkpoint
+from dnnexp.utils import console
+from dnnexp.training.checkpoint import load_checkpoint
 from dnnexp.config.errors import RunError
 from dnnexp.config.metrics import lower_is_better
 from dnnexp.data.datamodule import ArrayDataModule
-from dnnexp.quiet import silence_lightning_noise
-from dnnexp.run_files import SUMMARY, code_version, versions, write_json
-from dnnexp.task import ClassificationTask
-from dnnexp.trainer import build_trainer, job_scope
+from dnnexp.utils.quiet import silence_lightning_noise
+from dnnexp.utils.run_files import SUMMARY, code_version, versions, write_json
+from dnnexp.tasks.module import ClassificationTask
+from dnnexp.training.trainer import build_trainer, job_scope
 
 CHECKPOINT = "checkpoints/best.ckpt"
 LAST = "checkpoints/last.ckpt"

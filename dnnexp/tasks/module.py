@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from dnnexp.augment import add_noise, augment_images
+from dnnexp.data.augment import add_noise, augment_images
 from dnnexp.models import build_model
-from dnnexp.optim import build_optimizer, build_scheduler, param_groups
+from dnnexp.training.optim import build_optimizer, build_scheduler, param_groups
 
 RECURRENT = ("rnn", "lstm", "gru")
 NAN_ADVICE = (

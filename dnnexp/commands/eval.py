@@ -24,7 +24,7 @@ def main(args: list[str]) -> int:
 
     try:
         ckpt, out, overrides = _parse(args)
-        from dnnexp.evaluate import evaluate
+        from dnnexp.evaluation.evaluate import evaluate
 
         evaluate(ckpt, out, overrides)
     except (ConfigError, RunError) as err:
