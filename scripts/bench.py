@@ -84,9 +84,9 @@ def dnnexp_fit(cfg, data, epochs: int) -> float:
     """Train samples per second of dnnexp's real training path (fit with its callbacks)."""
     from omegaconf import OmegaConf
 
-    from dnnexp.utils.quiet import silence_lightning_noise
     from dnnexp.tasks.module import ClassificationTask
     from dnnexp.training.trainer import build_trainer
+    from dnnexp.utils.quiet import silence_lightning_noise
 
     silence_lightning_noise()
     import lightning as L

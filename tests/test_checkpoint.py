@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dnnexp.training.checkpoint import load_checkpoint
 from dnnexp.config.errors import RunError
+from dnnexp.training.checkpoint import load_checkpoint
 from tests.conftest import compose
 
 

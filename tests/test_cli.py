@@ -313,7 +313,27 @@ def test_flags_may_come_after_overrides() -> None:
     """Hydra's argparse takes one run of overrides: dnnexp moves its flags in front."""
     from dnnexp.commands.train import _flags_first
 
-    args = ["a=1", "-m", "b=2,3", "--config-dir", "my conf", "c=3", "--info", "plugins", "--cfg", "job"]
+    args = [
+        "a=1",
+        "-m",
+        "b=2,3",
+        "--config-dir",
+        "my conf",
+        "c=3",
+        "--info",
+        "plugins",
+        "--cfg",
+        "job",
+    ]
     assert _flags_first(args) == [
-        "-m", "--config-dir", "my conf", "--info", "plugins", "--cfg", "job", "a=1", "b=2,3", "c=3"
+        "-m",
+        "--config-dir",
+        "my conf",
+        "--info",
+        "plugins",
+        "--cfg",
+        "job",
+        "a=1",
+        "b=2,3",
+        "c=3",
     ]

@@ -157,5 +157,15 @@ def test_one_table_says_which_way_each_metric_improves() -> None:
         assert lower_is_better(f"val/{name}") and mode(f"test/{name}") == "min"
     for name in ("acc", "f1", "precision", "recall", "r2"):
         assert not lower_is_better(f"val/{name}") and mode(f"test/{name}") == "max"
-    assert set(LOWER_IS_BETTER) == {"loss", "mse", "rmse", "mae", "acc", "f1", "precision", "recall", "r2"}
+    assert set(LOWER_IS_BETTER) == {
+        "loss",
+        "mse",
+        "rmse",
+        "mae",
+        "acc",
+        "f1",
+        "precision",
+        "recall",
+        "r2",
+    }
     assert lower_is_better("train/loss_step") and lower_is_better("test/error")

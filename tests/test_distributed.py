@@ -148,7 +148,10 @@ NO_GPU = "no GPU is visible to torch here"
         ),
         (["trainer=ddp"], f"error: trainer.accelerator=gpu: {NO_GPU}; use trainer.accelerator=cpu"),
         (["trainer.accelerator=gpu"], f"error: trainer.accelerator=gpu: {NO_GPU}"),
-        (["trainer.accelerator=cuda", "trainer.devices=4"], f"error: trainer.accelerator=cuda: {NO_GPU}"),
+        (
+            ["trainer.accelerator=cuda", "trainer.devices=4"],
+            f"error: trainer.accelerator=cuda: {NO_GPU}",
+        ),
         (
             ["trainer.accelerator=cpu", "trainer.devices=[0,1]"],
             "error: trainer.devices=[0, 1]: on the CPU, devices is a number of processes",

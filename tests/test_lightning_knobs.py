@@ -331,7 +331,10 @@ def test_fast_dev_run_trains_that_many_batches(
 @pytest.mark.slow
 def test_fast_dev_run_writes_nothing_but_its_summary(tmp_path: Path) -> None:
     proc = run_cli(
-        "train", "trainer.fast_dev_run=true", "trainer.progress_bar=false", "hydra.run.dir=dev",
+        "train",
+        "trainer.fast_dev_run=true",
+        "trainer.progress_bar=false",
+        "hydra.run.dir=dev",
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr

@@ -171,7 +171,11 @@ def test_every_bash_command_in_the_readme_runs_as_written(tmp_path: Path) -> Non
         write_config_files(cwd)
         for n, text, _ in items:
             proc = subprocess.run(
-                ["bash", "-c", text], cwd=cwd, env=env, capture_output=True, text=True,
+                ["bash", "-c", text],
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
                 timeout=600,
             )
             if proc.returncode != 0 or "Traceback" in proc.stderr:

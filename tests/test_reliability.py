@@ -169,7 +169,9 @@ def test_resume_with_fewer_epochs_than_trained_is_one_line(tmp_path: Path) -> No
     _train(tmp_path, "trainer.max_epochs=2")
     before = (tmp_path / "summary.json").read_text()
     cfg = compose("data=synthetic", "trainer.max_epochs=1", f"resume={tmp_path}")
-    with pytest.raises(RunError, match="the run has trained 2 epochs, more than trainer.max_epochs=1"):
+    with pytest.raises(
+        RunError, match="the run has trained 2 epochs, more than trainer.max_epochs=1"
+    ):
         train(cfg, run_dir=tmp_path, overrides=[])
     assert (tmp_path / "summary.json").read_text() == before  # the run is left as it was
 

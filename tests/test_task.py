@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dnnexp.config.schema import MODEL_SCHEMAS
-from dnnexp.training.optim import param_groups
 from dnnexp.tasks.module import ClassificationTask, EpochStats
+from dnnexp.training.optim import param_groups
 from tests.conftest import compose, metrics_rows
 
 

@@ -1,4 +1,4 @@
-"""`dnnexp train`: compose conf/train.yaml with Hydra, validate, then hand over to dnnexp.training.run."""
+"""`dnnexp train`: compose conf/train.yaml with Hydra, validate, then hand over to training/run.py."""
 
 from __future__ import annotations
 
@@ -166,8 +166,8 @@ def _job(cfg: DictConfig) -> float | None:
     from dnnexp.config.errors import ConfigError, RunError
     from dnnexp.config.hardware import check_devices
     from dnnexp.config.validate import validate
-    from dnnexp.utils.run_files import SUMMARY, write_json
     from dnnexp.sweep import job
+    from dnnexp.utils.run_files import SUMMARY, write_json
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN and os.environ.get("HYDRA_FULL_ERROR") != "1"

@@ -84,9 +84,7 @@ class ArrayDataModule(L.LightningDataModule):
         fast = int(t.fast_dev_run)
         limit = fast if fast else t.limit_train_batches
         every = 1.0 if fast else t.val_check_interval
-        return cls(
-            cfg.data, cfg.seed, t.steps_per_call, limit, t.accumulate_grad_batches, every
-        )
+        return cls(cfg.data, cfg.seed, t.steps_per_call, limit, t.accumulate_grad_batches, every)
 
     def train_dataloader(self) -> InMemoryLoader:
         trainer = self.trainer

@@ -9,14 +9,14 @@ import lightning as L
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dnnexp.utils import console
-from dnnexp.training.checkpoint import load_checkpoint
 from dnnexp.config.errors import ConfigError, RunError, describe_omegaconf_error
 from dnnexp.config.validate import validate
 from dnnexp.data.datamodule import ArrayDataModule
+from dnnexp.tasks.module import ClassificationTask
+from dnnexp.training.checkpoint import load_checkpoint
+from dnnexp.utils import console
 from dnnexp.utils.quiet import silence_lightning_noise
 from dnnexp.utils.run_files import write_json
-from dnnexp.tasks.module import ClassificationTask
 
 
 def evaluate(ckpt_path: Path, out: Path | None, overrides: list[str]) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from dnnexp.utils import run_files
 from dnnexp.report import stats
 from dnnexp.report.analysis import Report, Row
+from dnnexp.utils import run_files
 
 DASH = "—"
 VERDICT_STYLE = {"better": "bold green", "worse": "bold red", "≈ noise": "yellow"}

@@ -17,15 +17,15 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
-from dnnexp.utils import console
-from dnnexp.training.checkpoint import load_checkpoint
 from dnnexp.config.errors import RunError
 from dnnexp.config.metrics import lower_is_better
 from dnnexp.data.datamodule import ArrayDataModule
+from dnnexp.tasks.module import ClassificationTask
+from dnnexp.training.checkpoint import load_checkpoint
+from dnnexp.training.trainer import build_trainer, job_scope
+from dnnexp.utils import console
 from dnnexp.utils.quiet import silence_lightning_noise
 from dnnexp.utils.run_files import SUMMARY, code_version, versions, write_json
-from dnnexp.tasks.module import ClassificationTask
-from dnnexp.training.trainer import build_trainer, job_scope
 
 CHECKPOINT = "checkpoints/best.ckpt"
 LAST = "checkpoints/last.ckpt"
@@ -164,7 +164,6 @@ def _fit_and_test(
         "num_classes": data.num_classes,
         **({"fast_dev_run": fast_dev_run} if fast_dev_run else {}),
     }
-
 
 
 def _best_row(history: list[dict[str, float]], monitor: str) -> int:

@@ -13,12 +13,12 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichModelSummary
 from omegaconf import DictConfig
 
-from dnnexp.training.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint, RNGState
 from dnnexp.config import config_dirs
 from dnnexp.config.metrics import mode
+from dnnexp.tasks.module import ClassificationTask
+from dnnexp.training.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint, RNGState
 from dnnexp.training.csv_logger import MetricsCSV
 from dnnexp.training.progress import ThrottledRichProgressBar
-from dnnexp.tasks.module import ClassificationTask
 
 
 @contextlib.contextmanager
