@@ -1,4 +1,4 @@
-"""`dnnexp train`: compose conf/train.yaml with Hydra, validate, then hand over to training/run.py."""
+"""`dnnexp train`: compose conf/train.yaml with Hydra, validate, hand over to training/run.py."""
 
 from __future__ import annotations
 
