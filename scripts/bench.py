@@ -84,7 +84,7 @@ def dnnexp_fit(cfg, data, epochs: int) -> float:
     """Train samples per second of dnnexp's real training path (fit with its callbacks)."""
     from omegaconf import OmegaConf
 
-    from dnnexp.tasks.module import ClassificationTask
+    from dnnexp.tasks.module import TrainingModule
     from dnnexp.training.trainer import build_trainer
     from dnnexp.utils.quiet import silence_lightning_noise
 
@@ -92,7 +92,7 @@ def dnnexp_fit(cfg, data, epochs: int) -> float:
     import lightning as L
 
     L.seed_everything(0, verbose=False)
-    task = ClassificationTask(OmegaConf.to_container(cfg), list(data.input_shape), data.num_classes)
+    task = TrainingModule(OmegaConf.to_container(cfg), list(data.input_shape), data.num_classes)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = build_trainer(cfg, Path(run_dir), [])
         start = time.perf_counter()

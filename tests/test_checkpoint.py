@@ -27,7 +27,14 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_real_checkpoint_holds_plain_containers_only(run_dir: Path) -> None:
     ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
     hparams = ckpt["hyper_parameters"]
-    assert set(hparams) == {"config", "input_shape", "num_classes", "data_fingerprint"}
+    assert set(hparams) == {
+        "config",
+        "input_shape",
+        "num_outputs",
+        "data_fingerprint",
+        "target_stats",
+    }
+    assert hparams["num_outputs"] == 10 and hparams["target_stats"] is None
     assert isinstance(hparams["config"], dict) and hparams["config"]["model"]["name"] == "mlp"
     assert all(key.startswith("model.") for key in ckpt["state_dict"])
 

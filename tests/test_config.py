@@ -13,7 +13,7 @@ from dnnexp.config.errors import ConfigError
 from dnnexp.config.schema import GROUP_SCHEMAS, RegConfig, TrainerConfig
 from tests.conftest import compose
 
-GROUPS = ("data", "model", "optimizer", "scheduler", "reg", "trainer", "logger", "sweep")
+GROUPS = ("task", "data", "model", "optimizer", "scheduler", "reg", "trainer", "logger", "sweep")
 
 
 def options(group: str) -> list[str]:
@@ -28,9 +28,18 @@ def test_every_option_composes_and_validates(group: str, option: str) -> None:
         with pytest.raises(ConfigError, match="logger=tensorboard needs the tensorboard package"):
             compose("logger=tensorboard")
         return
-    cfg = compose(f"{group}={option}")
+    cfg = compose(f"{group}={option}", *_partner(group, option))
     if group in GROUP_SCHEMAS:
         assert cfg[group].name == option
+
+
+def _partner(group: str, option: str) -> list[str]:
+    """A regression dataset composes with task=regression, and task=regression with one."""
+    if group == "data" and "classification" not in GROUP_SCHEMAS["data"][option].tasks:
+        return ["task=regression"]
+    if group == "task" and option == "regression":
+        return ["data=diabetes"]
+    return []
 
 
 def _has_tensorboard() -> bool:

@@ -14,7 +14,8 @@ from tests.conftest import compose
 
 
 def test_digits_loads_the_bundled_images() -> None:
-    x, y = digits.load()
+    x, y, classes = digits.load()
+    assert classes == [str(i) for i in range(10)]
     assert x.shape == (1797, 1, 8, 8) and x.dtype == torch.float32
     assert sorted(torch.unique(y).tolist()) == list(range(10))
     from sklearn.datasets import load_digits
@@ -25,7 +26,7 @@ def test_digits_loads_the_bundled_images() -> None:
 
 
 def test_stratified_split_sizes_and_proportions() -> None:
-    _, y = digits.load()
+    y = digits.load().y
     train, val, test = stratified_split(y, 0.1, 0.2, seed=0)
     assert len(test) == 360 and len(train) + len(val) + len(test) == 1797
     assert len(set(train.tolist()) | set(val.tolist()) | set(test.tolist())) == 1797
@@ -35,7 +36,7 @@ def test_stratified_split_sizes_and_proportions() -> None:
 
 
 def test_split_is_fixed_by_split_seed_only() -> None:
-    _, y = digits.load()
+    y = digits.load().y
     a, b = stratified_split(y, 0.1, 0.2, seed=0), stratified_split(y, 0.1, 0.2, seed=0)
     c = stratified_split(y, 0.1, 0.2, seed=1)
     assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
@@ -43,7 +44,7 @@ def test_split_is_fixed_by_split_seed_only() -> None:
 
 
 def test_train_fraction_keeps_every_class_or_refuses() -> None:
-    _, y = digits.load()
+    y = digits.load().y
     keep = stratified_subsample(y, 0.1, seed=0)
     assert torch.bincount(y[keep], minlength=10).min() >= 17
     with pytest.raises(ConfigError, match="leaves class .* with no training sample"):
@@ -109,7 +110,7 @@ def test_synthetic_is_learnable_and_seeded() -> None:
     cfg = OmegaConf.create(
         {"split_seed": 0, "shape": [1, 4, 4], "num_classes": 3, "num_samples": 90, "noise": 0.1}
     )
-    x1, y1 = synthetic.make(cfg)
-    x2, _ = synthetic.make(cfg)
+    x1, y1, _ = synthetic.make(cfg)
+    x2, _, _ = synthetic.make(cfg)
     assert x1.shape == (90, 1, 4, 4) and torch.equal(x1, x2)
     assert torch.bincount(y1).tolist() == [30, 30, 30]

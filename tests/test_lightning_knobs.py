@@ -317,11 +317,11 @@ def test_profiler_writes_its_report_into_the_run_dir(tmp_path: Path) -> None:
 def test_fast_dev_run_trains_that_many_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast: str, batches: int
 ) -> None:
-    from dnnexp.tasks.module import ClassificationTask
+    from dnnexp.tasks.module import TrainingModule
 
-    seen, loss = [], ClassificationTask._loss
+    seen, loss = [], TrainingModule._loss
     monkeypatch.setattr(
-        ClassificationTask, "_loss", lambda self, x, y: seen.append(len(y)) or loss(self, x, y)
+        TrainingModule, "_loss", lambda self, x, y: seen.append(len(y)) or loss(self, x, y)
     )
     result = _train(tmp_path, f"trainer.fast_dev_run={fast}", "trainer.steps_per_call=16")
     assert seen == [16] * batches  # batches, not Lightning items of 16 batches

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dnnexp.data.datamodule import ArrayDataModule
-from dnnexp.tasks.module import ClassificationTask
+from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.trainer import build_trainer
 from tests.conftest import compose
 
@@ -19,7 +19,7 @@ ALL = "reg=[dropout,weight_decay,l1,label_smoothing,grad_clip,early_stopping]"
 
 def test_list_composed_regs_reach_the_model_and_the_optimizer() -> None:
     cfg = compose(ALL, "reg.dropout=0.3", "reg.weight_decay=0.01")
-    task = ClassificationTask(OmegaConf.to_container(cfg), [1, 8, 8], 10)
+    task = TrainingModule(OmegaConf.to_container(cfg), [1, 8, 8], 10)
     assert {m.p for m in task.model.modules() if isinstance(m, nn.Dropout)} == {0.3}
     fake = {"estimated_stepping_batches": 10, "datamodule": None, "max_epochs": 3, "max_steps": -1}
     task.trainer = type("T", (), fake)()  # what Lightning provides
@@ -28,7 +28,9 @@ def test_list_composed_regs_reach_the_model_and_the_optimizer() -> None:
     plain = [g for g in optimizer.param_groups if g["weight_decay"] == 0.0]
     assert all(p.ndim > 1 for g in decayed for p in g["params"])
     assert all(p.ndim == 1 for g in plain for p in g["params"]) and plain[0]["params"]
-    assert task._l1 == cfg.reg.l1 > 0 and task._label_smoothing == cfg.reg.label_smoothing > 0
+    (l1,) = task._loss_terms  # the loss terms and the objective's loss carry the reg knobs
+    assert l1.strength == cfg.reg.l1 > 0
+    assert task.objective.label_smoothing == cfg.reg.label_smoothing > 0
 
 
 class _GradNorms(L.Callback):
@@ -42,7 +44,7 @@ class _GradNorms(L.Callback):
         self.norms.append(float(torch.linalg.vector_norm(torch.stack(grads))))
 
 
-def _fit(tmp_path: Path, *overrides: str) -> tuple[L.Trainer, ClassificationTask, _GradNorms]:
+def _fit(tmp_path: Path, *overrides: str) -> tuple[L.Trainer, TrainingModule, _GradNorms]:
     cfg = compose(
         "data=synthetic",
         "trainer.progress_bar=false",
@@ -52,7 +54,7 @@ def _fit(tmp_path: Path, *overrides: str) -> tuple[L.Trainer, ClassificationTask
     )
     data = ArrayDataModule(cfg.data, seed=0)
     data.setup()
-    task = ClassificationTask(OmegaConf.to_container(cfg), list(data.input_shape), data.num_classes)
+    task = TrainingModule(OmegaConf.to_container(cfg), list(data.input_shape), data.num_classes)
     trainer = build_trainer(cfg, tmp_path, [])
     norms = _GradNorms()
     trainer.callbacks.append(norms)

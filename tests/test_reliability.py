@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dnnexp.tasks.module import ClassificationTask
+from dnnexp.tasks.module import TrainingModule
 from tests.conftest import compose, metrics_rows, run_cli
 
 ARGS = [
@@ -125,7 +125,7 @@ def test_checkpoints_held_in_memory_are_written_when_the_run_is_interrupted(
     proc.communicate(timeout=60)
     assert proc.returncode == 130
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    history = ClassificationTask.history_of(last)
+    history = TrainingModule.history_of(last)
     assert last["epoch"] >= 1 and len(history) == last["epoch"] + 1
     assert "optimizer_states" in last and "callbacks" in last  # all a resume needs
     best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)

@@ -11,14 +11,15 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dnnexp.config.schema import MODEL_SCHEMAS
-from dnnexp.tasks.module import ClassificationTask, EpochStats
+from dnnexp.tasks.metrics import ClassificationStats
+from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.optim import param_groups
 from tests.conftest import compose, metrics_rows
 
 
-def make_task(*overrides: str) -> ClassificationTask:
+def make_task(*overrides: str) -> TrainingModule:
     cfg = compose(*overrides)
-    return ClassificationTask(OmegaConf.to_container(cfg, resolve=True), [1, 8, 8], 10)
+    return TrainingModule(OmegaConf.to_container(cfg, resolve=True), [1, 8, 8], 10)
 
 
 def test_epoch_stats_match_scikit_learn() -> None:
@@ -27,7 +28,7 @@ def test_epoch_stats_match_scikit_learn() -> None:
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 5, (300,), generator=g)
     logits = torch.randn(300, 5, generator=g) + 2 * F.one_hot(y, 5)
-    stats = EpochStats(5)
+    stats = ClassificationStats(5)
     for i in range(0, 300, 64):
         stats.update(
             logits[i : i + 64], y[i : i + 64], F.cross_entropy(logits[i : i + 64], y[i : i + 64])
@@ -85,7 +86,7 @@ def test_dropout_reaches_the_model() -> None:
     assert ps == {0.2}
 
 
-def _loss(task: ClassificationTask) -> torch.Tensor:
+def _loss(task: TrainingModule) -> torch.Tensor:
     torch.manual_seed(0)
     batch = (torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,)))
     task.model.eval()  # no batch-norm statistics drift between the calls
@@ -165,22 +166,22 @@ def test_direct_optimizer_step_matches_lightnings_wrapper(
     """On one fp32 device the task steps the optimizer itself: the same steps, clipping and
     step count (checkpoints, schedules) as through Lightning's optimizer wrapper."""
     paths = []
-    original = ClassificationTask.on_train_start
+    original = TrainingModule.on_train_start
 
-    def recording(self: ClassificationTask) -> None:
+    def recording(self: TrainingModule) -> None:
         original(self)
         paths.append(self._step_directly)
 
-    monkeypatch.setattr(ClassificationTask, "on_train_start", recording)
+    monkeypatch.setattr(TrainingModule, "on_train_start", recording)
     common = ("scheduler=onecycle", "reg=[dropout,grad_clip]", "reg.grad_clip=0.5")
     direct, rows_direct = _train_rows(tmp_path / "direct", *common)
 
-    def through_lightning(self: ClassificationTask) -> None:
+    def through_lightning(self: TrainingModule) -> None:
         original(self)
         self._step_directly = False
         paths.append(self._step_directly)
 
-    monkeypatch.setattr(ClassificationTask, "on_train_start", through_lightning)
+    monkeypatch.setattr(TrainingModule, "on_train_start", through_lightning)
     wrapped, rows_wrapped = _train_rows(tmp_path / "wrapped", *common)
     assert paths == [True, False]
     assert rows_direct == rows_wrapped and direct["metrics"] == wrapped["metrics"]

@@ -29,3 +29,17 @@ def lower_is_better(metric: str) -> bool:
 def mode(metric: str) -> str:
     """Lightning's and torch's word for the direction: 'min' or 'max'."""
     return "min" if lower_is_better(metric) else "max"
+
+
+# what each task computes per split, and the validation metric a run returns as its score (to
+# Hydra's multirun, to a search): never a test metric, the test split is only ever reported
+TASK_METRICS = {
+    "classification": ("loss", "acc", "precision", "recall", "f1"),
+    "regression": ("loss", "mse", "rmse", "mae", "r2"),
+}
+TASK_SCORE = {"classification": "val/acc", "regression": "val/r2"}
+
+
+def headline(task: str, split: str = "test") -> str:
+    """The metric shown first for a task: `test/acc`, `test/r2`."""
+    return f"{split}/" + TASK_SCORE[task].split("/", 1)[1]

@@ -12,13 +12,17 @@ This module must stay import-light: dataclasses and omegaconf only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
+
+from dnnexp.config.metrics import TASK_METRICS
 
 OPTIMIZER_IMPLEMENTATIONS = ("auto", "fused", "foreach", "for_loop")
 FUSED_OPTIMIZERS = ("sgd", "adam", "adamw")  # the optimizers torch has fused kernels for
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
 NORMS = ("batch", "group", "layer", "none")
 INITS = ("kaiming", "xavier", "default")
+# every validation metric of some task (checked against the run's task in validate.py)
+VAL_METRICS = tuple(dict.fromkeys(f"val/{m}" for ms in TASK_METRICS.values() for m in ms))
 
 
 def knob(default: Any, *, doc: str = "", **limits: Any) -> Any:
@@ -34,34 +38,137 @@ def knob(default: Any, *, doc: str = "", **limits: Any) -> Any:
     return field(default=default, metadata={"doc": doc, **limits})
 
 
+# ----------------------------------------------------------------------------------------- task
+@dataclass
+class TaskConfig:
+    name: str = knob("classification")
+
+
+@dataclass
+class ClassificationTaskConfig(TaskConfig):
+    pass
+
+
+@dataclass
+class RegressionTaskConfig(TaskConfig):
+    loss: str = knob("mse", choices=("mse", "huber", "l1"), doc="the training loss")
+    huber_delta: float = knob(
+        1.0, gt=0, doc="loss=huber: where it turns from squared to linear (standardized units)"
+    )
+
+
+TASK_SCHEMAS = {"classification": ClassificationTaskConfig, "regression": RegressionTaskConfig}
+
+
 # ----------------------------------------------------------------------------------------- data
+DATA_SCHEMAS: dict[str, type] = {}  # data.name -> its schema (filled by @data_schema)
+
+
+def data_schema(name: str) -> Any:
+    def add(cls: type) -> type:
+        DATA_SCHEMAS[name] = cls
+        return cls
+
+    return add
+
+
 @dataclass
 class DataConfig:
-    name: str = knob("digits", choices=("digits", "synthetic"))
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)  # the tasks its targets fit
+    inputs: ClassVar[str] = "image"  # "image": (C, H, W); "tabular": (F,) features
+
+    name: str = knob("digits")
     batch_size: int = knob(64, gt=0, doc="training batch size")
     eval_batch_size: int = knob(512, gt=0, doc="batch size for validation and test")
     val_fraction: float = knob(0.1, gt=0, lt=1, doc="share of all samples held out for validation")
     test_fraction: float = knob(0.2, gt=0, lt=1, doc="share of all samples held out for testing")
     train_fraction: float = knob(1.0, gt=0, le=1, doc="share of the training split actually used")
     split_seed: int = knob(0, ge=0, doc="fixes the train/val/test split, independent of `seed`")
+    stratify: Optional[bool] = knob(
+        None, doc="class-stratified splits; null = for classification (regression: random)"
+    )
+
+    @classmethod
+    def input_kind(cls, data: Any) -> str:
+        return cls.inputs
 
 
+@data_schema("digits")
 @dataclass
 class DigitsConfig(DataConfig):
     pass
 
 
 @dataclass
-class SyntheticConfig(DataConfig):
+class TabularConfig(DataConfig):
+    inputs: ClassVar[str] = "tabular"
+
+
+@data_schema("breast_cancer")
+@dataclass
+class BreastCancerConfig(TabularConfig):
+    pass
+
+
+@data_schema("wine")
+@dataclass
+class WineConfig(TabularConfig):
+    pass
+
+
+@data_schema("diabetes")
+@dataclass
+class DiabetesConfig(TabularConfig):
+    tasks: ClassVar[tuple[str, ...]] = ("regression",)
+
+
+@dataclass
+class GeneratedConfig(DataConfig):
     num_samples: int = knob(1200, gt=0, doc="samples generated in all")
+    shape: list[int] = knob(
+        [1, 8, 8], gt=0, doc="per-sample shape: [channels, height, width], or [features]"
+    )
+    noise: float = knob(1.0, ge=0, doc="std of the noise")
+
+    @classmethod
+    def input_kind(cls, data: Any) -> str:
+        return "tabular" if len(data.shape) == 1 else "image"
+
+
+@data_schema("synthetic")
+@dataclass
+class SyntheticConfig(GeneratedConfig):
     num_classes: int = knob(4, ge=2)
-    shape: list[int] = knob([1, 8, 8], gt=0, doc="per-sample shape, channels x height x width")
-    noise: float = knob(1.0, ge=0, doc="std of the noise around each class prototype")
+
+
+@data_schema("synthetic_regression")
+@dataclass
+class SyntheticRegressionConfig(GeneratedConfig):
+    tasks: ClassVar[tuple[str, ...]] = ("regression",)
+    num_targets: int = knob(1, gt=0, doc="target columns (several: a 2-D target)")
 
 
 # ---------------------------------------------------------------------------------------- model
+MODEL_SCHEMAS: dict[str, type] = {}  # model.name -> its schema (filled by @model_schema)
+
+
+def model_schema(*names: str) -> Any:
+    """Register a model family's schema under its `model.name`(s)."""
+
+    def add(cls: type) -> type:
+        for name in names:
+            MODEL_SCHEMAS[name] = cls
+        return cls
+
+    return add
+
+
 @dataclass
 class ModelConfig:
+    # what a family reads: "flat" (any input, flattened: images and tabular features), "image"
+    # (C, H, W), "rows" (an image as a sequence of its rows)
+    reads: ClassVar[str] = "image"
+
     name: str = knob("mlp")
     activation: str = knob("relu", choices=ACTIVATIONS)
     norm: str = knob("batch", choices=NORMS)
@@ -70,25 +177,47 @@ class ModelConfig:
     )
     init: str = knob("kaiming", choices=INITS)
 
+    @staticmethod
+    def norm_widths(model: Any) -> list[tuple[str, int]]:
+        """The widths a norm=group normalizes, named by the key that sets them."""
+        return []
 
+
+@model_schema("mlp")
 @dataclass
 class MLPConfig(ModelConfig):
+    reads: ClassVar[str] = "flat"
     hidden: list[int] = knob([256, 256], gt=0, doc="width of each hidden layer")
 
+    @staticmethod
+    def norm_widths(model: Any) -> list[tuple[str, int]]:
+        return [("model.hidden", w) for w in model.hidden]
 
+
+@model_schema("cnn")
 @dataclass
 class CNNConfig(ModelConfig):
     channels: list[int] = knob([32, 64], gt=0, doc="output channels of each conv block")
     kernel_size: int = knob(3, gt=0)
     fc_hidden: int = knob(128, ge=0, doc="width of the hidden fully connected layer, 0 = none")
 
+    @staticmethod
+    def norm_widths(model: Any) -> list[tuple[str, int]]:
+        return [("model.channels", w) for w in model.channels]
 
+
+@model_schema("resnet")
 @dataclass
 class ResNetConfig(ModelConfig):
     channels: list[int] = knob([32, 64], gt=0, doc="width of each stage")
     blocks_per_stage: int = knob(2, gt=0)
 
+    @staticmethod
+    def norm_widths(model: Any) -> list[tuple[str, int]]:
+        return [("model.channels", w) for w in model.channels]
 
+
+@model_schema("resnext")
 @dataclass
 class ResNeXtConfig(ModelConfig):
     channels: list[int] = knob([64, 128], gt=0, doc="output width of each stage")
@@ -98,7 +227,16 @@ class ResNeXtConfig(ModelConfig):
         None, gt=0, doc="channels per group; null = the stage width split into `cardinality` groups"
     )
 
+    @staticmethod
+    def norm_widths(model: Any) -> list[tuple[str, int]]:
+        widths = [("model.channels", w) for w in model.channels]
+        if model.width_per_group is not None:
+            inner = model.cardinality * model.width_per_group
+            widths.append(("model.cardinality*width_per_group", inner))
+        return widths
 
+
+@model_schema("densenet")
 @dataclass
 class DenseNetConfig(ModelConfig):
     growth_rate: int = knob(12, gt=0, doc="channels each dense layer adds")
@@ -107,24 +245,30 @@ class DenseNetConfig(ModelConfig):
     compression: float = knob(0.5, gt=0, le=1, doc="channel reduction of each transition layer")
     bottleneck: bool = knob(True, doc="1x1 bottleneck before each 3x3 conv (DenseNet-BC)")
 
+    @staticmethod
+    def norm_widths(model: Any) -> list[tuple[str, int]]:
+        return [
+            ("model.init_channels", model.init_channels),
+            ("model.growth_rate", model.growth_rate),
+        ]
 
+
+@model_schema("rnn", "lstm", "gru")
 @dataclass
 class RecurrentConfig(ModelConfig):
+    reads: ClassVar[str] = "rows"
     hidden_size: int = knob(128, gt=0)
     num_layers: int = knob(1, gt=0)
     bidirectional: bool = knob(False)
 
+    @staticmethod
+    def norm_widths(model: Any) -> list[tuple[str, int]]:
+        return [("model.hidden_size", model.hidden_size * (2 if model.bidirectional else 1))]
 
-MODEL_SCHEMAS = {
-    "mlp": MLPConfig,
-    "cnn": CNNConfig,
-    "resnet": ResNetConfig,
-    "resnext": ResNeXtConfig,
-    "densenet": DenseNetConfig,
-    "rnn": RecurrentConfig,
-    "lstm": RecurrentConfig,
-    "gru": RecurrentConfig,
-}
+
+def models_reading(*kinds: str) -> list[str]:
+    """The model names whose family reads one of `kinds` ("flat", "image", "rows")."""
+    return [name for name, schema in MODEL_SCHEMAS.items() if schema.reads in kinds]
 
 
 # ------------------------------------------------------------------------------------ optimizer
@@ -192,7 +336,7 @@ class OneCycleSchedulerConfig(SchedulerConfig):
 
 @dataclass
 class PlateauSchedulerConfig(SchedulerConfig):
-    monitor: str = knob("val/loss", choices=("val/loss", "val/acc"))
+    monitor: str = knob("val/loss", choices=VAL_METRICS)
     factor: float = knob(0.1, gt=0, lt=1)
     patience: int = knob(3, ge=0)
 
@@ -210,7 +354,7 @@ SCHEDULER_SCHEMAS = {
 @dataclass
 class EarlyStoppingConfig:
     enabled: bool = knob(False)
-    monitor: str = knob("val/loss", choices=("val/loss", "val/acc"))
+    monitor: str = knob("val/loss", choices=VAL_METRICS, doc="a validation metric of the task")
     patience: int = knob(5, ge=0, doc="epochs without improvement before stopping")
     min_delta: float = knob(0.0, ge=0)
 
@@ -314,14 +458,15 @@ class LoggerConfig:
 class TrainSchema:
     """The typed base of `conf/train.yaml` (first entry of its defaults list).
 
-    Groups whose options have different keys (data, model, optimizer, scheduler) are plain nodes
-    here and are checked against their option's schema by `dnnexp.config.validate`.
+    Groups whose options have different keys (task, data, model, optimizer, scheduler) are
+    plain nodes here and are checked against their option's schema by `dnnexp.config.validate`.
     """
 
     seed: int = knob(0, ge=0)
     name: str = knob("default", doc="a label for the run, shown in reports")
     tags: list[str] = knob([])
     resume: Optional[str] = knob(None, doc="a run dir to continue from its last.ckpt")
+    task: Any = None
     data: Any = None
     model: Any = None
     optimizer: Any = None
@@ -332,7 +477,8 @@ class TrainSchema:
 
 
 GROUP_SCHEMAS = {
-    "data": {"digits": DigitsConfig, "synthetic": SyntheticConfig},
+    "task": TASK_SCHEMAS,
+    "data": DATA_SCHEMAS,
     "model": MODEL_SCHEMAS,
     "optimizer": OPTIMIZER_SCHEMAS,
     "scheduler": SCHEDULER_SCHEMAS,

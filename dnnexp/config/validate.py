@@ -16,7 +16,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dnnexp.config.errors import ConfigError, describe_omegaconf_error, unknown_key_message
-from dnnexp.config.schema import FUSED_OPTIMIZERS, GROUP_SCHEMAS, TrainSchema
+from dnnexp.config.metrics import TASK_METRICS
+from dnnexp.config.schema import (
+    FUSED_OPTIMIZERS,
+    GROUP_SCHEMAS,
+    MODEL_SCHEMAS,
+    TrainSchema,
+    models_reading,
+)
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -132,8 +139,12 @@ def _check_combinations(cfg: DictConfig) -> None:
             f"data.val_fraction + data.test_fraction = {data.val_fraction + data.test_fraction:g}"
             " leaves nothing to train on: keep their sum below 1"
         )
-    if data.name == "synthetic" and len(data.shape) != 3:
-        raise ConfigError(f"data.shape={list(data.shape)} must be [channels, height, width]")
+    if "shape" in data and len(data.shape) not in (1, 3):
+        raise ConfigError(
+            f"data.shape={list(data.shape)} must be [channels, height, width] or [features]"
+        )
+    _check_task(cfg)
+    _check_inputs(cfg)
     limits = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
     for key in (*limits, "val_check_interval"):
         value = trainer[key]
@@ -151,7 +162,7 @@ def _check_combinations(cfg: DictConfig) -> None:
                     " model.width_per_group"
                 )
     if model.norm == "group":
-        for key, width in _normalized_widths(model):
+        for key, width in MODEL_SCHEMAS[model.name].norm_widths(model):
             if width % model.norm_groups:
                 raise ConfigError(
                     f"model.norm_groups={model.norm_groups} does not divide {key}={width}:"
@@ -173,9 +184,10 @@ def _check_combinations(cfg: DictConfig) -> None:
             "logger=tensorboard needs the tensorboard package: pip install tensorboard"
             " (or pip install 'dnnexp[tensorboard]'), or use logger=csv"
         )
-    if trainer.channels_last and model.name not in IMAGE_MODELS:
+    if trainer.channels_last and model.name not in models_reading("image"):
         raise ConfigError(
-            f"trainer.channels_last=true applies to image models ({', '.join(IMAGE_MODELS)}),"
+            "trainer.channels_last=true applies to image models"
+            f" ({', '.join(models_reading('image'))}),"
             f" not model={model.name}: leave it false"
         )
     optimizer = cfg.optimizer
@@ -188,7 +200,6 @@ def _check_combinations(cfg: DictConfig) -> None:
         raise ConfigError("trainer.compile=true with a ddp strategy is not supported: pick one")
 
 
-IMAGE_MODELS = ("cnn", "resnet", "resnext", "densenet")
 MAX_TIME = re.compile(r"^\d+:\d{1,2}:\d{1,2}:\d{1,2}$")  # Lightning's DD:HH:MM:SS
 
 
@@ -214,22 +225,47 @@ def _check_lightning_knobs(cfg: DictConfig) -> None:
         )
 
 
-def _normalized_widths(model: DictConfig) -> list[tuple[str, int]]:
-    """The channel/feature counts a group norm would see, named by the key that sets them."""
-    if model.name == "mlp":
-        return [("model.hidden", w) for w in model.hidden]
-    if model.name in ("cnn", "resnet"):
-        return [("model.channels", w) for w in model.channels]
-    if model.name == "resnext":
-        widths = [("model.channels", w) for w in model.channels]
-        if model.width_per_group is not None:
-            widths.append(
-                ("model.cardinality*width_per_group", model.cardinality * model.width_per_group)
+def _check_task(cfg: DictConfig) -> None:
+    """The task fits the data, and no knob of another task is set."""
+    task, data = cfg.task.name, cfg.data
+    fits = GROUP_SCHEMAS["data"][data.name].tasks
+    if task not in fits:
+        others = [n for n, s in GROUP_SCHEMAS["data"].items() if task in s.tasks]
+        raise ConfigError(
+            f"task={task} does not fit data={data.name}, whose targets are for"
+            f" {' or '.join(fits)}: use task={fits[0]}, or data={'/'.join(others)}"
+        )
+    if task == "regression":
+        if cfg.reg.label_smoothing > 0:
+            raise ConfigError(
+                f"reg.label_smoothing={cfg.reg.label_smoothing} applies to classification only:"
+                " leave it at 0 under task=regression"
             )
-        return widths
-    if model.name == "densenet":
-        return [
-            ("model.init_channels", model.init_channels),
-            ("model.growth_rate", model.growth_rate),
-        ]
-    return [("model.hidden_size", model.hidden_size * (2 if model.bidirectional else 1))]
+        if data.get("stratify"):
+            raise ConfigError(
+                "data.stratify=true needs class labels: regression splits are random"
+                " (fixed by data.split_seed); leave it null"
+            )
+    metrics = [f"val/{m}" for m in TASK_METRICS[task]]
+    monitors = [("reg.early_stopping.monitor", cfg.reg.early_stopping.monitor)]
+    if "monitor" in cfg.scheduler:
+        monitors.append(("scheduler.monitor", cfg.scheduler.monitor))
+    for key, monitor in monitors:
+        if monitor not in metrics:
+            raise ConfigError(
+                f"{key}={monitor} is not a metric of task={task}; choose one of:"
+                f" {', '.join(metrics)}"
+            )
+
+
+def _check_inputs(cfg: DictConfig) -> None:
+    """Image and recurrent models need (C, H, W) inputs; tabular features fit the MLP only."""
+    data, model = cfg.data, cfg.model
+    kind = GROUP_SCHEMAS["data"][data.name].input_kind(data)
+    reads = MODEL_SCHEMAS[model.name].reads
+    if kind == "tabular" and reads != "flat":
+        what = "a sequence of image rows" if reads == "rows" else "images (channels, height, width)"
+        raise ConfigError(
+            f"model={model.name} reads {what}; data={data.name} has tabular features: use"
+            f" model={' or model='.join(models_reading('flat'))}"
+        )

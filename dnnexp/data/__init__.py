@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
+from dnnexp.data import bundled, digits, synthetic
+from dnnexp.data.arrays import Arrays
 
-from dnnexp.data import digits, synthetic
-
-# name -> function(cfg) returning (x: float32 (N, C, H, W), y: int64 (N,))
-DATASETS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
+# name -> function(cfg.data) returning Arrays (x, y, class names)
+DATASETS: dict[str, Callable[..., Arrays]] = {
     "digits": digits.load,
     "synthetic": synthetic.make,
+    "synthetic_regression": synthetic.make_regression,
+    "breast_cancer": bundled.breast_cancer,
+    "wine": bundled.wine,
+    "diabetes": bundled.diabetes,
 }

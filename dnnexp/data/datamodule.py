@@ -1,4 +1,5 @@
-"""The LightningDataModule: load -> stratified split -> subsample -> standardize -> loaders."""
+"""The LightningDataModule: load -> split (stratified for classes) -> subsample -> standardize
+-> loaders."""
 
 from __future__ import annotations
 
@@ -11,12 +12,20 @@ from omegaconf import DictConfig
 
 from dnnexp.data import DATASETS
 from dnnexp.data.loader import InMemoryLoader, plan_items
-from dnnexp.data.splits import standardize, stratified_split, stratified_subsample
+from dnnexp.data.splits import (
+    random_split,
+    random_subsample,
+    standardize,
+    statistics,
+    stratified_split,
+    stratified_subsample,
+)
 
 
 class ArrayDataModule(L.LightningDataModule):
-    """Any dataset of `DATASETS`, held in memory. `input_shape` and `num_classes` are known after
-    `setup()` and flow into the model, so nothing downstream hard-codes 8x8 or 10 classes."""
+    """Any dataset of `DATASETS`, held in memory. `input_shape`, `num_outputs` (classes, or
+    regression targets) and `target_stats` are known after `setup()` and flow into the model
+    and the task, so nothing downstream hard-codes 8x8 inputs or 10 classes."""
 
     def __init__(
         self,
@@ -26,25 +35,45 @@ class ArrayDataModule(L.LightningDataModule):
         limit_train_batches: float = 1.0,
         accumulate: int = 1,
         val_check_interval: float = 1.0,
+        task: str = "classification",
     ) -> None:
         """`steps_per_call` optimizer steps of `accumulate` training batches are served as one
         item (see `InMemoryLoader` and `plan_items`); `limit_train_batches` is a share (<= 1.0)
         or a count (> 1) of the training batches; `val_check_interval` as in Lightning, in
-        training batches."""
+        training batches. `task`: regression targets are standardized with the training
+        split's mean and std (`target_stats`), class labels stay as they are."""
         super().__init__()
-        self.cfg, self.seed = cfg, seed
+        self.cfg, self.seed, self.task = cfg, seed, task
         self.steps_per_call, self.limit_train_batches = steps_per_call, limit_train_batches
         self.accumulate, self.val_check_interval = accumulate, val_check_interval
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.classes: list[str] | None = None
+        self.target_stats: dict[str, list[float]] | None = None
+        self._num_classes = 0
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         cfg = self.cfg
-        x, y = DATASETS[cfg.name](cfg)
-        train, val, test = stratified_split(y, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-        train = train[stratified_subsample(y[train], cfg.train_fraction, cfg.split_seed)]
-        xs = standardize(x[train], x[val], x[test])
+        x, y, self.classes = DATASETS[cfg.name](cfg)
+        regression = self.task == "regression"
+        stratify = cfg.get("stratify")
+        seed = cfg.split_seed
+        if (not regression) if stratify is None else stratify:
+            train, val, test = stratified_split(y, cfg.val_fraction, cfg.test_fraction, seed)
+            train = train[stratified_subsample(y[train], cfg.train_fraction, seed)]
+        else:
+            train, val, test = random_split(len(y), cfg.val_fraction, cfg.test_fraction, seed)
+            train = train[random_subsample(len(train), cfg.train_fraction, seed)]
+        # images: one mean and std; tabular features: one per feature
+        xs = standardize(x[train], x[val], x[test], per_column=x.ndim == 2)
+        if regression:
+            y = y.reshape(len(y), -1).float()
+            mean, std = statistics(y[train], per_column=True)
+            self.target_stats = {"mean": mean.tolist(), "std": std.tolist()}
+            y = (y - mean) / std
+        else:
+            self._num_classes = len(self.classes) if self.classes else int(y.max()) + 1
         self.splits = {
             name: (xi.contiguous(), y[idx])
             for name, xi, idx in zip(("train", "val", "test"), xs, (train, val, test), strict=True)
@@ -67,7 +96,15 @@ class ArrayDataModule(L.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        return int(torch.cat([y for _, y in self.splits.values()]).max()) + 1
+        """Classes of a classification dataset (0 under regression)."""
+        return self._num_classes
+
+    @property
+    def num_outputs(self) -> int:
+        """The model's output width: one logit per class, or one value per target."""
+        if self.task == "regression":
+            return int(self.splits["train"][1].shape[1])
+        return self._num_classes
 
     def _loader(self, split: str, batch_size: int, shuffle: bool, **kwargs: Any) -> InMemoryLoader:
         rank, world = 0, 1
@@ -84,7 +121,15 @@ class ArrayDataModule(L.LightningDataModule):
         fast = int(t.fast_dev_run)
         limit = fast if fast else t.limit_train_batches
         every = 1.0 if fast else t.val_check_interval
-        return cls(cfg.data, cfg.seed, t.steps_per_call, limit, t.accumulate_grad_batches, every)
+        return cls(
+            cfg.data,
+            cfg.seed,
+            t.steps_per_call,
+            limit,
+            t.accumulate_grad_batches,
+            every,
+            task=cfg.task.name,
+        )
 
     def train_dataloader(self) -> InMemoryLoader:
         trainer = self.trainer

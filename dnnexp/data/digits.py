@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def _bundled_csv() -> Path | None:
-    """The CSV inside the installed scikit-learn, found without importing sklearn (1 s)."""
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
-    return path if path.is_file() else None
+from dnnexp.data.arrays import Arrays
+from dnnexp.data.bundled import bundled_file
 
 
-def load(cfg: object = None) -> tuple[torch.Tensor, torch.Tensor]:
-    path = _bundled_csv()
+def load(cfg: object = None) -> Arrays:
+    path = bundled_file("digits.csv.gz")
     if path is not None:
         with gzip.open(path, "rt") as f:
             table = np.loadtxt(f, delimiter=",", dtype=np.float32)
@@ -31,4 +23,4 @@ def load(cfg: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         pixels, target = load_digits(return_X_y=True)
     x = torch.as_tensor(pixels, dtype=torch.float32).reshape(-1, 1, 8, 8)
     y = torch.as_tensor(target, dtype=torch.int64)
-    return x, y
+    return Arrays(x, y, [str(i) for i in range(10)])

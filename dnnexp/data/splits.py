@@ -1,4 +1,5 @@
-"""Stratified splits and standardization on tensors (no sklearn import needed)."""
+"""Train/val/test splits (stratified for classes, random for regression) and standardization,
+on tensors (no sklearn import needed)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,35 @@ def stratified_subsample(y: torch.Tensor, fraction: float, seed: int) -> torch.T
     return torch.sort(torch.cat(keep)).values
 
 
-def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """Scale all splits with the training split's mean and std (one scalar each)."""
-    mean, std = train.mean(), train.std().clamp_min(1e-8)
+def random_split(
+    n: int, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Indices of train/val/test drawn at random, with the sizes of `stratified_split`."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_test, n_val = math.ceil(n * test_fraction), math.ceil(n * val_fraction)
+    parts = (order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test])
+    return tuple(torch.sort(p).values for p in parts)  # type: ignore[return-value]
+
+
+def random_subsample(n: int, fraction: float, seed: int) -> torch.Tensor:
+    """Indices of a random `fraction` of n samples (at least one)."""
+    if fraction >= 1.0:
+        return torch.arange(n)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
+    return torch.sort(order[: max(1, round(n * fraction))]).values
+
+
+def standardize(
+    train: torch.Tensor, *others: torch.Tensor, per_column: bool = False
+) -> list[torch.Tensor]:
+    """Scale all splits with the training split's mean and std: one scalar each for images,
+    one per column (dim 1) for tabular features and regression targets."""
+    mean, std = statistics(train, per_column)
     return [(t - mean) / std for t in (train, *others)]
+
+
+def statistics(train: torch.Tensor, per_column: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training split's mean and std (std at least 1e-8: a constant column stays 0)."""
+    if per_column:
+        return train.mean(0), train.std(0).clamp_min(1e-8)
+    return train.mean(), train.std().clamp_min(1e-8)

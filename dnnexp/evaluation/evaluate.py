@@ -12,7 +12,7 @@ from omegaconf.errors import OmegaConfBaseException
 from dnnexp.config.errors import ConfigError, RunError, describe_omegaconf_error
 from dnnexp.config.validate import validate
 from dnnexp.data.datamodule import ArrayDataModule
-from dnnexp.tasks.module import ClassificationTask
+from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.checkpoint import load_checkpoint
 from dnnexp.utils import console
 from dnnexp.utils.quiet import silence_lightning_noise
@@ -24,22 +24,23 @@ def evaluate(ckpt_path: Path, out: Path | None, overrides: list[str]) -> dict[st
     ckpt = load_checkpoint(ckpt_path)
     hparams = ckpt["hyper_parameters"]
     cfg = OmegaConf.create(hparams["config"])
+    if "task" not in cfg:  # a checkpoint from before the task group: classification
+        cfg.task = {"name": "classification"}
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
     except OmegaConfBaseException as err:
         raise ConfigError(describe_omegaconf_error(err)) from None
     cfg = validate(cfg)
 
-    data = ArrayDataModule(cfg.data, seed=cfg.seed)
+    data = ArrayDataModule(cfg.data, seed=cfg.seed, task=cfg.task.name)
     data.setup()
-    if (
-        list(data.input_shape) != list(hparams["input_shape"])
-        or data.num_classes != hparams["num_classes"]
-    ):
+    outputs = hparams.get("num_outputs", hparams.get("num_classes"))
+    if list(data.input_shape) != list(hparams["input_shape"]) or data.num_outputs != outputs:
+        what = "targets" if cfg.task.name == "regression" else "classes"
         raise RunError(
             f"ckpt={ckpt_path} expects inputs {hparams['input_shape']} with"
-            f" {hparams['num_classes']} classes, but data={cfg.data.name} gives"
-            f" {list(data.input_shape)} with {data.num_classes}"
+            f" {outputs} {what}, but data={cfg.data.name} gives"
+            f" {list(data.input_shape)} with {data.num_outputs}"
         )
     expected = hparams.get("data_fingerprint")
     if expected and expected != data.fingerprint:
@@ -47,11 +48,12 @@ def evaluate(ckpt_path: Path, out: Path | None, overrides: list[str]) -> dict[st
             f"ckpt={ckpt_path} was trained on other data splits than data={cfg.data.name} gives"
             " now (the data or split code changed): its test metrics would not be comparable"
         )
-    task = ClassificationTask(
+    task = TrainingModule(
         OmegaConf.to_container(cfg, resolve=True),
         hparams["input_shape"],
-        hparams["num_classes"],
+        outputs,
         data.fingerprint,
+        hparams.get("target_stats"),
     )
     try:
         task.load_state_dict(ckpt["state_dict"])

@@ -1,34 +1,39 @@
-"""Model families and the registry that builds one from `cfg.model`."""
+"""Model families, one per module, each registered with `@register` from `registry.py`.
+
+Every module of this package is imported here, so a new family is its module, its
+`conf/model/<name>.yaml` and its schema dataclass (`config/schema.py`, `@model_schema`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+import pkgutil
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
 
-from dnnexp.models import cnn, densenet, mlp, recurrent, resnet, resnext
+from dnnexp.config.schema import MODEL_SCHEMAS, models_reading
+from dnnexp.models.registry import MODELS, register
 
-Builder = Callable[[Any, tuple[int, ...], int, float], nn.Module]
+__all__ = ["MODELS", "build_model", "register"]
 
-MODELS: dict[str, Builder] = {
-    "mlp": mlp.build,
-    "cnn": cnn.build,
-    "resnet": resnet.build,
-    "resnext": resnext.build,
-    "densenet": densenet.build,
-    "rnn": recurrent.build,
-    "lstm": recurrent.build,
-    "gru": recurrent.build,
-}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def build_model(
-    cfg: Any, input_shape: Sequence[int], num_classes: int, dropout: float
+    cfg: Any, input_shape: Sequence[int], num_outputs: int, dropout: float
 ) -> nn.Module:
-    """Build the model named by `cfg.name` for inputs of `input_shape` (no batch dimension)."""
+    """Build the model named by `cfg.name` for inputs of `input_shape` (no batch dimension),
+    with `num_outputs` outputs (classes, or regression targets)."""
     try:
         builder = MODELS[cfg.name]
     except KeyError:
         raise ValueError(f"unknown model {cfg.name!r}; choose one of {sorted(MODELS)}") from None
-    return builder(cfg, tuple(input_shape), num_classes, dropout)
+    if len(input_shape) != 3 and MODEL_SCHEMAS[cfg.name].reads != "flat":
+        raise ValueError(
+            f"model={cfg.name} needs (channels, height, width) inputs, not {tuple(input_shape)}:"
+            f" use model={' or model='.join(models_reading('flat'))} for tabular features"
+        )
+    return builder(cfg, tuple(input_shape), num_outputs, dropout)

@@ -7,9 +7,11 @@ from typing import Any
 from torch import nn
 
 from dnnexp.models.layers import init_weights, make_activation, make_norm
+from dnnexp.models.registry import register
 
 
-def build(cfg: Any, input_shape: tuple[int, ...], num_classes: int, dropout: float) -> nn.Module:
+@register("cnn")
+def build(cfg: Any, input_shape: tuple[int, ...], num_outputs: int, dropout: float) -> nn.Module:
     """[Conv -> norm -> act -> MaxPool2d(2)] per channel entry -> [fc -> act] -> Dropout -> Linear.
 
     Pooling stops once a spatial side would drop below 1, so small inputs keep working.
@@ -31,7 +33,7 @@ def build(cfg: Any, input_shape: tuple[int, ...], num_classes: int, dropout: flo
     if cfg.fc_hidden:
         layers += [nn.Linear(features, cfg.fc_hidden), make_activation(cfg.activation)]
         features = cfg.fc_hidden
-    layers += [nn.Dropout(dropout), nn.Linear(features, num_classes)]
+    layers += [nn.Dropout(dropout), nn.Linear(features, num_outputs)]
     model = nn.Sequential(*layers)
     init_weights(model, cfg.init, cfg.activation)
     return model

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dnnexp.models.layers import init_weights, make_activation, make_norm
+from dnnexp.models.registry import register
 
 
 class DenseLayer(nn.Module):
@@ -39,7 +40,8 @@ class DenseLayer(nn.Module):
         return torch.cat([x, self.body(x)], dim=1)
 
 
-def build(cfg: Any, input_shape: tuple[int, ...], num_classes: int, dropout: float) -> nn.Module:
+@register("densenet")
+def build(cfg: Any, input_shape: tuple[int, ...], num_outputs: int, dropout: float) -> nn.Module:
     """Stem -> dense blocks with transitions between -> norm -> act -> global pool -> Linear.
 
     A transition compresses the channels to floor(channels * compression) and average-pools
@@ -70,7 +72,7 @@ def build(cfg: Any, input_shape: tuple[int, ...], num_classes: int, dropout: flo
         make_activation(cfg.activation),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
-        nn.Linear(channels, num_classes),
+        nn.Linear(channels, num_outputs),
     ]
     model = nn.Sequential(*layers)
     init_weights(model, cfg.init, cfg.activation)

@@ -1,6 +1,10 @@
-"""Building blocks shared by the model families: activations, norms and weight init."""
+"""Building blocks shared by the model families: activations, norms, weight init and the
+residual network that resnet and resnext share."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -61,3 +65,40 @@ def init_weights(module: nn.Module, scheme: str, activation: str) -> None:
             nn.init.xavier_normal_(layer.weight)
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
+
+
+def residual_network(
+    cfg: Any,
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    dropout: float,
+    block: Callable[[int, int, int], nn.Module],
+) -> nn.Module:
+    """What resnet and resnext share: a 3x3 conv stem at `cfg.channels[0]` -> stages of
+    `cfg.blocks_per_stage` blocks `block(in_channels, out_channels, stride)` -> global average
+    pool -> Dropout -> Linear. Every stage after the first halves the spatial size in its first
+    block while it is >= 2."""
+    in_channels, height, width = input_shape
+    channels = cfg.channels[0]
+    bias = cfg.norm == "none"  # a norm right after a conv makes its bias redundant
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, channels, 3, padding=1, bias=bias),
+        make_norm(cfg.norm, channels, cfg.norm_groups, dims=2),
+        make_activation(cfg.activation),
+    ]
+    for stage, out_channels in enumerate(cfg.channels):
+        for index in range(cfg.blocks_per_stage):
+            stride = 2 if stage > 0 and index == 0 and min(height, width) >= 2 else 1
+            if stride == 2:
+                height, width = (height + 1) // 2, (width + 1) // 2
+            layers.append(block(channels, out_channels, stride))
+            channels = out_channels
+    layers += [
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(channels, num_outputs),
+    ]
+    model = nn.Sequential(*layers)
+    init_weights(model, cfg.init, cfg.activation)
+    return model

@@ -8,9 +8,11 @@ from typing import Any
 from torch import nn
 
 from dnnexp.models.layers import init_weights, make_activation, make_norm
+from dnnexp.models.registry import register
 
 
-def build(cfg: Any, input_shape: tuple[int, ...], num_classes: int, dropout: float) -> nn.Module:
+@register("mlp")
+def build(cfg: Any, input_shape: tuple[int, ...], num_outputs: int, dropout: float) -> nn.Module:
     """Flatten -> [Linear -> norm -> act -> Dropout] per hidden width -> Linear."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(input_shape)
@@ -22,7 +24,7 @@ def build(cfg: Any, input_shape: tuple[int, ...], num_classes: int, dropout: flo
             nn.Dropout(dropout),
         ]
         width = hidden
-    layers.append(nn.Linear(width, num_classes))
+    layers.append(nn.Linear(width, num_outputs))
     model = nn.Sequential(*layers)
     init_weights(model, cfg.init, cfg.activation)
     return model

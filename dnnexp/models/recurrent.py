@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dnnexp.models.layers import init_weights, make_norm
+from dnnexp.models.registry import register
 
 _CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -16,7 +17,7 @@ class RecurrentClassifier(nn.Module):
     """(N, C, H, W) -> H steps of C*W features -> recurrent stack -> norm -> Dropout -> Linear."""
 
     def __init__(
-        self, cfg: Any, input_shape: tuple[int, ...], num_classes: int, dropout: float
+        self, cfg: Any, input_shape: tuple[int, ...], num_outputs: int, dropout: float
     ) -> None:
         super().__init__()
         channels, _, width = input_shape
@@ -40,7 +41,7 @@ class RecurrentClassifier(nn.Module):
         self.head = nn.Sequential(
             make_norm(cfg.norm, features, cfg.norm_groups, dims=1),
             nn.Dropout(dropout),
-            nn.Linear(features, num_classes),
+            nn.Linear(features, num_outputs),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,10 +55,11 @@ class RecurrentClassifier(nn.Module):
         return self.head(features)
 
 
-def build(cfg: Any, input_shape: tuple[int, ...], num_classes: int, dropout: float) -> nn.Module:
+@register("rnn", "lstm", "gru")
+def build(cfg: Any, input_shape: tuple[int, ...], num_outputs: int, dropout: float) -> nn.Module:
     """A recurrent classifier; cfg.name picks nn.RNN, nn.LSTM or nn.GRU."""
     if len(input_shape) != 3:
         raise ValueError(f"recurrent models expect (C, H, W) inputs, got {input_shape}")
-    model = RecurrentClassifier(cfg, input_shape, num_classes, dropout)
+    model = RecurrentClassifier(cfg, input_shape, num_outputs, dropout)
     init_weights(model, cfg.init, cfg.activation)
     return model

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dnnexp.models.layers import init_weights, make_activation, make_norm
+from dnnexp.models.layers import make_activation, make_norm, residual_network
+from dnnexp.models.registry import register
 
 
 class BottleneckBlock(nn.Module):
@@ -40,36 +41,16 @@ class BottleneckBlock(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
-def build(cfg: Any, input_shape: tuple[int, ...], num_classes: int, dropout: float) -> nn.Module:
-    """Stem -> stages of bottleneck blocks -> global average pool -> Dropout -> Linear.
+@register("resnext")
+def build(cfg: Any, input_shape: tuple[int, ...], num_outputs: int, dropout: float) -> nn.Module:
+    """Stem -> stages of bottleneck blocks -> pool -> Dropout -> Linear
+    (`layers.residual_network`). Inner width D = cardinality * width_per_group, or the stage
+    width when that is null."""
 
-    Inner width D = cardinality * width_per_group, or the stage width when that is null.
-    Every stage after the first halves the spatial size in its first block while it is >= 2.
-    """
-    in_channels, height, width = input_shape
-    channels = cfg.channels[0]
-    bias = cfg.norm == "none"
-    layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, channels, 3, padding=1, bias=bias),
-        make_norm(cfg.norm, channels, cfg.norm_groups, dims=2),
-        make_activation(cfg.activation),
-    ]
-    for stage, out_channels in enumerate(cfg.channels):
+    def block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
         inner = out_channels
         if cfg.width_per_group is not None:
             inner = cfg.cardinality * cfg.width_per_group
-        for block in range(cfg.blocks_per_stage):
-            stride = 2 if stage > 0 and block == 0 and min(height, width) >= 2 else 1
-            if stride == 2:
-                height, width = (height + 1) // 2, (width + 1) // 2
-            layers.append(BottleneckBlock(channels, inner, out_channels, stride, cfg))
-            channels = out_channels
-    layers += [
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(dropout),
-        nn.Linear(channels, num_classes),
-    ]
-    model = nn.Sequential(*layers)
-    init_weights(model, cfg.init, cfg.activation)
-    return model
+        return BottleneckBlock(in_channels, inner, out_channels, stride, cfg)
+
+    return residual_network(cfg, input_shape, num_outputs, dropout, block)

@@ -1,1 +1,19 @@
+"""Tasks: one training loop (`module.TrainingModule`) and an objective per task."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from dnnexp.tasks.classification import Classification
+from dnnexp.tasks.objective import Objective
+from dnnexp.tasks.regression import Regression
+
+
+def build_objective(cfg: Any, num_outputs: int, target_stats: dict | None) -> Objective:
+    """The objective of `cfg.task.name` (`conf/task/<name>.yaml`)."""
+    task = cfg.task
+    if task.name == "regression":
+        if target_stats is None:
+            raise ValueError("regression needs the training split's target statistics")
+        return Regression(target_stats["std"], task.loss, task.huber_delta)
+    return Classification(num_outputs, cfg.reg.label_smoothing)

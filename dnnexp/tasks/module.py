@@ -1,9 +1,10 @@
-"""The training task: loss, regularizers and metrics, in one LightningModule.
+"""The training loop every task shares, in one LightningModule: the model, the task's objective
+(loss, metrics, score), the regularizers that plug into the batch and the loss, the optimizer.
 
-Hot path: a training step is forward + loss + one argmax and list appends of bookkeeping
-(`EpochStats`). Metrics are computed and logged once per epoch: a per-step `self.log` costs
-about as much as a whole MLP step, and a torchmetrics collection update ~30x more than a
-bincount (measured: 390 us vs 14 us per batch of 64).
+Hot path: a training step is forward + loss + the objective's per-batch bookkeeping
+(`tasks/metrics.py`: list appends). Metrics are computed and logged once per epoch: a per-step
+`self.log` costs about as much as a whole MLP step, and a torchmetrics collection update ~30x
+more than a bincount (measured: 390 us vs 14 us per batch of 64).
 
 Optimization is manual so that one Lightning `training_step` can take several optimizer steps
 (`trainer.steps_per_call` batches arrive as one item): Lightning's loop costs ~1 ms per item on
@@ -24,117 +25,55 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from dnnexp.data.augment import add_noise, augment_images
+from dnnexp.config.schema import MODEL_SCHEMAS
 from dnnexp.models import build_model
+from dnnexp.tasks import build_objective
+from dnnexp.tasks.regularizers import batch_transforms, loss_terms
 from dnnexp.training.optim import build_optimizer, build_scheduler, param_groups
 
-RECURRENT = ("rnn", "lstm", "gru")
 NAN_ADVICE = (
     "Lower optimizer.lr or set reg.grad_clip; the weights of the last good epoch are in"
     " checkpoints/last.ckpt, if an epoch finished"
 )
 
 
-class EpochStats:
-    """Predictions, targets and losses of one stage over one epoch. The confusion matrix and
-    the metrics are computed from them once per epoch: per batch this costs one argmax and
-    list appends (~10 us on a 2-core CPU), not a bincount and in-place updates (~75 us)."""
+class TrainingModule(L.LightningModule):
+    """Everything a run trains: the model, its objective, regularizers, metrics, optimizer.
 
-    def __init__(self, num_classes: int) -> None:
-        self.c = num_classes
-        self.reset()
-
-    def reset(self) -> None:
-        self.preds: list[torch.Tensor] = []
-        self.targets: list[torch.Tensor] = []
-        self.losses: list[torch.Tensor] = []  # mean loss of each batch
-        self.sizes: list[int] = []
-
-    def update(self, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
-        self.preds.append(logits.argmax(1))
-        self.targets.append(y)
-        self.losses.append(loss.detach())
-        self.sizes.append(len(y))
-
-    @property
-    def loss_sum(self) -> torch.Tensor | None:
-        if not self.losses:
-            return None
-        sizes = torch.tensor(self.sizes, dtype=torch.float64, device=self.losses[0].device)
-        return (torch.stack(self.losses).double() * sizes).sum()
-
-    @property
-    def confusion(self) -> torch.Tensor | None:
-        if not self.preds:
-            return None
-        index = torch.cat(self.targets) * self.c + torch.cat(self.preds)
-        return torch.bincount(index, minlength=self.c * self.c)
-
-    def compute(self, reduce_sum: Any = lambda t: t) -> dict[str, float]:
-        """loss, accuracy and macro precision/recall/F1 (over classes seen in targets or
-        predictions), summed over all processes by `reduce_sum` first."""
-        confusion, loss_sum = self.confusion, self.loss_sum
-        if confusion is None or loss_sum is None:
-            return {}
-        # a c x c matrix: plain Python is cheaper here than ~25 tiny tensor ops
-        rows = reduce_sum(confusion).view(self.c, self.c).tolist()
-        loss_sum = float(reduce_sum(loss_sum))
-        tp = [rows[i][i] for i in range(self.c)]
-        actual = [sum(row) for row in rows]
-        predicted = [sum(column) for column in zip(*rows, strict=True)]
-        n = sum(actual)
-        seen = [i for i in range(self.c) if predicted[i] + actual[i] > 0]
-        precision = [tp[i] / predicted[i] if predicted[i] else 0.0 for i in seen]
-        recall = [tp[i] / actual[i] if actual[i] else 0.0 for i in seen]
-        f1 = [
-            2 * p * r / (p + r) if p + r > 0 else 0.0
-            for p, r in zip(precision, recall, strict=True)
-        ]
-        return {
-            "loss": loss_sum / n,
-            "acc": sum(tp) / n,
-            "precision": sum(precision) / len(seen),
-            "recall": sum(recall) / len(seen),
-            "f1": sum(f1) / len(seen),
-        }
-
-
-class ClassificationTask(L.LightningModule):
-    """Everything a run trains: the model, its loss with regularizers, metrics, optimizer.
-
-    Hyperparameters are plain containers (the resolved config as a dict), so checkpoints load
-    with `torch.load(..., weights_only=True)`.
+    Hyperparameters are plain containers (the resolved config as a dict; `target_stats`, the
+    training split's target mean and std under regression), so checkpoints load with
+    `torch.load(..., weights_only=True)`.
     """
 
     def __init__(
-        self, config: dict, input_shape: list[int], num_classes: int, data_fingerprint: str = ""
+        self,
+        config: dict,
+        input_shape: list[int],
+        num_outputs: int,
+        data_fingerprint: str = "",
+        target_stats: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         cfg = OmegaConf.create(config)
         self.cfg = cfg
-        self.model = build_model(cfg.model, tuple(input_shape), num_classes, cfg.reg.dropout)
+        self.objective = build_objective(cfg, num_outputs, target_stats)
+        self.model = build_model(cfg.model, tuple(input_shape), num_outputs, cfg.reg.dropout)
         # not a registered submodule: the checkpoint keeps only `model.*` keys
         object.__setattr__(
             self, "_forward", torch.compile(self.model) if cfg.trainer.compile else self.model
         )
-        self.stats = {stage: EpochStats(num_classes) for stage in ("train", "val", "test")}
+        self.stats = {stage: self.objective.new_stats() for stage in ("train", "val", "test")}
         self.history: list[dict[str, float]] = []  # one row per epoch: train/*, val/*, lr
         self._history_json: list[str] = []  # history[i] encoded, each row once
         self.test_metrics: dict[str, float] = {}
         self._epoch_start, self._epoch_lr = 0.0, 0.0
-        self._l1_params = (
-            [p for p in self.model.parameters() if p.ndim > 1] if cfg.reg.l1 > 0 else []
-        )
+        reads_rows = MODEL_SCHEMAS[cfg.model.name].reads == "rows"
+        self._batch_transforms = batch_transforms(cfg.reg, tuple(input_shape), reads_rows)
+        self._loss_terms = loss_terms(cfg.reg, self.model)
         # plain attributes for the hot path: a DictConfig lookup costs microseconds per step
-        self._augment = cfg.reg.augment.enabled and cfg.reg.augment.strength > 0
-        self._augment_strength = float(cfg.reg.augment.strength)
-        self._sequence_input = cfg.model.name in RECURRENT
-        self._label_smoothing = float(cfg.reg.label_smoothing)
-        self._l1 = float(cfg.reg.l1)
         self._grad_clip = float(cfg.reg.grad_clip)
         self._batch_size = int(cfg.data.batch_size)
         self._accumulate = int(cfg.trainer.accumulate_grad_batches)
@@ -195,17 +134,15 @@ class ClassificationTask(L.LightningModule):
             logger.log_metrics(row, step=self.global_step)
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self._augment:
-            augment = add_noise if self._sequence_input else augment_images
-            x = augment(x, self._augment_strength)
-        logits = self(x)
-        smoothing = self._label_smoothing
-        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
-        # the metric is the plain cross-entropy, comparable across regularizers
-        plain = F.cross_entropy(logits.detach(), y) if smoothing > 0 else loss
-        self.stats["train"].update(logits.detach(), y, plain)
-        if self._l1_params:
-            loss = loss + self._l1 * sum(p.abs().sum() for p in self._l1_params)
+        """The batch transforms, the objective's loss (its plain loss goes to the metrics), then
+        each loss term added."""
+        for transform in self._batch_transforms:
+            x, y = transform(x, y)
+        output = self(x)
+        loss, plain = self.objective.loss(output, y)
+        self.stats["train"].update(output.detach(), y, plain)
+        for term in self._loss_terms:
+            loss = loss + term()
         return loss
 
     def _check_finite(self, losses: list[torch.Tensor], first: int, first_step: int) -> None:
@@ -265,8 +202,8 @@ class ClassificationTask(L.LightningModule):
 
     def _eval_step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, y = batch
-        logits = self(x)
-        self.stats[stage].update(logits, y, F.cross_entropy(logits, y))
+        output = self(x)
+        self.stats[stage].update(output, y, self.objective.eval_loss(output, y))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -363,9 +300,7 @@ class ClassificationTask(L.LightningModule):
         self.trainer.callback_metrics.update(
             {k: torch.tensor(v) for k, v in metrics.items() if k.startswith("val/")}
         )
-        self.trainer.progress_bar_metrics.update(
-            {"val_acc": metrics["val/acc"], "train_loss": metrics["train/loss"]}
-        )
+        self.trainer.progress_bar_metrics.update(self.objective.progress(metrics))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # one JSON string: loads with weights_only=True and is copied in no time (a list of

@@ -18,9 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
 from dnnexp.config.errors import RunError
-from dnnexp.config.metrics import lower_is_better
+from dnnexp.config.metrics import TASK_SCORE, headline, lower_is_better
 from dnnexp.data.datamodule import ArrayDataModule
-from dnnexp.tasks.module import ClassificationTask
+from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.checkpoint import load_checkpoint
 from dnnexp.training.trainer import build_trainer, job_scope
 from dnnexp.utils import console
@@ -95,8 +95,9 @@ def train(
         if is_main:
             write_json(run_dir / SUMMARY, summary)
     if is_main and label is not None:
+        shown = headline(cfg.task.name)
         console.console.print(
-            f"{escape(label)}: test/acc {summary['metrics']['test/acc']:.4f}, best epoch"
+            f"{escape(label)}: {shown} {summary['metrics'][shown]:.4f}, best epoch"
             f" {summary['best_epoch']}, {summary['duration_s']:.1f} s -> {run_dir}"
         )
     elif is_main:
@@ -124,11 +125,12 @@ def _fit_and_test(
 ) -> dict[str, Any]:
     """`resume`: the last.ckpt a resumed run continues from."""
     L.seed_everything(cfg.seed, workers=False, verbose=False)
-    task = ClassificationTask(
+    task = TrainingModule(
         OmegaConf.to_container(cfg, resolve=True),  # plain dict: loads with weights_only=True
         list(data.input_shape),
-        data.num_classes,
+        data.num_outputs,
         data.fingerprint,
+        data.target_stats,
     )
     trainer = build_trainer(cfg, run_dir, overrides, model_summary=show_details, resume=resume)
     ckpt_path = None if resume is None else run_dir / LAST
@@ -139,7 +141,7 @@ def _fit_and_test(
     history, epochs = list(task.history), trainer.current_epoch
     if not history and (run_dir / LAST).is_file():  # ddp_spawn/ddp_fork trained elsewhere
         last = load_checkpoint(run_dir / LAST)
-        history, epochs = ClassificationTask.history_of(last), int(last["epoch"]) + 1
+        history, epochs = TrainingModule.history_of(last), int(last["epoch"]) + 1
     best_path = trainer.checkpoint_callback.best_model_path
     trainer.test(
         task, datamodule=data, ckpt_path=best_path or None, verbose=False, weights_only=True
@@ -149,7 +151,8 @@ def _fit_and_test(
     metrics = dict(task.test_metrics) or {  # from the spawned processes
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
     }
-    for key in ("val/acc", "val/loss", "train/acc", "train/loss"):
+    score = TASK_SCORE[cfg.task.name].split("/", 1)[1]  # acc, r2
+    for key in (f"val/{score}", "val/loss", f"train/{score}", "train/loss"):
         if key in at_best:
             metrics[key] = at_best[key]
     fast_dev_run = int(cfg.trainer.fast_dev_run)
@@ -160,8 +163,13 @@ def _fit_and_test(
         "epochs": epochs,
         "params": sum(p.numel() for p in task.model.parameters()),
         "checkpoint": CHECKPOINT if best_path else None,
+        "task": cfg.task.name,
         "input_shape": list(data.input_shape),
-        "num_classes": data.num_classes,
+        **(
+            {"num_targets": data.num_outputs, "target_stats": data.target_stats}
+            if data.target_stats is not None
+            else {"num_classes": data.num_classes}
+        ),
         **({"fast_dev_run": fast_dev_run} if fast_dev_run else {}),
     }
 

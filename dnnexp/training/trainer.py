@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from dnnexp.config import config_dirs
 from dnnexp.config.metrics import mode
-from dnnexp.tasks.module import ClassificationTask
+from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint, RNGState
 from dnnexp.training.csv_logger import MetricsCSV
 from dnnexp.training.progress import ThrottledRichProgressBar
@@ -142,7 +142,7 @@ def _loggers(name: str, run_dir: Path, resume: dict | None) -> list:
     if name == "csv":
         if resume is None:
             return [MetricsCSV(run_dir / "metrics.csv")]
-        rows = ClassificationTask.history_of(resume)
+        rows = TrainingModule.history_of(resume)
         return [MetricsCSV(run_dir / "metrics.csv", rows, int(resume["global_step"]))]
     if name == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger

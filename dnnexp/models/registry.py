@@ -1,0 +1,23 @@
+"""The registry of model families: `@register("name")` on a family's `build` function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+# build(cfg.model, input_shape without the batch dimension, outputs, dropout) -> module
+Builder = Callable[[Any, tuple[int, ...], int, float], nn.Module]
+MODELS: dict[str, Builder] = {}
+
+
+def register(*names: str) -> Callable[[Builder], Builder]:
+    """Register a family's builder under its `model.name`(s)."""
+
+    def add(build: Builder) -> Builder:
+        for name in names:
+            MODELS[name] = build
+        return build
+
+    return add

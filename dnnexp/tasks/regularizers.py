@@ -1,0 +1,58 @@
+"""Regularizers that act on the batch or on the loss, as plug-in lists of the training loop.
+
+A batch transform maps a training batch `(x, y)` to another (augmentation; adversarial
+examples next). A loss term is called after the task's loss and its value is added to it (L1;
+a distillation term next). Regularizers that act elsewhere live there: dropout in the models,
+weight decay in the optimizer, clipping and early stopping in the trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from dnnexp.data.augment import add_noise, augment_images
+
+BatchTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+LossTerm = Callable[[], torch.Tensor]
+
+
+class Augment:
+    """`reg.augment`: shifts, rotations and noise for images; noise for sequences of rows
+    (the recurrent models) and tabular features."""
+
+    def __init__(self, strength: float, images: bool) -> None:
+        self.augment = partial(augment_images if images else add_noise, strength=float(strength))
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.augment(x), y
+
+
+class L1Penalty:
+    """`reg.l1`: lambda times the sum of |w| over the weight matrices and kernels."""
+
+    def __init__(self, model: nn.Module, strength: float) -> None:
+        self.params = [p for p in model.parameters() if p.ndim > 1]
+        self.strength = float(strength)
+
+    def __call__(self) -> torch.Tensor:
+        return self.strength * sum(p.abs().sum() for p in self.params)
+
+
+def batch_transforms(reg: Any, input_shape: tuple[int, ...], reads_rows: bool) -> list:
+    transforms: list[BatchTransform] = []
+    if reg.augment.enabled and reg.augment.strength > 0:
+        images = len(input_shape) == 3 and not reads_rows
+        transforms.append(Augment(reg.augment.strength, images))
+    return transforms
+
+
+def loss_terms(reg: Any, model: nn.Module) -> list:
+    terms: list[LossTerm] = []
+    if reg.l1 > 0:
+        terms.append(L1Penalty(model, reg.l1))
+    return terms
