@@ -31,8 +31,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metric",
         metavar="METRIC",
-        default="test/acc",
-        help="a key of the summaries' metrics (default: test/acc); loss metrics: lower is better",
+        default=None,
+        help="a key of the summaries' metrics (default: test/acc for classification, test/r2"
+        " for regression); loss, mse, rmse and mae: lower is better, the others higher",
     )
     p.add_argument(
         "--out", metavar="DIR", type=Path, help="where to write the report files (default: PATH)"

@@ -6,11 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dnnexp.config.metrics import lower_is_better
+from dnnexp.config.metrics import TASK_SCORE, headline, lower_is_better
 from dnnexp.report import stats
 from dnnexp.report.collect import ReportError, Run, Variant, find_runs, group, pick_baseline
-
-DEFAULT_METRIC = "test/acc"
 
 
 @dataclass
@@ -21,7 +19,7 @@ class Row:
     baseline: bool
     summary: stats.Summary
     seeds: list[int | None]
-    val_acc: float | None
+    val_score: float | None  # the task's validation score (val/acc, val/r2) at the best epoch
     gap: float | None
     epochs_to_best: float | None
     duration_s: float | None
@@ -47,6 +45,12 @@ class Report:
     rows: list[Row]
     runs: list[Run]
     metrics: list[str] = field(default_factory=list)  # every metric found in the summaries
+    task: str = "classification"
+
+    @property
+    def score(self) -> str:
+        """The task's validation score: val/acc, val/r2."""
+        return TASK_SCORE[self.task]
 
     @property
     def baseline(self) -> Row:
@@ -67,15 +71,23 @@ def available_metrics(runs: list[Run]) -> list[str]:
     return sorted({k for r in runs for k in r.metrics})
 
 
-def build(root: Path, metric: str = DEFAULT_METRIC, baseline: str | None = None) -> Report:
-    """Collect the runs under root, group them, and compare every variant with the baseline."""
+def build(root: Path, metric: str | None = None, baseline: str | None = None) -> Report:
+    """Collect the runs under root, group them, and compare every variant with the baseline.
+    `metric`: None = the task's headline test metric (test/acc, test/r2)."""
     runs = find_runs(Path(root))
+    tasks = sorted({r.task for r in runs})
+    if len(tasks) > 1:
+        raise ReportError(
+            f"{root} holds runs of several tasks ({', '.join(tasks)}): report each on its own"
+        )
+    task = tasks[0] if tasks else "classification"
+    metric = metric or headline(task)
     variants = group(runs)
     metrics = available_metrics(runs)
     if metrics and metric not in metrics:
         raise ReportError(f"unknown metric '{metric}'; available: {', '.join(metrics)}")
     base_variant = pick_baseline(variants, baseline)
-    rows = [_row(v, metric, v is base_variant) for v in variants]
+    rows = [_row(v, metric, v is base_variant, TASK_SCORE[task]) for v in variants]
     base = next(r for r in rows if r.baseline)
     base_pairs = _pairs(base.variant, metric)
     for row in rows:
@@ -87,7 +99,9 @@ def build(root: Path, metric: str = DEFAULT_METRIC, baseline: str | None = None)
     for row, p_adj in zip(others, adjusted, strict=True):
         row.p_adjusted = p_adj
         row.verdict = stats.verdict(p_adj, row.comparison.delta if row.comparison else None, lower)
-    return Report(root=Path(root), metric=metric, rows=rows, runs=runs, metrics=metrics)
+    return Report(
+        root=Path(root), metric=metric, rows=rows, runs=runs, metrics=metrics, task=task
+    )
 
 
 def _pairs(variant: Variant, metric: str) -> list[tuple[int | None, float]]:
@@ -99,20 +113,22 @@ def _pairs(variant: Variant, metric: str) -> list[tuple[int | None, float]]:
     ]
 
 
-def _row(variant: Variant, metric: str, is_baseline: bool) -> Row:
+def _row(variant: Variant, metric: str, is_baseline: bool, score: str) -> Row:
+    """`score`: the task's validation score; the gap is its train value minus its val value."""
     pairs = _pairs(variant, metric)
     done = [r for r in variant.runs if r.completed]
+    train_score = score.replace("val/", "train/", 1)
     gaps = [
-        r.metrics["train/acc"] - r.metrics["val/acc"]
+        r.metrics[train_score] - r.metrics[score]
         for r in done
-        if "train/acc" in r.metrics and "val/acc" in r.metrics
+        if train_score in r.metrics and score in r.metrics
     ]
     return Row(
         variant=variant,
         baseline=is_baseline,
         summary=stats.describe([v for _, v in pairs]),
         seeds=[s for s, _ in pairs],
-        val_acc=_mean_finite(r.metrics.get("val/acc") for r in done),
+        val_score=_mean_finite(r.metrics.get(score) for r in done),
         gap=_mean_finite(gaps),
         epochs_to_best=_mean_finite(r.best_epoch + 1 for r in done if r.best_epoch is not None),
         duration_s=_mean_finite(r.duration_s for r in done),

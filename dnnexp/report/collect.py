@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dnnexp.config.metrics import TASK_SCORE
 from dnnexp.utils.run_files import SUMMARY
 
 HISTORY = "metrics.csv"
@@ -30,6 +31,7 @@ class Run:
     dir: Path
     rel: str  # the dir relative to the report's root ("." for the root itself)
     status: str
+    task: str = "classification"
     seed: int | None = None
     overrides: list[str] | None = None  # None: unknown (no summary field, no .hydra file)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -111,6 +113,7 @@ def read_run(run_dir: Path, root: Path) -> Run:
         dir=run_dir,
         rel=rel,
         status=str(summary.get("status") or "unknown"),
+        task=summary["task"] if summary.get("task") in TASK_SCORE else "classification",
         seed=seed,
         overrides=overrides,
         metrics=metrics,

@@ -12,7 +12,13 @@ from typing import Any
 from dnnexp.report import stats
 from dnnexp.report.analysis import Report
 
-CURVES = (("val/loss", "validation loss"), ("val/acc", "validation accuracy"))
+SCORE_NAMES = {"val/acc": "validation accuracy", "val/r2": "validation R²"}
+
+
+def curves(report: Report) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The two panels: the validation loss and the task's validation score."""
+    score = report.score
+    return ("val/loss", "validation loss"), (score, SCORE_NAMES.get(score, score))
 
 
 def metric_filename(metric: str) -> str:
@@ -50,7 +56,7 @@ def curve_stats(
 
 
 def plot_learning_curves(report: Report, path: Path) -> bool:
-    """Two panels (val loss, val accuracy per epoch): mean over the variant's completed seeds
+    """Two panels (val loss, and the val score: accuracy or R², per epoch): mean over the variant's completed seeds
     with a ±SD band, one colour per variant. False (nothing written) without any history."""
     series = []
     for row in report.rows:
@@ -69,7 +75,7 @@ def plot_learning_curves(report: Report, path: Path) -> bool:
     height = 4.4 + legend_in
     band_alpha = 0.18 if len(series) <= 4 else 0.08
     fig, axes = plt.subplots(1, 2, figsize=(12, height))
-    for ax, (key, label) in zip(axes, CURVES, strict=True):
+    for ax, (key, label) in zip(axes, curves(report), strict=True):
         for i, (row, histories) in enumerate(series):
             epochs, means, sds = curve_stats(histories, key)
             if not epochs:

@@ -67,7 +67,7 @@ def headers(report: Report) -> list[str]:
         "n",
         f"{report.metric}\nmean ± SD",
         f"{report.metric}\n95% CI",
-        "best\nval acc",
+        f"best\n{report.score.replace('/', ' ')}",
         "gap\ntrain−val",
         "epochs\nto best",
         "s / job",
@@ -92,7 +92,7 @@ def cells(row: Row) -> list[str]:
         n_cell(row),
         mean_sd,
         ci,
-        num(row.val_acc),
+        num(row.val_score),
         num(row.gap, sign=True),
         num(row.epochs_to_best, 1),
         num(row.duration_s, 1),
@@ -193,8 +193,8 @@ def print_report(report: Report, console: Console) -> None:
     if compact:
         console.print(
             Text(
-                "(narrow terminal: best val acc, gap, epochs to best, s / job and the test "
-                "used are in report.md)",
+                f"(narrow terminal: best {report.score.replace('/', ' ')}, gap, epochs to best,"
+                " s / job and the test used are in report.md)",
                 style="dim",
             )
         )
@@ -346,6 +346,7 @@ def json_rows(report: Report) -> list[dict[str, Any]]:
                 "variant": row.name,
                 "overrides": list(row.variant.overrides),
                 "metric": report.metric,
+                "lower_is_better": report.lower_is_better,
                 "n": s.n,
                 "n_failed": len(row.not_completed),
                 "mean": stats.finite(s.mean),

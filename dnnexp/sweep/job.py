@@ -12,15 +12,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dnnexp.config.errors import RunError
+from dnnexp.config.metrics import TASK_SCORE
 from dnnexp.utils.run_files import SUMMARY
 
-SCORE = "val/acc"  # what a job returns to Hydra: a validation metric, never a test metric
-
-
 def score(summary: dict[str, Any]) -> float | None:
-    """A run's score for whatever drives the sweep (Hydra's return value, a search): its
-    validation accuracy at the best epoch. The test split is only ever reported."""
-    return summary.get("metrics", {}).get(SCORE)
+    """A run's score for whatever drives the sweep (Hydra's return value, a search): the
+    validation metric its task names (`config/metrics.py`: val/acc, val/r2) at the best
+    checkpoint. The test split is only ever reported."""
+    metric = TASK_SCORE[summary.get("task", "classification")]
+    return summary.get("metrics", {}).get(metric)
 
 
 def config_hash(cfg: DictConfig) -> str:
