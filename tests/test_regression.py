@@ -122,9 +122,12 @@ def test_regression_splits_are_random_and_targets_standardized_with_train_stats(
     assert float(y_train.mean()) == pytest.approx(0, abs=1e-6)
     assert float(data.splits["test"][1].mean()) != pytest.approx(0, abs=1e-3)
     raw = torch.cat([y for _, y in data.splits.values()]) * data.target_stats["std"][0]
-    assert 25 <= float(raw.min() + data.target_stats["mean"][0]) and data.target_stats["std"][0] > 50
-    again, other = _data("task=regression", "data=diabetes"), _data(
-        "task=regression", "data=diabetes", "data.split_seed=1"
+    assert (
+        25 <= float(raw.min() + data.target_stats["mean"][0]) and data.target_stats["std"][0] > 50
+    )
+    again, other = (
+        _data("task=regression", "data=diabetes"),
+        _data("task=regression", "data=diabetes", "data.split_seed=1"),
     )
     assert torch.equal(again.splits["test"][1], data.splits["test"][1])
     assert not torch.equal(other.splits["test"][1], data.splits["test"][1])
@@ -160,7 +163,12 @@ def test_classification_splits_stay_stratified_and_stratify_false_draws_at_rando
             "data.stratify=true needs class labels",
         ),
         (
-            ["task=regression", "data=diabetes", "reg=early_stopping", "reg.early_stopping.monitor=val/acc"],
+            [
+                "task=regression",
+                "data=diabetes",
+                "reg=early_stopping",
+                "reg.early_stopping.monitor=val/acc",
+            ],
             "reg.early_stopping.monitor=val/acc is not a metric of task=regression; choose one of:"
             " val/loss, val/mse, val/rmse, val/mae, val/r2",
         ),

@@ -99,9 +99,7 @@ def build(root: Path, metric: str | None = None, baseline: str | None = None) ->
     for row, p_adj in zip(others, adjusted, strict=True):
         row.p_adjusted = p_adj
         row.verdict = stats.verdict(p_adj, row.comparison.delta if row.comparison else None, lower)
-    return Report(
-        root=Path(root), metric=metric, rows=rows, runs=runs, metrics=metrics, task=task
-    )
+    return Report(root=Path(root), metric=metric, rows=rows, runs=runs, metrics=metrics, task=task)
 
 
 def _pairs(variant: Variant, metric: str) -> list[tuple[int | None, float]]:

@@ -56,8 +56,9 @@ def curve_stats(
 
 
 def plot_learning_curves(report: Report, path: Path) -> bool:
-    """Two panels (val loss, and the val score: accuracy or R², per epoch): mean over the variant's completed seeds
-    with a ±SD band, one colour per variant. False (nothing written) without any history."""
+    """Two panels (val loss, and the val score: accuracy or R², per epoch): mean over the
+    variant's completed seeds with a ±SD band, one colour per variant. False (nothing written)
+    without any history."""
     series = []
     for row in report.rows:
         histories = [r.history for r in row.variant.runs if r.completed and r.history]

@@ -15,6 +15,7 @@ from dnnexp.config.errors import RunError
 from dnnexp.config.metrics import TASK_SCORE
 from dnnexp.utils.run_files import SUMMARY
 
+
 def score(summary: dict[str, Any]) -> float | None:
     """A run's score for whatever drives the sweep (Hydra's return value, a search): the
     validation metric its task names (`config/metrics.py`: val/acc, val/r2) at the best
