@@ -73,7 +73,7 @@ def threads_per_job(launcher: Any) -> int:
 def start_clean(threads: int) -> None:
     """Reset the process-global state a previous job in a reused worker (joblib) may have left:
     thread count and deterministic-algorithm mode. Seeds are set per run, and every run restores
-    the distributed env it changed (dnnexp.training.trainer.job_scope)."""
+    the distributed env it changed (dnnexp.training.ddp.job_scope)."""
     import torch
 
     torch.set_num_threads(threads)

@@ -22,7 +22,8 @@ from dnnexp.config.metrics import TASK_SCORE, headline, lower_is_better
 from dnnexp.data.datamodule import ArrayDataModule
 from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.checkpoint import load_checkpoint
-from dnnexp.training.trainer import build_trainer, job_scope
+from dnnexp.training.ddp import job_scope
+from dnnexp.training.trainer import build_trainer
 from dnnexp.utils import console
 from dnnexp.utils.quiet import silence_lightning_noise
 from dnnexp.utils.run_files import SUMMARY, code_version, versions, write_json
