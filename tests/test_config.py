@@ -156,7 +156,14 @@ def test_help_includes_a_user_config_dir(tmp_path: Path) -> None:
 
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "tiny.yaml").write_text("# my tiny MLP\nname: mlp\n")
-    assert "tiny             my tiny MLP" in render([str(tmp_path)])
+    import re
+
+    text = render([str(tmp_path)])
+    assert re.search(r"\n      tiny +my tiny MLP\n", text)
+    # the descriptions start in one column, after the longest option name
+    options = [line for line in text.splitlines() if re.match(r"^    [* ] \w", line)]
+    columns = {len(re.match(r"^    [* ] \w+ +", line).group(0)) for line in options}
+    assert len(options) > 30 and len(columns) == 1
 
 
 def test_one_table_says_which_way_each_metric_improves() -> None:

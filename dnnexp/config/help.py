@@ -19,6 +19,7 @@ key with key=value, sweep with -m key=a,b,c. The run goes to outputs/<date>/<tim
 examples:
   dnnexp train                                    the default experiment (MLP on digits)
   dnnexp train model=resnext reg=dropout          another model, with dropout
+  dnnexp train task=regression data=diabetes      regression on a bundled table
   dnnexp train reg=[dropout,weight_decay] optimizer.lr=0.003
   dnnexp train -m reg=none,dropout seed=0,1,2     a multirun: 2 variants x 3 seeds
   dnnexp train trainer=smoke                      one short epoch (CI smoke test)
@@ -67,6 +68,7 @@ def render(extra_dirs: list[str] = ()) -> str:
             if path.parent.name != "hydra":
                 groups.setdefault(path.parent.name, {})[path.stem] = _description(path)
     lines = [HEADER]
+    width = max([16, *(len(o) for options in groups.values() for o in options)])
     for group in sorted(
         groups,
         key=lambda g: (g not in defaults, list(defaults).index(g) if g in defaults else 0, g),
@@ -74,6 +76,6 @@ def render(extra_dirs: list[str] = ()) -> str:
         lines.append(f"  {group}")
         for option, text in groups[group].items():
             mark = "*" if defaults.get(group) == option else " "
-            lines.append(f"    {mark} {option:<16} {text}")
+            lines.append(f"    {mark} {option:<{width}} {text}")
     lines.append(FOOTER)
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Which process of a distributed job this is, when torchrun or SLURM's srun started it.
 
-Lightning starts DDP ranks itself by re-running the command (`dnnexp/trainer.py` points the
+Lightning starts DDP ranks itself by re-running the command (`dnnexp/training/ddp.py` points the
 children at rank 0's run dir). torchrun and srun instead start every rank at once, each its own
 `dnnexp train`, and Lightning, detecting them, starts nothing. Each rank would then claim its
 own `outputs/<date>/<time>[-N]`: here rank 0 claims the run dir and the other ranks use the same
