@@ -3,6 +3,7 @@ the progress bar on a terminal; and a GPU asked for where there is none."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -208,3 +209,28 @@ def test_ranks_started_by_a_launcher_share_rank_0s_run_dir(
         dirs.add(shared_dir(base, unique_dir))
         assert external_rank() == int(rank) and secondary_rank() == (int(rank) or None)
     assert dirs == {base + "-slurm77.3"} and Path(base + "-slurm77.3").is_dir()
+
+
+@pytest.mark.slow
+def test_ddp_regression_metrics_add_up_over_ranks_to_the_one_process_ones(tmp_path: Path) -> None:
+    """Two ranks each score half of the test split; their summed sums must give the metrics of
+    the whole split, which a one-process `dnnexp eval` of the same checkpoint computes."""
+    proc = run_cli(
+        *README_DDP,
+        "task=regression",
+        "data=synthetic_regression",
+        "data.num_targets=2",
+        "data.eval_batch_size=64",
+        *SMOKE,
+        "trainer.limit_test_batches=1.0",  # the whole test split, as dnnexp eval scores it
+        "hydra.run.dir=ddp",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "ddp"
+    trained = summary(run)["metrics"]
+    scored = run_cli("eval", f"ckpt={run}/checkpoints/best.ckpt", cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    alone = json.loads((run / "eval" / "best.json").read_text())["metrics"]
+    assert set(alone) == {"test/loss", "test/mse", "test/rmse", "test/mae", "test/r2"}
+    assert alone == pytest.approx({k: v for k, v in trained.items() if k in alone}, rel=1e-5)
