@@ -392,3 +392,19 @@ def test_narrow_terminal_gets_the_compact_table(tmp_path: Path) -> None:
     assert "narrow terminal" not in wide.getvalue() and "best" in wide.getvalue()
     assert "narrow terminal" in narrow.getvalue()
     assert max(len(line) for line in narrow.getvalue().splitlines()) <= 90
+
+
+def test_an_interpolation_override_is_named_as_typed(tmp_path: Path) -> None:
+    """Hydra's sweeper passes `data.split_seed=${seed}` to its jobs escaped as `$\\{seed\\}`."""
+    for seed in (0, 1):
+        make_run(tmp_path / f"{seed}", ["data.split_seed=$\\{seed\\}", f"seed={seed}"])
+        make_run(tmp_path / f"{seed + 2}", ["data.split_seed=0", f"seed={seed}"])
+    names = [v.name for v in group(find_runs(tmp_path))]
+    assert sorted(names) == ["data.split_seed=${seed}", "data.split_seed=0"]
+
+
+def test_runs_of_two_tasks_are_not_mixed_in_one_report(tmp_path: Path) -> None:
+    make_run(tmp_path / "0", ["seed=0"])
+    make_run(tmp_path / "1", ["seed=1"], extra={"task": "regression"})
+    with pytest.raises(ReportError, match="holds runs of several tasks"):
+        build(tmp_path)

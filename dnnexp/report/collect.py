@@ -99,6 +99,8 @@ def read_run(run_dir: Path, root: Path) -> Run:
     overrides = summary.get("overrides")
     if not (isinstance(overrides, list) and all(isinstance(o, str) for o in overrides)):
         overrides = read_overrides(run_dir)
+    if overrides is not None:  # Hydra's sweeper escapes interpolations: show them as typed
+        overrides = [o.replace("\\{", "{").replace("\\}", "}") for o in overrides]
     seed = summary.get("seed")
     if not _is_int(seed):
         seed = seed_from(overrides, run_dir)
