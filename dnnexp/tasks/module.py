@@ -135,14 +135,14 @@ class TrainingModule(L.LightningModule):
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The batch transforms, the objective's loss (its plain loss goes to the metrics), then
-        each loss term added."""
+        each loss term of the batch and the output added."""
         for transform in self._batch_transforms:
             x, y = transform(x, y)
         output = self(x)
         loss, plain = self.objective.loss(output, y)
         self.stats["train"].update(output.detach(), y, plain)
         for term in self._loss_terms:
-            loss = loss + term()
+            loss = loss + term(x, y, output)
         return loss
 
     def _check_finite(self, losses: list[torch.Tensor], first: int, first_step: int) -> None:

@@ -1,9 +1,10 @@
 """Regularizers that act on the batch or on the loss, as plug-in lists of the training loop.
 
 A batch transform maps a training batch `(x, y)` to another (augmentation; adversarial
-examples next). A loss term is called after the task's loss and its value is added to it (L1;
-a distillation term next). Regularizers that act elsewhere live there: dropout in the models,
-weight decay in the optimizer, clipping and early stopping in the trainer.
+examples next). A loss term is called with the (transformed) batch and the model's output after
+the task's loss, and its value is added to it (L1; a distillation term next). Regularizers
+that act elsewhere live there: dropout in the models, weight decay in the optimizer, clipping
+and early stopping in the trainer.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 from dnnexp.data.augment import add_noise, augment_images
 
 BatchTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-LossTerm = Callable[[], torch.Tensor]
+LossTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # x, y, output
 
 
 class Augment:
@@ -39,7 +40,7 @@ class L1Penalty:
         self.params = [p for p in model.parameters() if p.ndim > 1]
         self.strength = float(strength)
 
-    def __call__(self) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         return self.strength * sum(p.abs().sum() for p in self.params)
 
 
