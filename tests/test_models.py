@@ -56,7 +56,10 @@ def test_unknown_model_is_a_value_error() -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize(("shape", "classes"), [((1, 8, 8), 10), ((3, 16, 12), 5), ((2, 3, 5), 3)])
+@pytest.mark.parametrize(
+    ("shape", "classes"),
+    [((1, 8, 8), 10), ((3, 16, 12), 5), ((2, 3, 5), 3), ((1, 28, 28), 10), ((3, 32, 32), 100)],
+)
 def test_output_shape(name: str, shape: tuple[int, ...], classes: int) -> None:
     model = build_model(load(name), shape, classes, 0.0)
     assert model(torch.randn(4, *shape)).shape == (4, classes)
@@ -145,3 +148,10 @@ def test_init_zeroes_biases_and_keeps_norms(name: str) -> None:
             assert not module.bias.any()
         if isinstance(module, (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)):
             assert (module.weight == 1).all() and not module.bias.any()
+
+
+def test_tabular_inputs_build_the_mlp_only() -> None:
+    assert build_model(load("mlp"), (13,), 3, 0.0)(torch.randn(4, 13)).shape == (4, 3)
+    for name in ("cnn", "lstm"):
+        with pytest.raises(ValueError, match="use model=mlp for tabular features"):
+            build_model(load(name), (13,), 3, 0.0)

@@ -6,7 +6,7 @@ script that stops at the first failing line. Each `dnnexp train` gets smoke-size
 front of its own overrides (so the line's own values still win). Lines that need a GPU are
 skipped where torch sees none, as are installs and other programs (`pip`, `tensorboard`). The
 ```console blocks show a command and what it prints: the output must be exactly that (the
-GPU example shows a machine without one). The
+GPU example shows a machine without one). `python scripts/...` lines run the repo's script. The
 ```yaml blocks the README introduces with a file name (`myconf/model/wide_mlp.yaml`:) are
 written there first, so the `--config-dir myconf` lines find them.
 """
@@ -85,6 +85,8 @@ def script(body: str) -> tuple[str, list[str]]:
                 continue
             stripped = with_smoke_limits(stripped)
             ran.append(stripped)
+        elif stripped.startswith("python scripts/"):  # the repo's scripts, from any directory
+            stripped = f"{shlex.quote(sys.executable)} {REPO}/{stripped[len('python ') :]}"
         elif not re.match(r"^\w+=\$\(", stripped):  # only the README's run=$(ls ...) helpers
             continue
         lines.append(stripped)

@@ -90,11 +90,11 @@ def test_tabular_datasets_load_as_bundled() -> None:
         ("breast_cancer", load_breast_cancer()),
         ("wine", load_wine()),
     ):
-        x, y, classes = DATASETS[name](None)
+        x, y, classes = DATASETS[name](None)[:3]
         assert torch.allclose(x.double(), torch.as_tensor(reference.data), rtol=1e-6)
         assert y.dtype == torch.int64 and torch.equal(y, torch.as_tensor(reference.target))
         assert classes == list(reference.target_names)
-    x, y, classes = DATASETS["diabetes"](None)
+    x, y, classes = DATASETS["diabetes"](None)[:3]
     raw = load_diabetes(scaled=False)
     assert x.shape == (442, 10) and y.shape == (442, 1) and classes is None
     assert torch.allclose(x.double(), torch.as_tensor(raw.data), rtol=1e-6)

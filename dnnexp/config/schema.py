@@ -75,7 +75,7 @@ def data_schema(name: str) -> Any:
 @dataclass
 class DataConfig:
     tasks: ClassVar[tuple[str, ...]] = ("classification",)  # the tasks its targets fit
-    inputs: ClassVar[str] = "image"  # "image": (C, H, W); "tabular": (F,) features
+    inputs: ClassVar[str] = "image"  # "image": (C, H, W); "tabular": (F,); "unknown"
 
     name: str = knob("digits")
     batch_size: int = knob(64, gt=0, doc="training batch size")
@@ -146,6 +146,65 @@ class SyntheticConfig(GeneratedConfig):
 class SyntheticRegressionConfig(GeneratedConfig):
     tasks: ClassVar[tuple[str, ...]] = ("regression",)
     num_targets: int = knob(1, gt=0, doc="target columns (several: a 2-D target)")
+
+
+@dataclass
+class FilesConfig(DataConfig):
+    """The user's own files: what they hold is known once they are read."""
+
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "regression")
+    inputs: ClassVar[str] = "unknown"  # known once the files are read (then checked again)
+
+
+@dataclass
+class ImageFilesConfig(FilesConfig):
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
+    inputs: ClassVar[str] = "image"
+    root: Optional[str] = knob(None, doc="the directory that holds the files")
+
+
+@data_schema("mnist")
+@dataclass
+class MNISTConfig(ImageFilesConfig):
+    pass
+
+
+@data_schema("cifar10")
+@dataclass
+class CIFAR10Config(ImageFilesConfig):
+    pass
+
+
+@data_schema("cifar100")
+@dataclass
+class CIFAR100Config(ImageFilesConfig):
+    label: str = knob("fine", choices=("fine", "coarse"), doc="100 fine or 20 coarse classes")
+
+
+@data_schema("image_folder")
+@dataclass
+class ImageFolderConfig(ImageFilesConfig):
+    image_size: Optional[int] = knob(None, gt=0, doc="resize to size x size; null = as stored")
+    channels: int = knob(3, choices=(1, 3), doc="1 = grey, 3 = RGB")
+
+
+@data_schema("csv")
+@dataclass
+class CSVConfig(FilesConfig):
+    inputs: ClassVar[str] = "tabular"
+    path: Optional[str] = knob(None, doc="the CSV file (a header row, one sample per row)")
+    test_path: Optional[str] = knob(None, doc="a CSV file of the same columns: the test split")
+    target: Any = knob("label", doc="the label column, or a list of numeric target columns")
+    features: Optional[list[str]] = knob(
+        None, doc="feature columns; null = every other numeric one"
+    )
+
+
+@data_schema("npz")
+@dataclass
+class NPZConfig(FilesConfig):
+    path: Optional[str] = knob(None, doc="the .npz file: x/y, or x_train/y_train/x_test/y_test")
+    layout: str = knob("nchw", choices=("nchw", "nhwc"), doc="the axes of 4-D image arrays")
 
 
 # ---------------------------------------------------------------------------------------- model

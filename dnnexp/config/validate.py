@@ -145,6 +145,7 @@ def _check_combinations(cfg: DictConfig) -> None:
         )
     _check_task(cfg)
     _check_inputs(cfg)
+    _check_data_files(data)
     limits = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
     for key in (*limits, "val_check_interval"):
         value = trainer[key]
@@ -260,12 +261,53 @@ def _check_task(cfg: DictConfig) -> None:
 
 def _check_inputs(cfg: DictConfig) -> None:
     """Image and recurrent models need (C, H, W) inputs; tabular features fit the MLP only."""
-    data, model = cfg.data, cfg.model
-    kind = GROUP_SCHEMAS["data"][data.name].input_kind(data)
-    reads = MODEL_SCHEMAS[model.name].reads
+    data = cfg.data
+    check_model_input(cfg.model.name, GROUP_SCHEMAS["data"][data.name].input_kind(data), data.name)
+
+
+def check_model_input(model: str, kind: str, data: str) -> None:
+    """`kind`: "image", "tabular" (the data's inputs), or "unknown" (files not read yet)."""
+    reads = MODEL_SCHEMAS[model].reads
     if kind == "tabular" and reads != "flat":
         what = "a sequence of image rows" if reads == "rows" else "images (channels, height, width)"
         raise ConfigError(
-            f"model={model.name} reads {what}; data={data.name} has tabular features: use"
+            f"model={model} reads {what}; data={data} has tabular features: use"
             f" model={' or model='.join(models_reading('flat'))}"
         )
+
+
+# the data options that read the user's files: the key that names them and what it must be
+DATA_FILES = {
+    "mnist": ("root", "dir"),
+    "cifar10": ("root", "dir"),
+    "cifar100": ("root", "dir"),
+    "image_folder": ("root", "dir"),
+    "csv": ("path", "file"),
+    "npz": ("path", "file"),
+}
+
+
+def _check_data_files(data: DictConfig) -> None:
+    """The files exist (their contents are checked when they are read, before training)."""
+    import os
+
+    if data.name not in DATA_FILES:
+        return
+    key, kind = DATA_FILES[data.name]
+    keys = [key] + (["test_path"] if data.name == "csv" else [])
+    for name in keys:
+        value = data.get(name)
+        if value is None:
+            if name == key:
+                raise ConfigError(
+                    f"data.{key} is not set: data={data.name} reads your own {kind}, e.g."
+                    f" data.{key}={'DIR' if kind == 'dir' else 'FILE'}"
+                )
+            continue
+        path = os.path.expanduser(str(value))
+        if not os.path.exists(path):
+            raise ConfigError(
+                f"data.{name}={value}: no such {'directory' if kind == 'dir' else 'file'}"
+            )
+        if kind == "dir" and not os.path.isdir(path):
+            raise ConfigError(f"data.{name}={value} is a file; data={data.name} reads a directory")

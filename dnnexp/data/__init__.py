@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dnnexp.data import bundled, digits, synthetic
+from dnnexp.data import bundled, cifar, digits, idx, image_folder, npz, synthetic, table
 from dnnexp.data.arrays import Arrays
 
 # name -> function(cfg.data) returning Arrays (x, y, class names)
@@ -15,4 +15,11 @@ DATASETS: dict[str, Callable[..., Arrays]] = {
     "breast_cancer": bundled.breast_cancer,
     "wine": bundled.wine,
     "diabetes": bundled.diabetes,
+    # the user's own files, read from local disk
+    "mnist": idx.load,
+    "cifar10": cifar.load_cifar10,
+    "cifar100": cifar.load_cifar100,
+    "image_folder": image_folder.load,
+    "csv": table.load,
+    "npz": npz.load,
 }

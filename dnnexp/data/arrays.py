@@ -10,11 +10,16 @@ import torch
 class Arrays(NamedTuple):
     """A whole dataset in memory.
 
-    x: float32, (N, C, H, W) images or (N, F) tabular features.
+    x: (N, C, H, W) images, (N, T, F) sequences or (N, F) tabular features; float32, or uint8
+       for images kept as their files hold them (normalized per batch on the training device).
     y: int64 (N,) class indices, or float32 (N, T) regression targets.
     classes: the class names, index i naming class i (None: regression, or unnamed classes).
+    x_test, y_test: the format's own test split, if it has one (then it is the test split, and
+       validation is carved from x, y).
     """
 
     x: torch.Tensor
     y: torch.Tensor
     classes: list[str] | None = None
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None

@@ -12,7 +12,9 @@ from omegaconf import DictConfig
 
 from dnnexp.data import DATASETS
 from dnnexp.data.loader import InMemoryLoader, plan_items
+from dnnexp.data.local_files import DataError, check_stratifiable, class_indices
 from dnnexp.data.splits import (
+    channel_statistics,
     random_split,
     random_subsample,
     standardize,
@@ -49,24 +51,53 @@ class ArrayDataModule(L.LightningDataModule):
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.classes: list[str] | None = None
         self.target_stats: dict[str, list[float]] | None = None
+        # uint8 images: the training split's per-channel mean and std, applied per batch
+        self.input_stats: dict[str, list[float]] | None = None
         self._num_classes = 0
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         cfg = self.cfg
-        x, y, self.classes = DATASETS[cfg.name](cfg)
+        arrays = DATASETS[cfg.name](cfg)
+        x, y, self.classes = arrays.x, arrays.y, arrays.classes
         regression = self.task == "regression"
         stratify = cfg.get("stratify")
+        stratified = (not regression) if stratify is None else stratify
         seed = cfg.split_seed
-        if (not regression) if stratify is None else stratify:
+        n = len(y)
+        if arrays.x_test is not None:  # the format's own test split
+            x, y = torch.cat([x, arrays.x_test]), torch.cat([y, arrays.y_test])
+        if regression and self.classes is not None:
+            raise DataError(
+                f"data={cfg.name}: the targets are text labels; task=regression needs numbers"
+            )
+        if not regression:
+            y, self.classes = class_indices(y, self.classes, cfg.name)
+        if stratified:
+            check_stratifiable(y[:n], self.classes, cfg.name)
+        if arrays.x_test is not None:  # validation is carved from the rest
+            test_part = torch.arange(n, len(y))
+            val_share = cfg.val_fraction
+            if stratified:
+                train, val, _ = stratified_split(y[:n], val_share, 0.0, seed)
+            else:
+                train, val, _ = random_split(n, val_share, 0.0, seed)
+            test = test_part
+        elif stratified:
             train, val, test = stratified_split(y, cfg.val_fraction, cfg.test_fraction, seed)
-            train = train[stratified_subsample(y[train], cfg.train_fraction, seed)]
         else:
             train, val, test = random_split(len(y), cfg.val_fraction, cfg.test_fraction, seed)
+        if stratified:
+            train = train[stratified_subsample(y[train], cfg.train_fraction, seed)]
+        else:
             train = train[random_subsample(len(train), cfg.train_fraction, seed)]
-        # images: one mean and std; tabular features: one per feature
-        xs = standardize(x[train], x[val], x[test], per_column=x.ndim == 2)
+        if x.dtype == torch.uint8:  # images as the files hold them: normalized per batch
+            xs = [x[train], x[val], x[test]]
+            mean, std = channel_statistics(xs[0])
+            self.input_stats = {"mean": mean, "std": std}
+        else:  # images: one mean and std; tabular features and sequences: one per feature
+            xs = standardize(x[train], x[val], x[test], per_column=x.ndim == 2)
         if regression:
             y = y.reshape(len(y), -1).float()
             mean, std = statistics(y[train], per_column=True)

@@ -89,3 +89,19 @@ def statistics(train: torch.Tensor, per_column: bool = False) -> tuple[torch.Ten
     if per_column:
         return train.mean(0), train.std(0).clamp_min(1e-8)
     return train.mean(), train.std().clamp_min(1e-8)
+
+
+def channel_statistics(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of (N, C, H, W) uint8 images, in float64 chunks (a float copy
+    of the whole split would be 4-8x its size)."""
+    channels = images.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    for start in range(0, len(images), chunk):
+        part = images[start : start + chunk].double().transpose(0, 1).reshape(channels, -1)
+        total += part.sum(1)
+        squares += (part * part).sum(1)
+    count = images.numel() / channels
+    mean = total / count
+    std = (squares / count - mean * mean).clamp_min(0).sqrt().clamp_min(1e-8)
+    return mean.tolist(), std.tolist()

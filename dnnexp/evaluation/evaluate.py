@@ -54,6 +54,8 @@ def evaluate(ckpt_path: Path, out: Path | None, overrides: list[str]) -> dict[st
         outputs,
         data.fingerprint,
         hparams.get("target_stats"),
+        hparams.get("input_stats"),
+        hparams.get("classes"),
     )
     try:
         task.load_state_dict(ckpt["state_dict"])

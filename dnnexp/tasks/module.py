@@ -43,7 +43,8 @@ class TrainingModule(L.LightningModule):
     """Everything a run trains: the model, its objective, regularizers, metrics, optimizer.
 
     Hyperparameters are plain containers (the resolved config as a dict; `target_stats`, the
-    training split's target mean and std under regression), so checkpoints load with
+    training split's target mean and std under regression; `input_stats`, the per-channel mean
+    and std of uint8 images; the class names), so checkpoints load with
     `torch.load(..., weights_only=True)`.
     """
 
@@ -54,6 +55,8 @@ class TrainingModule(L.LightningModule):
         num_outputs: int,
         data_fingerprint: str = "",
         target_stats: dict | None = None,
+        input_stats: dict | None = None,
+        classes: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -88,8 +91,20 @@ class TrainingModule(L.LightningModule):
         if self._channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.automatic_optimization = False
+        # uint8 images are normalized per batch, on the batch's device (not kept as float32)
+        shape = (1, -1, 1, 1)
+        mean, std = (input_stats or {}).get("mean", [0.0]), (input_stats or {}).get("std", [1.0])
+        self.register_buffer("_input_mean", torch.tensor(mean).view(shape), persistent=False)
+        self.register_buffer("_input_std", torch.tensor(std).view(shape), persistent=False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """A uint8 image batch as standardized float32; any other input as it is."""
+        if x.dtype != torch.uint8:
+            return x
+        return (x.to(torch.float32) - self._input_mean) / self._input_std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(x)
         if self._channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return self._forward(x)
@@ -136,6 +151,7 @@ class TrainingModule(L.LightningModule):
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The batch transforms, the objective's loss (its plain loss goes to the metrics), then
         each loss term of the batch and the output added."""
+        x = self.normalize(x)
         for transform in self._batch_transforms:
             x, y = transform(x, y)
         output = self(x)

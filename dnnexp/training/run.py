@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from dnnexp.config.errors import RunError
 from dnnexp.config.metrics import TASK_SCORE, headline, lower_is_better
+from dnnexp.config.validate import check_model_input
 from dnnexp.data.datamodule import ArrayDataModule
 from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.checkpoint import load_checkpoint
@@ -62,6 +63,8 @@ def train(
             )
     data = ArrayDataModule.for_run(cfg)
     data.setup()  # bad data settings (e.g. a class left empty) fail before anything is written
+    kind = "tabular" if len(data.input_shape) == 1 else "image"
+    check_model_input(cfg.model.name, kind, cfg.data.name)  # files: known once they are read
     started = time.perf_counter()
     summary: dict[str, Any] = {
         "status": "running",
@@ -132,6 +135,8 @@ def _fit_and_test(
         data.num_outputs,
         data.fingerprint,
         data.target_stats,
+        data.input_stats,
+        data.classes,
     )
     trainer = build_trainer(cfg, run_dir, overrides, model_summary=show_details, resume=resume)
     ckpt_path = None if resume is None else run_dir / LAST
@@ -169,8 +174,9 @@ def _fit_and_test(
         **(
             {"num_targets": data.num_outputs, "target_stats": data.target_stats}
             if data.target_stats is not None
-            else {"num_classes": data.num_classes}
+            else {"num_classes": data.num_classes, "classes": data.classes}
         ),
+        **({"input_stats": data.input_stats} if data.input_stats is not None else {}),
         **({"fast_dev_run": fast_dev_run} if fast_dev_run else {}),
     }
 
