@@ -322,3 +322,44 @@ def test_a_bad_file_is_one_line_and_exit_2_through_the_cli(tmp_path: Path) -> No
         "train", "data=csv", f"data.path={tmp_path / 'ok.csv'}", "model=cnn", cwd=tmp_path
     )
     assert wrong.returncode == 2 and "model=cnn reads images" in wrong.stderr
+
+
+def test_random_crop_takes_a_window_of_the_padded_image_and_flips_mirror() -> None:
+    from dnnexp.data.augment import random_crop, random_flip
+
+    torch.manual_seed(0)
+    x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).view(2, 3, 16, 16)
+    assert torch.equal(random_crop(x, 0.0), x)
+    out = random_crop(x, 1.0)  # pad 2
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for n in range(2):
+        windows = [padded[n, :, i : i + 16, j : j + 16] for i in range(5) for j in range(5)]
+        assert any(torch.equal(out[n], w) for w in windows)
+    flipped = random_flip(x)
+    for n in range(2):
+        assert torch.equal(flipped[n], x[n]) or torch.equal(flipped[n], x[n].flip(2))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "ops"),
+    [
+        ([], ["augment_images"]),  # digits: shifts and rotations, never flips
+        (["reg.augment.flip=true"], ["augment_images", "random_flip"]),
+        (["data=cifar10"], ["random_crop", "random_flip"]),
+        (["data=cifar10", "reg.augment.flip=false"], ["random_crop"]),
+        (["model=lstm"], ["add_noise"]),
+    ],
+)
+def test_augmentation_suits_the_data(tmp_path: Path, overrides: list[str], ops: list[str]) -> None:
+    from omegaconf import OmegaConf
+
+    from dnnexp.tasks.module import TrainingModule
+
+    if "data=cifar10" in overrides:
+        write_cifar(tmp_path / "c")
+        overrides = [*overrides, f"data.root={tmp_path / 'c'}"]
+    cfg = compose("reg=augment", *overrides)
+    shape = [3, 32, 32] if "data=cifar10" in overrides else [1, 8, 8]
+    module = TrainingModule(OmegaConf.to_container(cfg), shape, 10)
+    (augment,) = module._batch_transforms
+    assert [getattr(op, "func", op).__name__ for op in augment.ops] == ops

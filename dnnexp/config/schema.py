@@ -75,6 +75,7 @@ def data_schema(name: str) -> Any:
 @dataclass
 class DataConfig:
     tasks: ClassVar[tuple[str, ...]] = ("classification",)  # the tasks its targets fit
+    natural_images: ClassVar[bool] = False  # photos: augmented by crops and flips, not rotations
     inputs: ClassVar[str] = "image"  # "image": (C, H, W); "tabular": (F,); "unknown"
 
     name: str = knob("digits")
@@ -172,18 +173,20 @@ class MNISTConfig(ImageFilesConfig):
 @data_schema("cifar10")
 @dataclass
 class CIFAR10Config(ImageFilesConfig):
-    pass
+    natural_images: ClassVar[bool] = True
 
 
 @data_schema("cifar100")
 @dataclass
 class CIFAR100Config(ImageFilesConfig):
+    natural_images: ClassVar[bool] = True
     label: str = knob("fine", choices=("fine", "coarse"), doc="100 fine or 20 coarse classes")
 
 
 @data_schema("image_folder")
 @dataclass
 class ImageFolderConfig(ImageFilesConfig):
+    natural_images: ClassVar[bool] = True
     image_size: Optional[int] = knob(None, gt=0, doc="resize to size x size; null = as stored")
     channels: int = knob(3, choices=(1, 3), doc="1 = grey, 3 = RGB")
 
@@ -422,6 +425,9 @@ class EarlyStoppingConfig:
 class AugmentConfig:
     enabled: bool = knob(False)
     strength: float = knob(1.0, ge=0, le=1, doc="0..1: scales shifts, rotations and noise together")
+    flip: Optional[bool] = knob(
+        None, doc="random horizontal flips; null = for natural images (CIFAR, image folders)"
+    )
 
 
 @dataclass

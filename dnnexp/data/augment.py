@@ -1,8 +1,10 @@
 """Batch augmentation with tensor ops (runs on the batch's device, no per-sample Python).
 
 Images (N, C, H, W): a random affine per sample (shift up to 1/8 of the size, rotation up to 15
-degrees, both scaled by `strength`) in one grid_sample, plus Gaussian noise. Sequences (recurrent
-models): Gaussian noise only, since shifting rows would change the sequence itself.
+degrees, both scaled by `strength`) in one grid_sample, plus Gaussian noise. Natural images
+(CIFAR, photos): random crops of the image padded by 1/8 of its size (scaled by `strength`), the
+CIFAR convention, and horizontal flips, which would turn digits into other symbols. Sequences
+(recurrent models): Gaussian noise only, since shifting rows would change the sequence itself.
 """
 
 from __future__ import annotations
@@ -34,3 +36,25 @@ def augment_images(x: torch.Tensor, strength: float) -> torch.Tensor:
 
 def add_noise(x: torch.Tensor, strength: float) -> torch.Tensor:
     return x + torch.randn_like(x) * (NOISE_STD * strength)
+
+
+def random_crop(x: torch.Tensor, strength: float) -> torch.Tensor:
+    """A random crop of each image zero-padded by 1/8 of its size (x strength) on every side,
+    as large as the image: one gather, no per-sample Python."""
+    n, channels, height, width = x.shape
+    pad = round(min(height, width) * MAX_SHIFT * strength)
+    if pad == 0:
+        return x
+    padded = F.pad(x, (pad, pad, pad, pad)).flatten(2)
+    dy = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), device=x.device)
+    rows = torch.arange(height, device=x.device).view(1, 1, height, 1) + dy
+    columns = torch.arange(width, device=x.device).view(1, 1, 1, width) + dx
+    index = (rows * (width + 2 * pad) + columns).expand(n, channels, height, width)
+    return padded.gather(2, index.flatten(2)).view_as(x)
+
+
+def random_flip(x: torch.Tensor) -> torch.Tensor:
+    """Half of the images (N, C, H, W), at random, mirrored left to right."""
+    flipped = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+    return torch.where(flipped, x.flip(3), x)

@@ -27,7 +27,7 @@ import lightning as L
 import torch
 from omegaconf import OmegaConf
 
-from dnnexp.config.schema import MODEL_SCHEMAS
+from dnnexp.config.schema import DATA_SCHEMAS, MODEL_SCHEMAS
 from dnnexp.models import build_model
 from dnnexp.tasks import build_objective
 from dnnexp.tasks.regularizers import batch_transforms, loss_terms
@@ -74,7 +74,8 @@ class TrainingModule(L.LightningModule):
         self.test_metrics: dict[str, float] = {}
         self._epoch_start, self._epoch_lr = 0.0, 0.0
         reads_rows = MODEL_SCHEMAS[cfg.model.name].reads == "rows"
-        self._batch_transforms = batch_transforms(cfg.reg, tuple(input_shape), reads_rows)
+        natural = DATA_SCHEMAS[cfg.data.name].natural_images
+        self._batch_transforms = batch_transforms(cfg.reg, tuple(input_shape), reads_rows, natural)
         self._loss_terms = loss_terms(cfg.reg, self.model)
         # plain attributes for the hot path: a DictConfig lookup costs microseconds per step
         self._grad_clip = float(cfg.reg.grad_clip)

@@ -16,21 +16,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from dnnexp.data.augment import add_noise, augment_images
+from dnnexp.data.augment import add_noise, augment_images, random_crop, random_flip
 
 BatchTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 LossTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # x, y, output
 
 
 class Augment:
-    """`reg.augment`: shifts, rotations and noise for images; noise for sequences of rows
-    (the recurrent models) and tabular features."""
+    """`reg.augment`: shifts, rotations and noise for images; random crops for natural images
+    (photos); noise for sequences of rows (the recurrent models) and tabular features; and
+    horizontal flips where `flip` says so."""
 
-    def __init__(self, strength: float, images: bool) -> None:
-        self.augment = partial(augment_images if images else add_noise, strength=float(strength))
+    def __init__(self, strength: float, images: bool, natural: bool = False, flip: bool = False):
+        strength = float(strength)
+        if images and natural:
+            self.ops = [partial(random_crop, strength=strength)]
+        else:
+            self.ops = [partial(augment_images if images else add_noise, strength=strength)]
+        if images and flip:
+            self.ops.append(random_flip)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.augment(x), y
+        for op in self.ops:
+            x = op(x)
+        return x, y
 
 
 class L1Penalty:
@@ -44,11 +53,16 @@ class L1Penalty:
         return self.strength * sum(p.abs().sum() for p in self.params)
 
 
-def batch_transforms(reg: Any, input_shape: tuple[int, ...], reads_rows: bool) -> list:
+def batch_transforms(
+    reg: Any, input_shape: tuple[int, ...], reads_rows: bool, natural_images: bool = False
+) -> list:
+    """`natural_images`: the data are photos (crops and flips suit them, rotations less)."""
     transforms: list[BatchTransform] = []
-    if reg.augment.enabled and reg.augment.strength > 0:
+    augment = reg.augment
+    if augment.enabled and augment.strength > 0:
         images = len(input_shape) == 3 and not reads_rows
-        transforms.append(Augment(reg.augment.strength, images))
+        flip = natural_images if augment.get("flip") is None else bool(augment.flip)
+        transforms.append(Augment(augment.strength, images, natural_images, flip))
     return transforms
 
 
