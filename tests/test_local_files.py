@@ -1,5 +1,7 @@
-"""The user's own data from local files: tiny valid and broken files in every format, a smoke
-epoch on each valid one through the CLI, and each bad input's one line."""
+"""The user's own data from local files: tiny valid and broken files in every format, and each
+bad input's one line. A smoke epoch on every format through the CLI is the README's export
+block (`python scripts/export_digits.py mydata` and a `dnnexp train` per format), run as
+written by tests/test_readme.py."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 
 from dnnexp.config.errors import ConfigError
 from dnnexp.data.local_files import DataError
-from tests.conftest import compose, run_cli, run_dirs, summary
+from tests.conftest import compose, run_cli
 
 RNG = np.random.default_rng(0)
 
@@ -142,43 +144,6 @@ def test_uint8_images_are_normalized_per_batch_with_the_training_statistics(tmp_
     assert torch.allclose(per_channel.mean(1), torch.zeros(3), atol=1e-4)
     assert torch.allclose(per_channel.std(1), torch.ones(3), atol=1e-3)
     assert module.normalize(normalized) is normalized  # floats pass through
-
-
-@pytest.mark.slow
-def test_a_smoke_epoch_trains_on_every_valid_format(tmp_path: Path) -> None:
-    root = tmp_path / "files"
-    write_mnist(root)
-    write_cifar(root)
-    write_images(root / "folder")
-    write_csv(tmp_path / "t.csv")
-    write_npz(tmp_path / "a.npz")
-    smoke = ["trainer.max_epochs=1", "trainer.progress_bar=false", "trainer.model_summary=false"]
-    runs = [
-        ["data=mnist", f"data.root={root}", "model=resnet", f"hydra.run.dir={tmp_path / 'mnist'}"],
-        ["data=cifar10", f"data.root={root}", f"hydra.run.dir={tmp_path / 'cifar10'}"],
-        [
-            "data=image_folder",
-            f"data.root={root / 'folder'}",
-            "model=cnn",
-            f"hydra.run.dir={tmp_path / 'folder'}",
-        ],
-        ["data=csv", f"data.path={tmp_path / 't.csv'}", f"hydra.run.dir={tmp_path / 'csv'}"],
-        [
-            "data=npz",
-            f"data.path={tmp_path / 'a.npz'}",
-            "data.layout=nhwc",
-            "model=lstm",
-            f"hydra.run.dir={tmp_path / 'npz'}",
-        ],
-    ]
-    for args in runs:
-        proc = run_cli("train", *args, *smoke, cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    dirs = run_dirs(tmp_path)
-    assert len(dirs) == 5 and all(summary(d)["status"] == "completed" for d in dirs)
-    assert summary(tmp_path / "folder")["classes"] == ["cat", "dog"]
-    assert summary(tmp_path / "mnist")["input_shape"] == [1, 28, 28]
-    assert len(summary(tmp_path / "cifar10")["input_stats"]["mean"]) == 3
 
 
 def _broken(tmp_path: Path, name: str) -> list[str]:
