@@ -76,18 +76,14 @@ class ArrayDataModule(L.LightningDataModule):
             y, self.classes = class_indices(y, self.classes, cfg.name)
         if stratified:
             check_stratifiable(y[:n], self.classes, cfg.name)
-        if arrays.x_test is not None:  # validation is carved from the rest
-            test_part = torch.arange(n, len(y))
-            val_share = cfg.val_fraction
-            if stratified:
-                train, val, _ = stratified_split(y[:n], val_share, 0.0, seed)
-            else:
-                train, val, _ = random_split(n, val_share, 0.0, seed)
-            test = test_part
-        elif stratified:
-            train, val, test = stratified_split(y, cfg.val_fraction, cfg.test_fraction, seed)
+        # with the format's own test split, validation is carved from the rest
+        test_fraction = 0.0 if arrays.x_test is not None else cfg.test_fraction
+        if stratified:
+            train, val, test = stratified_split(y[:n], cfg.val_fraction, test_fraction, seed)
         else:
-            train, val, test = random_split(len(y), cfg.val_fraction, cfg.test_fraction, seed)
+            train, val, test = random_split(n, cfg.val_fraction, test_fraction, seed)
+        if arrays.x_test is not None:
+            test = torch.arange(n, len(y))
         if stratified:
             train = train[stratified_subsample(y[train], cfg.train_fraction, seed)]
         else:
