@@ -36,10 +36,9 @@ def test_every_option_composes_and_validates(group: str, option: str) -> None:
 def _partner(group: str, option: str) -> list[str]:
     """A regression dataset composes with task=regression, and task=regression with one; the
     options that read the user's files are given an existing one."""
-    from dnnexp.config.validate import DATA_FILES
-
-    if group == "data" and option in DATA_FILES:
-        key, kind = DATA_FILES[option]
+    files = GROUP_SCHEMAS["data"][option].files if group == "data" else None
+    if files is not None:
+        key, kind = files
         return [f"data.{key}={conf_dir() if kind == 'dir' else conf_dir() / 'train.yaml'}"]
     if group == "data" and "classification" not in GROUP_SCHEMAS["data"][option].tasks:
         return ["task=regression"]

@@ -76,6 +76,8 @@ def data_schema(name: str) -> Any:
 class DataConfig:
     tasks: ClassVar[tuple[str, ...]] = ("classification",)  # the tasks its targets fit
     natural_images: ClassVar[bool] = False  # photos: augmented by crops and flips, not rotations
+    # the user's files: the key that names them and whether it is a "dir" or a "file"
+    files: ClassVar[Optional[tuple[str, str]]] = None
     inputs: ClassVar[str] = "image"  # "image": (C, H, W); "tabular": (F,); "unknown"
 
     name: str = knob("digits")
@@ -161,6 +163,7 @@ class FilesConfig(DataConfig):
 class ImageFilesConfig(FilesConfig):
     tasks: ClassVar[tuple[str, ...]] = ("classification",)
     inputs: ClassVar[str] = "image"
+    files: ClassVar[Optional[tuple[str, str]]] = ("root", "dir")
     root: Optional[str] = knob(None, doc="the directory that holds the files")
 
 
@@ -195,6 +198,7 @@ class ImageFolderConfig(ImageFilesConfig):
 @dataclass
 class CSVConfig(FilesConfig):
     inputs: ClassVar[str] = "tabular"
+    files: ClassVar[Optional[tuple[str, str]]] = ("path", "file")
     path: Optional[str] = knob(None, doc="the CSV file (a header row, one sample per row)")
     test_path: Optional[str] = knob(None, doc="a CSV file of the same columns: the test split")
     target: Any = knob("label", doc="the label column, or a list of numeric target columns")
@@ -206,6 +210,7 @@ class CSVConfig(FilesConfig):
 @data_schema("npz")
 @dataclass
 class NPZConfig(FilesConfig):
+    files: ClassVar[Optional[tuple[str, str]]] = ("path", "file")
     path: Optional[str] = knob(None, doc="the .npz file: x/y, or x_train/y_train/x_test/y_test")
     layout: str = knob("nchw", choices=("nchw", "nhwc"), doc="the axes of 4-D image arrays")
 

@@ -276,24 +276,14 @@ def check_model_input(model: str, kind: str, data: str) -> None:
         )
 
 
-# the data options that read the user's files: the key that names them and what it must be
-DATA_FILES = {
-    "mnist": ("root", "dir"),
-    "cifar10": ("root", "dir"),
-    "cifar100": ("root", "dir"),
-    "image_folder": ("root", "dir"),
-    "csv": ("path", "file"),
-    "npz": ("path", "file"),
-}
-
-
 def _check_data_files(data: DictConfig) -> None:
     """The files exist (their contents are checked when they are read, before training)."""
     import os
 
-    if data.name not in DATA_FILES:
+    files = GROUP_SCHEMAS["data"][data.name].files
+    if files is None:
         return
-    key, kind = DATA_FILES[data.name]
+    key, kind = files
     keys = [key] + (["test_path"] if data.name == "csv" else [])
     for name in keys:
         value = data.get(name)
