@@ -82,13 +82,14 @@ def main() -> None:
     options = parser.parse_args()
     base = options.dir or Path(tempfile.mkdtemp(prefix="dnnexp-bench-files-"))
     root = base / "cifar10"
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=base)) / "run"  # a fresh one each time
     try:
         start = time.perf_counter()
         write_cifar10(root)
         print(f"wrote CIFAR-10-sized binary files in {time.perf_counter() - start:.1f} s: {root}")
         load_s = time_load(root)
         print(f"read with data=cifar10's loader: {load_s:.2f} s (best of 3; target <= 3 s)")
-        wall, peak, status = one_epoch(root, base / "run")
+        wall, peak, status = one_epoch(root, run_dir)
         print(
             f"one epoch of dnnexp train data=cifar10 (mlp): {wall:.1f} s wall, peak RSS"
             f" {peak:.0f} MiB (target <= 1536), exit {status}"
@@ -96,6 +97,8 @@ def main() -> None:
     finally:
         if not options.keep:
             shutil.rmtree(base if options.dir is None else root, ignore_errors=True)
+            if options.dir is not None:
+                shutil.rmtree(run_dir.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,36 @@ def test_datamodule_shapes_flow_from_the_data() -> None:
     assert syn.input_shape == (3, 5, 7) and syn.num_classes == 6
 
 
+def test_the_dataset_goes_to_an_accelerator_once_when_it_fits() -> None:
+    """On a GPU the splits are copied once when they fit in half its free memory (CPU CI
+    stands in a `meta` device and a given free size for the GPU and its memory)."""
+    from dnnexp.data.datamodule import ArrayDataModule
+
+    def data(on_device: str = "auto") -> ArrayDataModule:
+        dm = ArrayDataModule(compose().data, seed=0, data_on_device=on_device)
+        dm.setup()
+        return dm
+
+    dm = data()
+    need = sum(x.nbytes + y.nbytes for x, y in dm.splits.values())
+    fingerprint = ArrayDataModule(compose().data, seed=0)
+    fingerprint.setup()
+    meta = torch.device("meta")
+    assert not dm.place_on_device(torch.device("cpu"), free_bytes=10**12)
+    assert not dm.place_on_device(meta, free_bytes=2 * need - 1)  # does not fit: stays
+    assert dm.splits["train"][0].device.type == "cpu"
+    dm = data()
+    assert dm.place_on_device(meta, free_bytes=2 * need)
+    assert {t.device for split in dm.splits.values() for t in split} == {meta}
+    assert dm.place_on_device(meta, free_bytes=0)  # decided once: not copied again
+    assert dm.fingerprint == fingerprint.fingerprint  # hashed before the copy
+    never = data("never")
+    assert not never.place_on_device(meta, free_bytes=10**12)
+    loader = InMemoryLoader(*dm.splits["train"], batch_size=8, shuffle=True)
+    x, y = next(iter(loader))  # shuffled where the data is
+    assert x.device == meta and y.device == meta and x.shape[0] == 8
+
+
 def _epoch(loader: InMemoryLoader, epoch: int) -> torch.Tensor:
     loader.sampler.set_epoch(epoch)
     return torch.cat([y for _, y in loader])

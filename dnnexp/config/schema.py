@@ -470,6 +470,11 @@ class TrainerConfig:
         16, gt=0, doc="optimizer steps (batches) per Lightning training_step call"
     )
     channels_last: bool = knob(False, doc="channels_last memory format for image models (GPU)")
+    data_on_device: str = knob(
+        "auto",
+        choices=("auto", "never"),
+        doc="auto: copy the dataset to the GPU once when it fits in half its free memory",
+    )
     checkpoint_interval_s: float = knob(
         10.0, ge=0, doc="write checkpoints at most this often (plus at the end); 0 = every epoch"
     )

@@ -37,15 +37,34 @@ CIFAR100 = {
 }
 
 
-def _records(path: Path, label_bytes: int) -> np.ndarray:
-    data = path.read_bytes()
+def _read_split(
+    paths: list[Path], label_bytes: int, label_index: int, count: int, name: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images (N, 3, 32, 32) uint8 and labels of one split's files. The pixels are copied
+    once, file by file, into one preallocated array: peak memory is the images plus one file."""
     size = label_bytes + PIXELS
-    if len(data) == 0 or len(data) % size:
-        raise DataError(
-            f"{path}: {len(data)} bytes is not a whole number of {size}-byte CIFAR records:"
-            " truncated, or not the binary version"
-        )
-    return np.frombuffer(data, dtype=np.uint8).reshape(-1, size)
+    sizes = [path.stat().st_size for path in paths]
+    for path, nbytes in zip(paths, sizes, strict=True):
+        if nbytes == 0 or nbytes % size:
+            raise DataError(
+                f"{path}: {nbytes} bytes is not a whole number of {size}-byte CIFAR records:"
+                " truncated, or not the binary version"
+            )
+    total = sum(sizes) // size
+    x = np.empty((total, 3, 32, 32), dtype=np.uint8)
+    y = np.empty(total, dtype=np.int64)
+    start = 0
+    for path in paths:
+        table = np.frombuffer(path.read_bytes(), dtype=np.uint8).reshape(-1, size)
+        labels = table[:, label_index]
+        top = int(labels.max())
+        if top >= count:
+            raise DataError(f"{path}: label {top} is out of range for {name}'s {count} classes")
+        stop = start + len(table)
+        x[start:stop] = table[:, label_bytes:].reshape(-1, 3, 32, 32)
+        y[start:stop] = labels
+        start = stop
+    return torch.from_numpy(x), torch.from_numpy(y)
 
 
 def _read(cfg, spec: dict, name: str) -> Arrays:
@@ -61,20 +80,11 @@ def _read(cfg, spec: dict, name: str) -> Arrays:
     count = 20 if coarse else spec["classes"]
     parts = []
     for split in ("train", "test"):
-        records = []
-        for file in spec[split]:
-            path = root / file
+        paths = [root / file for file in spec[split]]
+        for path in paths:
             if not path.is_file():
-                raise DataError(f"data.root={cfg.root}: no {file} there; expected {layout}")
-            table = _records(path, spec["labels"])
-            top = int(table[:, label_index].max())
-            if top >= count:
-                raise DataError(f"{path}: label {top} is out of range for {name}'s {count} classes")
-            records.append(table)
-        table = np.concatenate(records)
-        x = torch.from_numpy(table[:, spec["labels"] :].reshape(-1, 3, 32, 32).copy())
-        y = torch.from_numpy(table[:, label_index].astype(np.int64))
-        parts.append((x, y))
+                raise DataError(f"data.root={cfg.root}: no {path.name} there; expected {layout}")
+        parts.append(_read_split(paths, spec["labels"], label_index, count, name))
     names_file = root / ("coarse_label_names.txt" if coarse else spec["meta"])
     classes = [str(i) for i in range(count)]
     if names_file.is_file():  # the class names the archive ships

@@ -38,12 +38,15 @@ class ArrayDataModule(L.LightningDataModule):
         accumulate: int = 1,
         val_check_interval: float = 1.0,
         task: str = "classification",
+        data_on_device: str = "auto",
     ) -> None:
         """`steps_per_call` optimizer steps of `accumulate` training batches are served as one
         item (see `InMemoryLoader` and `plan_items`); `limit_train_batches` is a share (<= 1.0)
         or a count (> 1) of the training batches; `val_check_interval` as in Lightning, in
         training batches. `task`: regression targets are standardized with the training
-        split's mean and std (`target_stats`), class labels stay as they are."""
+        split's mean and std (`target_stats`), class labels stay as they are.
+        `data_on_device`: "auto" copies the dataset to the accelerator once, when it fits
+        (`place_on_device`); "never" leaves it in host memory, batch by batch."""
         super().__init__()
         self.cfg, self.seed, self.task = cfg, seed, task
         self.steps_per_call, self.limit_train_batches = steps_per_call, limit_train_batches
@@ -54,6 +57,9 @@ class ArrayDataModule(L.LightningDataModule):
         # uint8 images: the training split's per-channel mean and std, applied per batch
         self.input_stats: dict[str, list[float]] | None = None
         self._num_classes = 0
+        self.data_on_device = data_on_device
+        self._placed_for: torch.device | None = None
+        self._fingerprint = ""
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -66,8 +72,9 @@ class ArrayDataModule(L.LightningDataModule):
         stratified = (not regression) if stratify is None else stratify
         seed = cfg.split_seed
         n = len(y)
-        if arrays.x_test is not None:  # the format's own test split
-            x, y = torch.cat([x, arrays.x_test]), torch.cat([y, arrays.y_test])
+        own_test = arrays.x_test is not None  # the format's own test split, indices n..
+        if own_test:  # labels are joined (class indices span both); images are not copied
+            y = torch.cat([y, arrays.y_test])
         if regression and self.classes is not None:
             raise DataError(
                 f"data={cfg.name}: the targets are text labels; task=regression needs numbers"
@@ -77,23 +84,24 @@ class ArrayDataModule(L.LightningDataModule):
         if stratified:
             check_stratifiable(y[:n], self.classes, cfg.name)
         # with the format's own test split, validation is carved from the rest
-        test_fraction = 0.0 if arrays.x_test is not None else cfg.test_fraction
+        test_fraction = 0.0 if own_test else cfg.test_fraction
         if stratified:
             train, val, test = stratified_split(y[:n], cfg.val_fraction, test_fraction, seed)
         else:
             train, val, test = random_split(n, cfg.val_fraction, test_fraction, seed)
-        if arrays.x_test is not None:
+        if own_test:
             test = torch.arange(n, len(y))
         if stratified:
             train = train[stratified_subsample(y[train], cfg.train_fraction, seed)]
         else:
             train = train[random_subsample(len(train), cfg.train_fraction, seed)]
-        if x.dtype == torch.uint8:  # images as the files hold them: normalized per batch
-            xs = [x[train], x[val], x[test]]
+        xs = [x[train], x[val], arrays.x_test if own_test else x[test]]
+        del x, arrays  # only the splits stay in memory
+        if xs[0].dtype == torch.uint8:  # images as the files hold them: normalized per batch
             mean, std = channel_statistics(xs[0])
             self.input_stats = {"mean": mean, "std": std}
         else:  # images: one mean and std; tabular features and sequences: one per feature
-            xs = standardize(x[train], x[val], x[test], per_column=x.ndim == 2)
+            xs = standardize(*xs, per_column=xs[0].ndim == 2)
         if regression:
             y = y.reshape(len(y), -1).float()
             mean, std = statistics(y[train], per_column=True)
@@ -110,12 +118,14 @@ class ArrayDataModule(L.LightningDataModule):
     def fingerprint(self) -> str:
         """A hash of the split indices and labels: `dnnexp eval` refuses to score a checkpoint on
         a different test split than its run used (e.g. after a change of split code)."""
-        digest = hashlib.sha256()
-        for name in ("train", "val", "test"):
-            x, y = self.splits[name]
-            digest.update(name.encode() + y.numpy().tobytes() + str(tuple(x.shape)).encode())
-            digest.update(x.numpy().tobytes())
-        return digest.hexdigest()[:16]
+        if not self._fingerprint:
+            digest = hashlib.sha256()
+            for name in ("train", "val", "test"):
+                x, y = (t.cpu() for t in self.splits[name])
+                digest.update(name.encode() + y.numpy().tobytes() + str(tuple(x.shape)).encode())
+                digest.update(x.numpy())  # the buffer itself: no copy of the split
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -137,8 +147,26 @@ class ArrayDataModule(L.LightningDataModule):
         rank, world = 0, 1
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
+            self.place_on_device(self.trainer.strategy.root_device)
         x, y = self.splits[split]
         return InMemoryLoader(x, y, batch_size, shuffle, self.seed, rank, world, **kwargs)
+
+    def place_on_device(self, device: torch.device, free_bytes: int | None = None) -> bool:
+        """Copy every split to `device` once, when it is an accelerator and the splits fit in
+        half its free memory (`free_bytes`, asked of the device when not given): batches are
+        then sliced where they are used instead of crossing the bus one by one, and uint8
+        images (4x smaller than float32) are converted there per batch. True if they are
+        there. Decided once per device; on the CPU, or with `data_on_device=never`, a no-op."""
+        if device.type == "cpu" or self.data_on_device == "never":
+            return False
+        if self._placed_for != device:
+            self._placed_for = device
+            need = sum(x.nbytes + y.nbytes for x, y in self.splits.values())
+            free = _free_memory(device) if free_bytes is None else free_bytes
+            if free is not None and need <= free // 2:
+                self.fingerprint  # noqa: B018 (hashed from host memory, before the copy)
+                self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
+        return next(iter(self.splits.values()))[0].device == device
 
     @classmethod
     def for_run(cls, cfg: DictConfig) -> ArrayDataModule:
@@ -156,6 +184,7 @@ class ArrayDataModule(L.LightningDataModule):
             t.accumulate_grad_batches,
             every,
             task=cfg.task.name,
+            data_on_device=t.data_on_device,
         )
 
     def train_dataloader(self) -> InMemoryLoader:
@@ -184,3 +213,10 @@ class ArrayDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> InMemoryLoader:
         return self._loader("test", self.cfg.eval_batch_size, shuffle=False)
+
+
+def _free_memory(device: torch.device) -> int | None:
+    """Free bytes on a CUDA device; None where that cannot be asked (then nothing is copied)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return None

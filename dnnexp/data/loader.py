@@ -105,6 +105,8 @@ class InMemoryLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._indices()
+        if order is not None:  # data copied to a GPU is shuffled there
+            order = order.to(self.x.device)
         x, y = (self.x, self.y) if order is None else (self.x[order], self.y[order])
         b, end = self.batch_size, self.num_batches * self.batch_size
         step = b * self.batches_per_item

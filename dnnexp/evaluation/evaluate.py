@@ -32,7 +32,12 @@ def evaluate(ckpt_path: Path, out: Path | None, overrides: list[str]) -> dict[st
         raise ConfigError(describe_omegaconf_error(err)) from None
     cfg = validate(cfg)
 
-    data = ArrayDataModule(cfg.data, seed=cfg.seed, task=cfg.task.name)
+    data = ArrayDataModule(
+        cfg.data,
+        seed=cfg.seed,
+        task=cfg.task.name,
+        data_on_device=cfg.trainer.get("data_on_device", "auto"),
+    )
     data.setup()
     outputs = hparams.get("num_outputs", hparams.get("num_classes"))
     if list(data.input_shape) != list(hparams["input_shape"]) or data.num_outputs != outputs:
