@@ -15,7 +15,7 @@ import torch
 
 from dnnexp.config.errors import ConfigError
 from dnnexp.data.local_files import DataError
-from tests.conftest import compose, run_cli
+from tests.conftest import compose, run_cli, summary
 
 RNG = np.random.default_rng(0)
 
@@ -287,6 +287,34 @@ def test_a_bad_file_is_one_line_and_exit_2_through_the_cli(tmp_path: Path) -> No
         "train", "data=csv", f"data.path={tmp_path / 'ok.csv'}", "model=cnn", cwd=tmp_path
     )
     assert wrong.returncode == 2 and "model=cnn reads images" in wrong.stderr
+
+
+def test_a_sweep_over_file_formats_sets_their_root_with_plus_plus(tmp_path: Path) -> None:
+    """`-m data=mnist,cifar10 data.root=...` is refused by Hydra's first composition (with the
+    default data=digits, which has no root): the line says so and names `++data.root`, which
+    then runs every job."""
+    write_mnist(tmp_path / "mnist")
+    write_cifar(tmp_path / "cifar10")
+    sweep = ["-m", "data=mnist,cifar10", "trainer=smoke", "hydra.sweep.dir=sweep"]
+    root = f"data.root={tmp_path}/$" + "{data.name}"
+    plain = run_cli("train", *sweep, root, cwd=tmp_path)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    assert "write ++data.root=... to set it in every job" in plain.stderr.strip().splitlines()[-1]
+    forced = run_cli("train", *sweep, f"++{root}", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert "2 jobs, 2 completed, 0 failed" in forced.stdout + forced.stderr
+    shapes = [summary(tmp_path / "sweep" / job)["input_shape"] for job in ("0", "1")]
+    assert shapes == [[1, 28, 28], [3, 32, 32]]
+
+
+def test_the_swept_group_hint_only_where_a_group_is_swept() -> None:
+    from dnnexp.config.hydra_setup import swept_group_hint
+
+    line = "data.root: no such key in 'data'; allowed: name"
+    assert swept_group_hint(line, ["-m", "data=mnist", "data.root=x"]) == line  # not swept
+    assert swept_group_hint(line, ["data=mnist,cifar10", "data.root=x"]) == line  # not -m
+    assert "++data.root" in swept_group_hint(line, ["--multirun", "data=choice(mnist,csv)"])
+    assert swept_group_hint("seed: bad", ["-m", "data=a,b"]) == "seed: bad"
 
 
 def test_random_crop_takes_a_window_of_the_padded_image_and_flips_mirror() -> None:

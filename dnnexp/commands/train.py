@@ -41,7 +41,7 @@ def main(args: list[str]) -> int:
 
     schema.register()
     register_resolvers()
-    install_one_line_errors()
+    install_one_line_errors(args)
     speed_up_hydra(args)
     validate_before_run_dir()
     sys.argv = [sys.argv[0], *_flags_first(args)]  # Hydra reads its flags and overrides there
