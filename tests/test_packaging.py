@@ -20,7 +20,9 @@ def test_every_package_is_listed_in_pyproject() -> None:
         tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     )
     found = {
-        ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "dnnexp").rglob("__init__.py")
+        ".".join(p.parent.relative_to(REPO).parts)
+        for top in ("dnnexp", "hydra_plugins")  # hydra_plugins: a namespace, ours inside it
+        for p in (REPO / top).rglob("__init__.py")
     }
     assert found | {"dnnexp.conf"} == listed
 

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 def main(args: list[str]) -> int:
@@ -35,6 +35,7 @@ def main(args: list[str]) -> int:
     from dnnexp.config.hydra_setup import (
         install_one_line_errors,
         register_resolvers,
+        register_search_sweeper,
         speed_up_hydra,
         validate_before_run_dir,
     )
@@ -42,6 +43,8 @@ def main(args: list[str]) -> int:
     schema.register()
     register_resolvers()
     install_one_line_errors(args)
+    if _multirun(args):
+        register_search_sweeper()
     speed_up_hydra(args)
     validate_before_run_dir()
     sys.argv = [sys.argv[0], *_flags_first(args)]  # Hydra reads its flags and overrides there
@@ -174,6 +177,10 @@ def _job(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     label = f"job {hydra_cfg.job.num}" if multirun else "run"
+    trial = OmegaConf.select(cfg, "search.trial", default=None)
+    shown = overrides
+    if trial is not None:  # a search trial: its number and its params, not the search's keys
+        label, shown = f"trial {trial}", [o for o in overrides if not o.startswith("search.")]
     try:
         cfg = validate(cfg)
         check_devices(cfg.trainer)
@@ -194,7 +201,7 @@ def _job(cfg: DictConfig) -> float | None:
             run_dir=run_dir,
             overrides=overrides,
             config_hash=cfg_hash,
-            label=f"{label} ({' '.join(overrides)})" if multirun else None,
+            label=f"{label} ({' '.join(shown)})" if multirun else None,
         )
         return job.score(summary)
     except (ConfigError, RunError) as err:

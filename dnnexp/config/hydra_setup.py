@@ -140,6 +140,18 @@ def install_one_line_errors(args: list[str] | None = None) -> None:
     hydra_utils.run_and_report = run_and_report
 
 
+def register_search_sweeper() -> None:
+    """Hydra finds plugins by scanning the `hydra_plugins` namespace on disk, which an editable
+    install (`pip install -e .`) hides behind an import hook: register dnnexp's search sweeper
+    by name, so `hydra/sweeper: dnnexp_search` works however dnnexp was installed."""
+    from hydra.core.plugins import Plugins
+
+    import hydra_plugins.dnnexp_search.search_sweeper as module
+
+    name = f"{module.__name__}.{module.DnnexpSearchSweeper.__name__}"
+    Plugins.instance().class_name_to_class.setdefault(name, module.DnnexpSearchSweeper)
+
+
 def swept_group_hint(line: str, args: list[str]) -> str:
     """Under `-m data=mnist,cifar10 data.root=X`, Hydra composes the config once with the
     default `data` before the sweep (its documented staging: facebookresearch/hydra#2888), so a

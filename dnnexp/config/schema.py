@@ -528,6 +528,33 @@ class LoggerConfig:
     name: str = knob("csv", choices=("csv", "tensorboard", "none"))
 
 
+# ---------------------------------------------------------------------------------------- search
+@dataclass
+class SearchConfig:
+    """`search`, set by the search sweeps (conf/sweep/{grid,random,bayesian,evolutionary,nas});
+    the space itself is `hydra.sweeper.params`."""
+
+    n_trials: int = knob(20, gt=0, doc="the study's total trials; a re-run continues up to it")
+    sampler: str = knob(
+        "tpe", choices=("grid", "random", "tpe", "gp", "cmaes", "nsga2"), doc="Optuna's sampler"
+    )
+    pruner: str = knob("median", choices=("none", "median", "hyperband"), doc="stops bad trials")
+    prune_startup_trials: int = knob(5, ge=0, doc="median pruner: trials before it prunes")
+    prune_warmup_epochs: int = knob(2, ge=0, doc="median pruner: epochs before it prunes a trial")
+    metric: Optional[str] = knob(None, doc="a validation metric; null = the task's score")
+    direction: Optional[str] = knob(
+        None, choices=(None, "maximize", "minimize"), doc="null = the metric's own direction"
+    )
+    param_penalty: float = knob(0.0, ge=0, doc="objective minus this x millions of parameters")
+    objectives: int = knob(1, choices=(1, 2), doc="2: the metric and the parameter count")
+    storage: Optional[str] = knob(None, doc="an Optuna storage URL; null = a journal file")
+    study_name: str = knob("dnnexp", doc="the study in the storage (one per search)")
+    seed: int = knob(0, ge=0, doc="seeds the sampler")
+    retry_failed: bool = knob(False, doc="re-run trials a killed worker left behind")
+    batch_size: Optional[int] = knob(None, gt=0, doc="trials per launch; null = the launcher's")
+    trial: Optional[int] = knob(None, ge=0, doc="set by the search in each job")
+
+
 # ------------------------------------------------------------------------------------- top level
 @dataclass
 class TrainSchema:
@@ -549,6 +576,7 @@ class TrainSchema:
     reg: RegConfig = field(default_factory=RegConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    search: Optional[SearchConfig] = None
 
 
 GROUP_SCHEMAS = {

@@ -66,8 +66,17 @@ def _refuse_unknown_keys(node: DictConfig, schema: type, prefix: str) -> None:
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in fields:
             raise ConfigError(unknown_key_message(full, sorted(fields)))
-        if dataclasses.is_dataclass(hints[key]) and isinstance(node[key], DictConfig):
-            _refuse_unknown_keys(node[key], hints[key], full)
+        inner = _dataclass_of(hints[key])
+        if inner is not None and isinstance(node[key], DictConfig):
+            _refuse_unknown_keys(node[key], inner, full)
+
+
+def _dataclass_of(hint: Any) -> type | None:
+    """The dataclass a field holds: itself, or X of Optional[X]."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 and dataclasses.is_dataclass(args[0]) else None
 
 
 def _schema_at(schema: type | None, path: list[str]) -> type | None:
@@ -75,8 +84,7 @@ def _schema_at(schema: type | None, path: list[str]) -> type | None:
     for part in path:
         if schema is None or not dataclasses.is_dataclass(schema):
             return None
-        hint = typing.get_type_hints(schema).get(part)
-        schema = hint if dataclasses.is_dataclass(hint) else None
+        schema = _dataclass_of(typing.get_type_hints(schema).get(part))
     return schema
 
 
@@ -100,8 +108,10 @@ def _check_ranges(node: DictConfig, schema: type, prefix: str) -> None:
     for f in dataclasses.fields(schema):
         if f.name not in node:
             continue
-        if dataclasses.is_dataclass(hints[f.name]):
-            _check_ranges(node[f.name], hints[f.name], prefix + f.name + ".")
+        inner = _dataclass_of(hints[f.name])
+        if inner is not None:
+            if node[f.name] is not None:  # an optional section (search) that is not set
+                _check_ranges(node[f.name], inner, prefix + f.name + ".")
         else:
             _check_value(prefix + f.name, node[f.name], f.metadata)
 
@@ -251,6 +261,8 @@ def _check_task(cfg: DictConfig) -> None:
     monitors = [("reg.early_stopping.monitor", cfg.reg.early_stopping.monitor)]
     if "monitor" in cfg.scheduler:
         monitors.append(("scheduler.monitor", cfg.scheduler.monitor))
+    if cfg.get("search") is not None and cfg.search.metric is not None:
+        monitors.append(("search.metric", cfg.search.metric))  # searches read validation only
     for key, monitor in monitors:
         if monitor not in metrics:
             raise ConfigError(

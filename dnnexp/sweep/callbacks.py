@@ -35,14 +35,23 @@ def read_jobs(sweep_dir: Path) -> list[tuple[Path, dict[str, Any] | None]]:
     return jobs
 
 
+def search_failed(reason: str) -> None:
+    """A search that ended without one completed trial: the command exits non-zero."""
+    _failed.append({"job": "-", "overrides": "", "status": "failed", "error": reason})
+
+
 class SweepReport(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _failed.clear()
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("search") is not None:
+            return  # a search prints its own end (dnnexp.search.summary); failed trials are data
         from rich.console import Console
         from rich.table import Table
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         jobs = read_jobs(sweep_dir) if sweep_dir.is_dir() else []
-        _failed.clear()
         for job_dir, summary in jobs:
             if summary is None or summary.get("status") != "completed":
                 _failed.append(

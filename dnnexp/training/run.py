@@ -158,9 +158,12 @@ def _fit_and_test(
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
     }
     score = TASK_SCORE[cfg.task.name].split("/", 1)[1]  # acc, r2
-    for key in (f"val/{score}", "val/loss", f"train/{score}", "train/loss"):
+    search = cfg.get("search")
+    searched = [search.metric] if search is not None and search.metric else []
+    for key in (f"val/{score}", "val/loss", f"train/{score}", "train/loss", *searched):
         if key in at_best:
             metrics[key] = at_best[key]
+    pruning = next((c for c in trainer.callbacks if hasattr(c, "pruned_at")), None)
     fast_dev_run = int(cfg.trainer.fast_dev_run)
     return {
         "metrics": metrics,
@@ -178,6 +181,11 @@ def _fit_and_test(
         ),
         **({"input_stats": data.input_stats} if data.input_stats is not None else {}),
         **({"fast_dev_run": fast_dev_run} if fast_dev_run else {}),
+        **(
+            {"search": {"trial": search.trial, "pruned_at_epoch": pruning.pruned_at}}
+            if pruning is not None
+            else {}
+        ),
     }
 
 

@@ -9,7 +9,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichModelSummary
 from omegaconf import DictConfig
 
-from dnnexp.config.metrics import mode
+from dnnexp.config.metrics import TASK_SCORE, mode
 from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint, RNGState
 from dnnexp.training.csv_logger import MetricsCSV
@@ -53,6 +53,11 @@ def build_trainer(
                 check_on_train_epoch_end=None if once_per_epoch else False,
             )
         )
+    search = cfg.get("search")
+    if search is not None and search.trial is not None and not int(t.fast_dev_run):
+        from dnnexp.search.pruning import TrialPruning  # optuna: only in search trials
+
+        callbacks.append(TrialPruning(search, search.metric or TASK_SCORE[cfg.task.name]))
     if t.progress_bar:
         callbacks.append(ThrottledRichProgressBar())
     model_summary = model_summary and t.model_summary

@@ -1,0 +1,1 @@
+"""Hyperparameter and architecture search: a Hydra sweeper that drives Optuna with ask/tell."""

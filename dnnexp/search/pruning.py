@@ -1,0 +1,44 @@
+"""In a search trial's job: report each validation to Optuna, stop the run when it says prune.
+
+The trial is reached through the study's storage (the job may run in another process than the
+sweeper: a joblib worker, a SLURM job). A pruned run stops like an early-stopped one, its
+summary.json says `search.pruned`, and the sweeper tells Optuna the trial was pruned.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+
+
+class TrialPruning(Callback):
+    def __init__(self, search: Any, metric: str) -> None:
+        import optuna
+
+        from dnnexp.search.study import open_storage, pruner
+
+        storage = open_storage(str(search.storage))
+        # the pruner lives in the process that asks it, here: the search's own settings
+        study = optuna.load_study(
+            study_name=search.study_name, storage=storage, pruner=pruner(search)
+        )
+        trial_id = study._storage.get_trial_id_from_study_id_trial_number(
+            study._study_id, int(search.trial)
+        )
+        self.trial = optuna.trial.Trial(study, trial_id)
+        self.metric = metric
+        self.pruned_at: int | None = None
+        self._multi_objective = len(study.directions) > 1  # Optuna prunes single objectives only
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking or self._multi_objective or trainer.global_rank != 0:
+            return
+        value = trainer.callback_metrics.get(self.metric)
+        if value is None:
+            return
+        epoch = trainer.current_epoch
+        self.trial.report(float(value), step=epoch)
+        if self.trial.should_prune():
+            self.pruned_at = epoch
+            trainer.should_stop = True

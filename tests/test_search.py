@@ -1,0 +1,195 @@
+"""Hyperparameter and architecture search (dnnexp.search): the space, the study, pruning, the
+end of a search, and the CLI with a kill and a resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from dnnexp.config.errors import ConfigError
+from dnnexp.search.space import Param, check_keys, parse_space, suggest
+from dnnexp.search.sweeper import options_have
+from tests.conftest import compose, run_cli, summary, user_env
+
+optuna = pytest.importorskip("optuna")
+
+
+def test_the_space_reads_hydras_override_grammar() -> None:
+    space, fixed = parse_space(
+        {
+            "optimizer.lr": "tag(log, interval(1e-4, 1e-1))",
+            "model.blocks_per_stage": "range(1, 4)",
+            "model.fc_hidden": "tag(int, interval(16, 256))",
+            "model": "choice(mlp, cnn)",
+            "reg.dropout": "0.0,0.1,0.3",
+        },
+        ["trainer.max_epochs=3", "reg.dropout=0.2"],  # a plain value fixes a searched key
+    )
+    by_key = {p.key: p for p in space}
+    assert by_key["optimizer.lr"] == Param("optimizer.lr", low=1e-4, high=0.1, log=True)
+    assert by_key["model.blocks_per_stage"].grid() == [1, 2, 3]
+    assert by_key["model.fc_hidden"].integer and by_key["model.fc_hidden"].high == 256
+    assert by_key["model"].choices == ("mlp", "cnn")
+    assert "reg.dropout" not in by_key and fixed == ["trainer.max_epochs=3", "reg.dropout=0.2"]
+    space, _ = parse_space({"model.hidden": "choice([64],[128,128])"}, [])
+    assert space[0].choices == ("[64]", "[128,128]")  # lists stay override strings
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("optimizer.lr=choice()", "empty choice is not legal"),
+        ("optimizer.lr=interval(0.1, 0.01)", "low 0.1 > high 0.01"),
+        ("optimizer.lr=tag(log, interval(0, 0.1))", "tag(log, ...) needs positive bounds"),
+        ("optimizer.lr=range(5, 2)", "needs start < stop"),
+        ("optimizer.lr=tag(cube, interval(1, 2))", "unknown tag 'cube'"),
+        ("model.hidden=tag(int, interval(1.5, 3))", "whole-number bounds"),
+        ("optimizer.lr=choice(1,1)", "a value is listed twice"),
+    ],
+)
+def test_a_bad_space_is_one_line(line: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="search space") as err:
+        parse_space({}, [line])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_searched_keys_must_exist_in_the_config_or_in_an_option_of_a_swept_group() -> None:
+    cfg = compose()
+    ok, _ = parse_space({"model": "choice(mlp,cnn)", "model.kernel_size": "choice(3,5)"}, [])
+    check_keys(ok, cfg, options_have)  # kernel_size: cnn has it
+    for params, message in [
+        ({"optimizer.lrr": "interval(0.1, 0.2)"}, "optimizer.lrr: not a key of the config"),
+        ({"seeds": "range(3)"}, "seeds: not a key of the config"),
+        ({"model": "choice(mlp,cnn)", "model.growth_rate": "choice(8,12)"}, "no option of model"),
+    ]:
+        space, _ = parse_space(params, [])
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+            check_keys(space, cfg, options_have)
+    with pytest.raises(ConfigError, match="grid search needs choice"):
+        parse_space({"optimizer.lr": "interval(0.1, 0.2)"}, [])[0][0].grid()
+
+
+def test_a_family_key_is_suggested_only_in_that_familys_trials() -> None:
+    space, _ = parse_space({"model": "choice(mlp,cnn)", "model.kernel_size": "choice(3,5)"}, [])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {}
+    for _ in range(12):
+        overrides = suggest(study.ask(), space, options_have)
+        seen[overrides[0]] = overrides
+    assert seen["model=mlp"] == ["model=mlp"]
+    assert seen["model=cnn"][1].startswith("model.kernel_size=")
+
+
+def test_pruning_stops_a_trial_below_the_median_of_earlier_ones(tmp_path: Path) -> None:
+    from dnnexp.search.pruning import TrialPruning
+    from dnnexp.search.study import open_storage
+
+    url = f"journal:{tmp_path / 'search.journal'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
+    for value in (0.9, 0.95):
+        trial = study.ask()
+        trial.report(value, 0)
+        study.tell(trial, value)
+
+    def job_of(trial: object) -> SimpleNamespace:  # what a trial's job gets in `search`
+        return SimpleNamespace(
+            storage=url,
+            study_name="s",
+            trial=trial.number,
+            pruner="median",
+            prune_startup_trials=1,
+            prune_warmup_epochs=0,
+        )
+
+    def validate(callback: TrialPruning, acc: float) -> SimpleNamespace:
+        trainer = SimpleNamespace(
+            sanity_checking=False,
+            global_rank=0,
+            current_epoch=0,
+            callback_metrics={"val/acc": acc},
+            should_stop=False,
+        )
+        callback.on_validation_end(trainer, None)
+        return trainer
+
+    assert not validate(TrialPruning(job_of(study.ask()), "val/acc"), 0.97).should_stop
+    bad = TrialPruning(job_of(study.ask()), "val/acc")
+    assert validate(bad, 0.5).should_stop and bad.pruned_at == 0
+
+
+SEARCH = ["train", "-m", "sweep=random", "trainer=smoke", "hydra.sweep.dir=search"]
+
+
+def _trials(sweep_dir: Path) -> list:
+    from dnnexp.search.study import open_storage
+
+    storage = open_storage(f"journal:{sweep_dir / 'search.journal'}")
+    return optuna.load_study(study_name="dnnexp", storage=storage).get_trials()
+
+
+def test_a_search_runs_trials_records_failures_and_writes_a_best_yaml(tmp_path: Path) -> None:
+    proc = run_cli(
+        *SEARCH,
+        "search.n_trials=4",
+        "model.hidden=choice([32],[])",  # [] is refused by the job: a failed trial
+        "search.pruner=none",
+        cwd=tmp_path,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    trials = _trials(tmp_path / "search")
+    states = [t.state.name for t in trials]
+    assert len(trials) == 4 and "FAIL" in states and "COMPLETE" in states
+    failed = next(t for t in trials if t.state.name == "FAIL")
+    assert "at least one width" in summary(tmp_path / "search" / str(failed.number))["error"]
+    assert f"search: 4 of 4 trials: {states.count('COMPLETE')} complete" in out
+    assert "top trials by val/acc (maximize)" in out
+    best = (tmp_path / "search" / "best.yaml").read_text()
+    assert "model:\n  hidden:\n  - 32\n" in best and "--config-name best" in best
+    rerun = run_cli(
+        "train",
+        "--config-dir",
+        "search",
+        "--config-name",
+        "best",
+        "hydra.run.dir=best_run",
+        cwd=tmp_path,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    config = (tmp_path / "best_run" / ".hydra" / "config.yaml").read_text()
+    assert "hidden:\n  - 32\n" in config and "max_epochs: 1\n" in config
+
+
+def test_a_killed_search_resumes_and_ends_with_exactly_n_trials(tmp_path: Path) -> None:
+    """SIGKILL half way: the trial that was running is marked failed on the re-run, the
+    trial numbers continue, and the study ends with exactly search.n_trials."""
+    args = [*SEARCH, "search.n_trials=4", "trainer.max_epochs=40", "search.pruner=none"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "dnnexp", *args],
+        cwd=tmp_path,
+        env=user_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "search" / "1" / "summary.json").exists():
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    before = _trials(tmp_path / "search")
+    assert [t.state.name for t in before][-1] == "RUNNING" and len(before) == 2
+    again = run_cli(*args, cwd=tmp_path)  # the same command finishes the study
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "trials [1] were left running by a killed worker: marked failed" in again.stdout
+    trials = _trials(tmp_path / "search")
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
