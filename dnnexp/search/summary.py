@@ -39,8 +39,9 @@ def print_top(study: Any, metric: str, directions: list[str]) -> None:
     table.add_column("trial", justify="right")
     for name in ("value", "params") if len(directions) > 1 else ("value",):
         table.add_column(name, justify="right")
-    for key in keys:
-        table.add_column(key, overflow="fold")
+    leaves = [k.rsplit(".", 1)[-1] for k in keys]
+    for key, leaf in zip(keys, leaves, strict=True):  # model.cardinality -> cardinality
+        table.add_column(leaf if leaves.count(leaf) == 1 else key, overflow="fold")
     for trial in trials[:TOP]:
         values = [f"{v:.4g}" for v in trial.values]
         table.add_row(str(trial.number), *values, *[_shown(trial.params.get(k)) for k in keys])
