@@ -193,3 +193,52 @@ def test_a_killed_search_resumes_and_ends_with_exactly_n_trials(tmp_path: Path) 
     trials = _trials(tmp_path / "search")
     assert [t.number for t in trials] == [0, 1, 2, 3]
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+
+
+def test_confirmation_jobs_use_fresh_seeds_and_the_fixed_overrides() -> None:
+    from dnnexp.search.confirm import FRESH_SEED, jobs
+
+    lines = jobs(["sweep=random", "seed=3", "trainer=smoke"], {"optimizer.lr": 0.01}, 2)
+    assert len(lines) == 4 and all("seed=3" not in job for job in lines)
+    start, best = lines[0], lines[2]
+    assert start == [
+        "sweep=random",
+        "trainer=smoke",
+        f"seed={FRESH_SEED}",
+        f"hydra.sweep.subdir=confirm/start-{FRESH_SEED}",
+    ]
+    assert best[:3] == ["sweep=random", "trainer=smoke", "optimizer.lr=0.01"]
+
+
+def test_two_workers_share_one_study_and_end_with_exactly_n_trials(tmp_path: Path) -> None:
+    """Two processes on the same command and sweep dir: the trial numbers never collide, and
+    together they run exactly search.n_trials; then a confirmation on fresh seeds."""
+    args = [sys.executable, "-m", "dnnexp", *SEARCH, "search.n_trials=5", "search.pruner=none"]
+    workers = [
+        subprocess.Popen(
+            args,
+            cwd=tmp_path,
+            env=user_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    trials = _trials(tmp_path / "search")
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    workers_seen = {t.user_attrs["dnnexp_worker"] for t in trials}
+    assert len(workers_seen) == 2  # both did some of the work
+    confirmed = run_cli(
+        *SEARCH, "search.n_trials=5", "search.pruner=none", "search.confirm_seeds=2", cwd=tmp_path
+    )
+    assert confirmed.returncode == 0, confirmed.stderr[-2000:]
+    import json
+
+    confirmation = json.loads((tmp_path / "search" / "confirmation.json").read_text())
+    assert confirmation["start"]["n"] == 2 and confirmation["best"]["n"] == 2
+    assert confirmation["test"] == "paired t"  # the same seeds on both sides
+    assert "confirmed Δ test/acc best - start" in confirmed.stdout

@@ -146,9 +146,14 @@ def _refuse_other_sweep(args: list[str]) -> str | None:
         return None
     from omegaconf import OmegaConf
 
+    def same_sweep(overrides: list[str]) -> list[str]:
+        """What makes it the same sweep; a search's own knobs (search.n_trials: extend it,
+        search.confirm_seeds: confirm its winner) may change between runs."""
+        return sorted(o for o in overrides if not o.startswith("search."))
+
     earlier = OmegaConf.load(Path(sweep_dir) / "multirun.yaml").hydra.overrides.task
     task = [a for a in args if "=" in a and not a.startswith(("-", "hydra.", "hydra/", "+hydra"))]
-    if sorted(earlier) != sorted(task):
+    if same_sweep(earlier) != same_sweep(task):
         return (
             f"hydra.sweep.dir={sweep_dir} holds another sweep ({' '.join(earlier)}): re-run"
             " exactly that command to finish it, or pick a new hydra.sweep.dir"

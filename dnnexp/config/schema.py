@@ -552,6 +552,9 @@ class SearchConfig:
     seed: int = knob(0, ge=0, doc="seeds the sampler")
     retry_failed: bool = knob(False, doc="re-run trials a killed worker left behind")
     batch_size: Optional[int] = knob(None, gt=0, doc="trials per launch; null = the launcher's")
+    confirm_seeds: int = knob(
+        0, ge=0, le=100, doc="re-train best and start on this many fresh seeds; 0 = off"
+    )
     trial: Optional[int] = knob(None, ge=0, doc="set by the search in each job")
 
 

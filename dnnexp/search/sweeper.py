@@ -158,7 +158,29 @@ class SearchLoop:
         write_best(study, sweep_dir, fixed, directions)
         if not counts["complete"]:
             search_failed("no trial completed")
+        elif search.confirm_seeds and not counts["running"] and not counts["waiting"]:
+            self._confirm(study, sweep_dir, fixed, search, metric, directions)
         return returns
+
+    def _confirm(
+        self,
+        study: Any,
+        sweep_dir: Path,
+        fixed: list[str],
+        search: Any,
+        metric: str,
+        directions: list[str],
+    ) -> None:
+        from dnnexp.search import confirm
+        from dnnexp.search.summary import ranked
+
+        best = ranked(study, directions)[0]
+        jobs = confirm.jobs(fixed, best.params, search.confirm_seeds)
+        print(f"search: confirming trial {best.number} against the start on fresh seeds")
+        self.launcher.launch(jobs, initial_job_idx=len(study.trials))
+        confirm.print_confirmation(
+            confirm.compare_runs(sweep_dir, search.confirm_seeds, best, metric)
+        )
 
     def _tell(
         self, study: Any, trial: Any, job_dir: Path, search: Any, metric: str, direction: str

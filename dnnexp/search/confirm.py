@@ -1,0 +1,95 @@
+"""The winner's curse, checked. The best trial's validation score is the largest of many noisy
+numbers, so it overstates the winner. `search.confirm_seeds=K` re-trains the best config and
+the starting config (the search's fixed overrides alone) on K fresh seeds and compares them on
+the test split with the paired t-test of `dnnexp report`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dnnexp.utils.run_files import SUMMARY, write_json
+
+CONFIRMATION = "confirmation.json"
+FRESH_SEED = 1000  # confirmation seeds start here: never the seeds the search trained with
+VARIANTS = ("start", "best")
+
+
+def jobs(fixed: list[str], best_params: dict[str, Any], count: int) -> list[list[str]]:
+    """The overrides of the 2 x count confirmation jobs, in `confirm/<variant>-<seed>/`."""
+    base = [o for o in fixed if not o.split("=", 1)[0].lstrip("+") == "seed"]
+    params = {"start": [], "best": [f"{k}={v}" for k, v in best_params.items()]}
+    return [
+        [*base, *params[variant], f"seed={seed}", f"hydra.sweep.subdir=confirm/{variant}-{seed}"]
+        for variant in VARIANTS
+        for seed in range(FRESH_SEED, FRESH_SEED + count)
+    ]
+
+
+def compare_runs(sweep_dir: Path, count: int, best: Any, metric: str) -> dict[str, Any]:
+    """Read the confirmation runs, compare best against start, write confirmation.json."""
+    from dnnexp.config.metrics import headline
+    from dnnexp.report.stats import compare, describe
+
+    values: dict[str, list[tuple[int, float]]] = {v: [] for v in VARIANTS}
+    task = "classification"
+    for variant in VARIANTS:
+        for seed in range(FRESH_SEED, FRESH_SEED + count):
+            path = sweep_dir / "confirm" / f"{variant}-{seed}" / SUMMARY
+            try:
+                summary = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if summary.get("status") != "completed":
+                continue
+            task = summary.get("task", task)
+            value = summary.get("metrics", {}).get(headline(task))
+            if value is not None:
+                values[variant].append((seed, float(value)))
+    shown = headline(task)
+    result = compare(values["start"], values["best"])
+    confirmation = {
+        "metric": shown,
+        "best_trial": best.number,
+        "best_validation": {"metric": metric, "value": best.values[0]},
+        "seeds": list(range(FRESH_SEED, FRESH_SEED + count)),
+        **{v: {**vars(describe([x for _, x in values[v]])), "values": values[v]} for v in VARIANTS},
+        "delta": result.delta,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "p_value": result.p_value,
+        "test": result.test,
+    }
+    write_json(sweep_dir / CONFIRMATION, confirmation)
+    return confirmation
+
+
+def print_confirmation(confirmation: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def number(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
+    metric = confirmation["metric"]
+    table = Table(
+        title=f"confirmation on {len(confirmation['seeds'])} fresh seeds ({metric}, test split)",
+        title_justify="left",
+    )
+    for column in ("config", "n", "mean", "SD", "95% CI"):
+        table.add_column(column, justify="left" if column == "config" else "right")
+    for variant in VARIANTS:
+        row = confirmation[variant]
+        ci = f"[{number(row['ci_low'])}, {number(row['ci_high'])}]"
+        name = f"best (trial {confirmation['best_trial']})" if variant == "best" else "start"
+        table.add_row(name, str(row["n"]), number(row["mean"]), number(row["std"]), ci)
+    console = Console()
+    console.print(table)
+    validation = confirmation["best_validation"]
+    console.print(
+        f"best trial's {validation['metric']} in the search: {validation['value']:.4f};"
+        f" confirmed Δ {metric} best - start: {number(confirmation['delta'])}"
+        f" [{number(confirmation['ci_low'])}, {number(confirmation['ci_high'])}],"
+        f" p = {number(confirmation['p_value'])} ({confirmation['test'] or 'no test'})"
+    )
