@@ -170,15 +170,20 @@ def check_keys(space: list[Param], cfg: Any, options_have: Any) -> None:
 _MISSING = object()
 
 
+def applies(key: str, chosen: dict[str, str], options_have: Any) -> bool:
+    """Whether `key` is set in a trial whose top-level choices are `chosen`: a key under a
+    searched group (`model.depth`) only where the chosen option has it."""
+    group, _, leaf = key.partition(".")
+    return not leaf or group not in chosen or options_have(group, chosen[group], leaf)
+
+
 def suggest(trial: Any, space: list[Param], options_have: Any) -> list[str]:
     """The overrides of one trial: groups first (define-by-run), then each key that applies to
     the chosen options."""
     chosen: dict[str, str] = {}
     overrides = []
     for param in sorted(space, key=lambda p: p.group is not None):
-        if param.group in chosen and not options_have(
-            param.group, chosen[param.group], param.key.split(".", 1)[1]
-        ):
+        if not applies(param.key, chosen, options_have):
             continue
         value = param.suggest(trial)
         if param.group is None:

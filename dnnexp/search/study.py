@@ -87,17 +87,13 @@ def grid_points(space: list, options_have: Any) -> list[dict[str, Any]]:
     (Optuna's GridSampler would pick points per worker, and stops a study from inside tell)."""
     import itertools
 
+    from dnnexp.search.space import applies
+
     points, seen = [], set()
     for values in itertools.product(*(p.grid() for p in space)):
         point = dict(zip((p.key for p in space), values, strict=True))
         chosen = {k: str(v) for k, v in point.items() if "." not in k}
-        point = {
-            k: v
-            for k, v in point.items()
-            if "." not in k
-            or k.split(".", 1)[0] not in chosen
-            or options_have(k.split(".", 1)[0], chosen[k.split(".", 1)[0]], k.split(".", 1)[1])
-        }
+        point = {k: v for k, v in point.items() if applies(k, chosen, options_have)}
         key = tuple(sorted(point.items()))
         if key not in seen:
             seen.add(key)

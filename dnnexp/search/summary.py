@@ -9,8 +9,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from dnnexp.config import conf_dir
-from dnnexp.search.sweeper import BEST
 
+BEST = "best.yaml"
 TOP = 10
 
 

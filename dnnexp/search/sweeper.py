@@ -18,8 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from dnnexp.config.errors import ConfigError
 from dnnexp.search import space as spaces
 from dnnexp.search import study as studies
-
-BEST = "best.yaml"
+from dnnexp.sweep.job import parallel_jobs
 
 
 def options_have(group: str, option: str, leaf: str) -> bool:
@@ -44,16 +43,6 @@ def objective_of(summary: dict[str, Any], search: Any, metric: str, direction: s
         return [float(value), float(params)]
     sign = 1.0 if direction == "maximize" else -1.0
     return float(value) - sign * search.param_penalty * params / 1e6
-
-
-def launcher_parallelism(launcher_cfg: Any) -> int:
-    target = str(launcher_cfg.get("_target_", ""))
-    if "Joblib" in target:
-        n_jobs = int(launcher_cfg.get("n_jobs") or -1)
-        return n_jobs if n_jobs > 0 else 2
-    if "Submitit" in target:
-        return int(launcher_cfg.get("array_parallelism") or 1)
-    return 1
 
 
 class SearchLoop:
@@ -112,7 +101,7 @@ class SearchLoop:
         killed = studies.recover_killed(study, search.retry_failed)
         if killed:
             print(f"search: trials {killed} were left running by a killed worker: marked failed")
-        batch = search.batch_size or launcher_parallelism(config.hydra.launcher)
+        batch = search.batch_size or parallel_jobs(config.hydra.launcher)
         worker = studies.worker_id()
         returns = []
         while True:
@@ -125,7 +114,7 @@ class SearchLoop:
                 room = n_trials - sum(t.state != queued for t in existing)
                 trials = [study.ask() for _ in range(min(batch, room))]
                 for trial in trials:
-                    study._storage.set_trial_user_attr(trial._trial_id, studies.WORKER, worker)
+                    trial.set_user_attr(studies.WORKER, worker)
             if not trials:
                 break
             jobs = []
@@ -195,20 +184,19 @@ class SearchLoop:
             summary = json.loads((job_dir / SUMMARY).read_text())
         except (OSError, ValueError):
             summary = {"status": "failed", "error": f"no readable {SUMMARY} in {job_dir}"}
-        storage = study._storage
-        storage.set_trial_user_attr(trial._trial_id, "dir", str(job_dir))
+        trial.set_user_attr("dir", str(job_dir))
         pruned_at = (summary.get("search") or {}).get("pruned_at_epoch")
         if summary.get("status") != "completed":
-            storage.set_trial_user_attr(trial._trial_id, "error", summary.get("error", "failed"))
+            trial.set_user_attr("error", summary.get("error", "failed"))
             study.tell(trial, state=TrialState.FAIL)
             return
-        storage.set_trial_user_attr(trial._trial_id, "params_count", summary.get("params", 0))
+        trial.set_user_attr("params_count", summary.get("params", 0))
         if pruned_at is not None:
             study.tell(trial, state=TrialState.PRUNED)
             return
         value = objective_of(summary, search, metric, direction)
         if value is None:
-            storage.set_trial_user_attr(trial._trial_id, "error", f"no {metric} in {SUMMARY}")
+            trial.set_user_attr("error", f"no {metric} in {SUMMARY}")
             study.tell(trial, state=TrialState.FAIL)
         else:
             study.tell(trial, value)

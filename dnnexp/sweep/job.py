@@ -57,17 +57,24 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def parallel_jobs(launcher: Any) -> int:
+    """How many jobs the launcher runs at once on this machine (1 for the basic launcher)."""
+    target = str(getattr(launcher, "_target_", "") or "")
+    if "Joblib" in target:
+        n_jobs = int(launcher.get("n_jobs") or -1)
+        return n_jobs if n_jobs > 0 else max(1, cpu_count() + 1 + n_jobs)  # joblib: -1 = all
+    if "Submitit" in target:
+        return max(1, int(launcher.get("array_parallelism") or 1))
+    return 1  # jobs run one after another in this process
+
+
 def threads_per_job(launcher: Any) -> int:
     """Torch threads for one job so that parallel jobs x threads never exceed the cores."""
     cores = cpu_count()
     target = str(getattr(launcher, "_target_", "") or "")
-    if "Joblib" in target:
-        n_jobs = int(launcher.get("n_jobs") or -1)
-        parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
-        return max(1, cores // min(parallel, cores))
-    if "Submitit" in target:
+    if "Submitit" in target:  # each job on its own cpus_per_task
         return max(1, int(launcher.get("cpus_per_task") or 1))
-    return cores  # jobs run one after another in this process
+    return max(1, cores // min(parallel_jobs(launcher), cores))
 
 
 def start_clean(threads: int) -> None:
