@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
+pytest_plugins = ["tests.postgres_server"]  # the postgres_url fixture
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -112,6 +112,7 @@ def test_pruning_stops_a_trial_below_the_median_of_earlier_ones(tmp_path: Path) 
         trainer = SimpleNamespace(
             sanity_checking=False,
             global_rank=0,
+            world_size=1,
             current_epoch=0,
             callback_metrics={"val/acc": acc},
             should_stop=False,
@@ -210,23 +211,29 @@ def test_confirmation_jobs_use_fresh_seeds_and_the_fixed_overrides() -> None:
     assert best[:3] == ["sweep=random", "trainer=smoke", "optimizer.lr=0.01"]
 
 
-def test_two_workers_share_one_study_and_end_with_exactly_n_trials(tmp_path: Path) -> None:
-    """Two processes on the same command and sweep dir: the trial numbers never collide, and
-    together they run exactly search.n_trials; then a confirmation on fresh seeds."""
-    args = [sys.executable, "-m", "dnnexp", *SEARCH, "search.n_trials=5", "search.pruner=none"]
+def _run_workers(args: list[str], dirs: list[Path]) -> list[str]:
+    """`dnnexp *args` in each dir at once; their outputs, once all have exited 0."""
     workers = [
         subprocess.Popen(
-            args,
-            cwd=tmp_path,
+            [sys.executable, "-m", "dnnexp", *args],
+            cwd=cwd,
             env=user_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for _ in range(2)
+        for cwd in dirs
     ]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    assert [w.returncode for w in workers] == [0] * len(dirs), "\n".join(o[-2000:] for o in outputs)
+    return outputs
+
+
+def test_two_workers_share_one_study_and_end_with_exactly_n_trials(tmp_path: Path) -> None:
+    """Two processes on the same command and sweep dir: the trial numbers never collide, and
+    together they run exactly search.n_trials; then a confirmation on fresh seeds."""
+    args = [*SEARCH, "search.n_trials=5", "search.pruner=none"]
+    _run_workers(args, [tmp_path, tmp_path])
     trials = _trials(tmp_path / "search")
     assert [t.number for t in trials] == [0, 1, 2, 3, 4]
     assert all(t.state.name == "COMPLETE" for t in trials)
@@ -242,3 +249,111 @@ def test_two_workers_share_one_study_and_end_with_exactly_n_trials(tmp_path: Pat
     assert confirmation["start"]["n"] == 2 and confirmation["best"]["n"] == 2
     assert confirmation["test"] == "paired t"  # the same seeds on both sides
     assert "confirmed Δ test/acc best - start" in confirmed.stdout
+    report = run_cli("report", "search", cwd=tmp_path)  # the trials and the confirmation
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "5 of 5 trials (5 complete)" in report.stdout
+    assert "confirmation on 2 fresh seeds (test/acc, test split)" in report.stdout
+    assert "## Confirmation on 2 fresh seeds" in (tmp_path / "search" / "report.md").read_text()
+
+
+def test_two_machines_share_one_postgresql_study(tmp_path: Path, postgres_url: str) -> None:
+    """Two workers with their own sweep dirs (as on two machines) share a study only through a
+    PostgreSQL server: distinct trial numbers, exactly search.n_trials, each trial's files in
+    the sweep dir of the worker that ran it."""
+    machines = [tmp_path / "a", tmp_path / "b"]
+    for machine in machines:
+        machine.mkdir()
+    args = [
+        *SEARCH,
+        "search.n_trials=6",
+        f"search.storage={postgres_url}",
+        "search.study_name=team",
+    ]
+    outputs = _run_workers(args, machines)
+    study = optuna.load_study(study_name="team", storage=postgres_url)
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4, 5]
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    ran = {m.name: {int(p.name) for p in (m / "search").iterdir() if p.name.isdigit()}
+           for m in machines}  # fmt: skip
+    assert ran["a"] and ran["b"] and ran["a"].isdisjoint(ran["b"])
+    assert ran["a"] | ran["b"] == set(range(6))
+    assert all("search: 6 of 6 trials" in out for out in outputs)
+
+
+def _synthetic_search(root: Path, objectives: int) -> None:
+    """A search dir with a study of made-up trials: the report without training anything."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from dnnexp.search.study import open_storage
+
+    root.mkdir()
+    (root / "multirun.yaml").write_text(
+        "task:\n  name: classification\nsearch:\n  n_trials: 12\n  metric: null\n"
+        "  storage: null\n  study_name: dnnexp\n"
+    )
+    directions = ["maximize", "minimize"][:objectives]
+    study = optuna.create_study(
+        study_name="dnnexp", storage=open_storage(f"journal:{root / 'search.journal'}"),
+        directions=directions,
+    )  # fmt: skip
+    lr = FloatDistribution(1e-4, 1e-1, log=True)
+    family = CategoricalDistribution(["mlp", "cnn"])
+    for i in range(10):  # the accuracy follows the learning rate; the family does not matter
+        params = {"optimizer.lr": 10 ** (-4 + 0.3 * i), "model": ["mlp", "cnn"][i % 2]}
+        accuracy = 0.5 + 0.04 * i
+        values = [accuracy, 1000.0 * (10 - i) if i % 3 else 50_000.0][:objectives]
+        study.add_trial(
+            create_trial(
+                params=params,
+                distributions={"optimizer.lr": lr, "model": family},
+                values=values,
+                user_attrs={"epochs": 3},
+            )  # fmt: skip
+        )
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL,
+            params={"model": "cnn"},
+            distributions={"model": family},
+            user_attrs={"error": "NaN loss"},
+        )  # fmt: skip
+    )
+
+
+def test_report_on_a_search_ranks_trials_and_assesses_importance(tmp_path: Path) -> None:
+    _synthetic_search(tmp_path / "search", objectives=1)
+    proc = run_cli("report", "search", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "11 of 12 trials (10 complete, 1 failed)" in out
+    assert "NaN loss" in out and "9 *" in out  # the failed trial's error; the best marked
+    import json
+
+    written = json.loads((tmp_path / "search" / "report.json").read_text())
+    assert written["best"] == [9] and written["counts"]["fail"] == 1
+    importance = written["importance"]
+    assert set(importance) == {"optimizer.lr", "model"}
+    for evaluator in ("PED-ANOVA", "fANOVA"):  # the learning rate decides, the family does not
+        assert importance["optimizer.lr"][evaluator] > importance["model"][evaluator]
+    assert (tmp_path / "search" / "search_history.png").stat().st_size > 10_000
+    assert "| **9** | complete |" in (tmp_path / "search" / "report.md").read_text()
+    assert "error" in (tmp_path / "search" / "report.csv").read_text().splitlines()[0]
+    refused = run_cli("report", "search", "--baseline", "x", cwd=tmp_path)
+    assert refused.returncode == 2 and "is a search" in refused.stderr
+
+
+def test_report_on_a_two_objective_search_shows_the_pareto_front(tmp_path: Path) -> None:
+    from dnnexp.report import search, search_render
+
+    _synthetic_search(tmp_path / "nas", objectives=2)
+    report = search.build(tmp_path / "nas")
+    # higher accuracy and fewer parameters: the trials no other beats on both (brute force)
+    values = {t.number: t.values for t in report.trials if t.values}
+    front = [n for n, (acc, size) in values.items()
+             if not any(a >= acc and s <= size and (a, s) != (acc, size)
+                        for a, s in values.values())]  # fmt: skip
+    assert report.best == sorted(front) == [8, 9]
+    written = search_render.write(report, tmp_path / "out")
+    assert {p.name for p in written} >= {"pareto_front.png", "search_history.png", "report.md"}

@@ -10,13 +10,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from dnnexp.report.analysis import Report
 
 DESCRIPTION = """\
 Compare the variants of a sweep over seeds. Every dir under PATH holding summary.json is a run;
 runs whose overrides differ only in seed=... form a variant. Prints mean ± SD, 95% CI, a paired
 (same seeds) or Welch t-test against the baseline with Holm-adjusted p-values, and writes
-report.md, report.csv, report.json, learning_curves.png and metric_<name>.png."""
+report.md, report.csv, report.json, learning_curves.png and metric_<name>.png.
+
+On a search dir (dnnexp train -m sweep=random|bayesian|...): every trial (state, params,
+value), the objective over trials with the best so far (search_history.png), the parameters'
+importance, the Pareto front of two objectives (pareto_front.png) and the confirmation."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,20 +52,20 @@ def main(args: list[str]) -> int:
         options = parser().parse_args(args)
     except SystemExit as stop:  # --help (0) or a usage error, already printed by argparse (2)
         return int(stop.code or 0)
-    from rich.console import Console
-
     from dnnexp.report.analysis import build
     from dnnexp.report.collect import ReportError
+    from dnnexp.utils.console import table_console
 
     try:
-        report = build(Path(options.path), metric=options.metric, baseline=options.baseline)
-        console = Console(highlight=False)
-        if not console.is_terminal:  # piped or captured: keep the table's rows on one line each
-            console = Console(highlight=False, width=max(console.width, 1000))
-        from dnnexp.report.render import print_report
+        console = table_console()
+        if is_search(Path(options.path), options):
+            written = search_report(Path(options.path), options.out, console)
+        else:
+            report = build(Path(options.path), metric=options.metric, baseline=options.baseline)
+            from dnnexp.report.render import print_report
 
-        print_report(report, console)
-        written = write(report, options.out or Path(options.path))
+            print_report(report, console)
+            written = write(report, options.out or Path(options.path))
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -69,6 +75,31 @@ def main(args: list[str]) -> int:
     out_dir = options.out or Path(options.path)
     console.print(f"wrote {', '.join(p.name for p in written)} in {out_dir}", soft_wrap=True)
     return 0
+
+
+def is_search(path: Path, options: argparse.Namespace) -> bool:
+    """A search dir (its multirun.yaml has a `search`): reported trial by trial, and
+    --baseline/--metric, which pick what a sweep's variants are compared on, do not apply."""
+    from dnnexp.report.collect import ReportError
+    from dnnexp.report.search import search_config
+
+    if search_config(path) is None:
+        return False
+    if options.baseline or options.metric:
+        raise ReportError(
+            f"{path} is a search: its report ranks trials by the search's objective;"
+            " --baseline and --metric are for sweeps (dnnexp report PATH/confirm compares the"
+            " confirmation runs as a sweep)"
+        )
+    return True
+
+
+def search_report(path: Path, out: Path | None, console: Console) -> list[Path]:
+    from dnnexp.report import search, search_render
+
+    report = search.build(path)
+    search_render.print_search(report, console)
+    return search_render.write(report, out or path)
 
 
 def write(report: Report, out_dir: Path) -> list[Path]:

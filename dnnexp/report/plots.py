@@ -26,7 +26,7 @@ def metric_filename(metric: str) -> str:
     return "metric_" + re.sub(r"[^A-Za-z0-9._-]+", "_", metric).strip("_") + ".png"
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -66,7 +66,7 @@ def plot_learning_curves(report: Report, path: Path) -> bool:
             series.append((row, histories))
     if not series:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     cmap = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
@@ -104,7 +104,7 @@ def plot_learning_curves(report: Report, path: Path) -> bool:
     handles, labels = axes[0].get_legend_handles_labels()
     if not handles:
         handles, labels = axes[1].get_legend_handles_labels()
-    fig.suptitle(f"Learning curves: {_short(report.root)}", fontsize=12)
+    fig.suptitle(f"Learning curves: {short(report.root)}", fontsize=12)
     fig.tight_layout(rect=(0, legend_in / height, 1, 0.97))
     fig.legend(
         handles,
@@ -126,7 +126,7 @@ def plot_metric(report: Report, path: Path) -> bool:
     rows = report.rows
     if not any(r.summary.mean is not None for r in rows):
         return False
-    plt = _pyplot()
+    plt = pyplot()
     n = len(rows)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * n + 2.5), 5.2))
     cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
@@ -201,7 +201,7 @@ def plot_metric(report: Report, path: Path) -> bool:
         ax.set_xticklabels(labels, fontsize=9)
     ax.set_ylabel(f"{report.metric} (mean, 95% CI)")
     ax.set_title(
-        f"{report.metric} per variant: mean with 95% t-CI, dots = seeds\n{_short(report.root)}",
+        f"{report.metric} per variant: mean with 95% t-CI, dots = seeds\n{short(report.root)}",
         fontsize=11,
     )
     ax.grid(axis="y", alpha=0.3)
@@ -211,6 +211,6 @@ def plot_metric(report: Report, path: Path) -> bool:
     return True
 
 
-def _short(path: Path, parts: int = 4) -> str:
+def short(path: Path, parts: int = 4) -> str:
     """The last few parts of a path, enough to tell sweeps apart in a title."""
     return "/".join(Path(path).resolve().parts[1:][-parts:])

@@ -65,12 +65,12 @@ def compare_runs(sweep_dir: Path, count: int, best: Any, metric: str) -> dict[st
     return confirmation
 
 
-def print_confirmation(confirmation: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _number(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
 
-    def number(x: float | None) -> str:
-        return "-" if x is None else f"{x:.4f}"
+
+def confirmation_table(confirmation: dict[str, Any]) -> Any:
+    from rich.table import Table
 
     metric = confirmation["metric"]
     table = Table(
@@ -81,15 +81,26 @@ def print_confirmation(confirmation: dict[str, Any]) -> None:
         table.add_column(column, justify="left" if column == "config" else "right")
     for variant in VARIANTS:
         row = confirmation[variant]
-        ci = f"[{number(row['ci_low'])}, {number(row['ci_high'])}]"
+        ci = f"[{_number(row['ci_low'])}, {_number(row['ci_high'])}]"
         name = f"best (trial {confirmation['best_trial']})" if variant == "best" else "start"
-        table.add_row(name, str(row["n"]), number(row["mean"]), number(row["std"]), ci)
-    console = Console()
-    console.print(table)
-    validation = confirmation["best_validation"]
-    console.print(
+        table.add_row(name, str(row["n"]), _number(row["mean"]), _number(row["std"]), ci)
+    return table
+
+
+def confirmation_line(confirmation: dict[str, Any]) -> str:
+    """The best validation score next to the confirmed test difference with its CI."""
+    validation, c = confirmation["best_validation"], confirmation
+    return (
         f"best trial's {validation['metric']} in the search: {validation['value']:.4f};"
-        f" confirmed Δ {metric} best - start: {number(confirmation['delta'])}"
-        f" [{number(confirmation['ci_low'])}, {number(confirmation['ci_high'])}],"
-        f" p = {number(confirmation['p_value'])} ({confirmation['test'] or 'no test'})"
+        f" confirmed Δ {c['metric']} best - start: {_number(c['delta'])}"
+        f" [{_number(c['ci_low'])}, {_number(c['ci_high'])}],"
+        f" p = {_number(c['p_value'])} ({c['test'] or 'no test'})"
     )
+
+
+def print_confirmation(confirmation: dict[str, Any]) -> None:
+    from dnnexp.utils.console import table_console
+
+    console = table_console()
+    console.print(confirmation_table(confirmation))
+    console.print(confirmation_line(confirmation))

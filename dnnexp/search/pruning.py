@@ -32,13 +32,16 @@ class TrialPruning(Callback):
         self._multi_objective = len(study.directions) > 1  # Optuna prunes single objectives only
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking or self._multi_objective or trainer.global_rank != 0:
+        if trainer.sanity_checking or self._multi_objective:
             return
-        value = trainer.callback_metrics.get(self.metric)
-        if value is None:
-            return
-        epoch = trainer.current_epoch
-        self.trial.report(float(value), step=epoch)
-        if self.trial.should_prune():
-            self.pruned_at = epoch
+        prune = False
+        if trainer.global_rank == 0:  # one report per epoch; the decision goes to every rank
+            value = trainer.callback_metrics.get(self.metric)
+            if value is not None:
+                self.trial.report(float(value), step=trainer.current_epoch)
+                prune = self.trial.should_prune()
+        if trainer.world_size > 1:  # every DDP rank must stop at the same epoch, or they hang
+            prune = bool(trainer.strategy.broadcast(prune, src=0))
+        if prune:
+            self.pruned_at = trainer.current_epoch
             trainer.should_stop = True

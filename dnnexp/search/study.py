@@ -21,7 +21,15 @@ WORKER = "dnnexp_worker"  # a trial's user attribute: host:pid of the process th
 
 def storage_url(search: Any, sweep_dir: Path) -> str:
     """`search.storage`, or the journal file in the sweep dir."""
-    return str(search.storage) if search.storage else f"journal:{sweep_dir / JOURNAL}"
+    if not search.storage:
+        return f"journal:{sweep_dir / JOURNAL}"
+    url = str(search.storage)
+    if url.startswith("postgresql://"):  # SQLAlchemy 2.0 reads this as psycopg2, 2.1 as psycopg
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") and not importlib.util.find_spec("psycopg2"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
 
 
 def open_storage(url: str) -> Any:
@@ -36,15 +44,15 @@ def open_storage(url: str) -> Any:
         return optuna.storages.RDBStorage(url)
     except (ImportError, ModuleNotFoundError) as err:
         raise ConfigError(
-            f"search.storage={_redact(url)}: its database driver is missing ({err});"
-            " for PostgreSQL: pip install psycopg2-binary"
+            f"search.storage={redact(url)}: its database driver is missing ({err});"
+            " for PostgreSQL: pip install 'dnnexp[postgres]'"
         ) from None
     except Exception as err:  # noqa: BLE001 - SQLAlchemy's connection errors are many
         first = str(err).splitlines()[0]
-        raise ConfigError(f"search.storage={_redact(url)}: cannot open it: {first}") from None
+        raise ConfigError(f"search.storage={redact(url)}: cannot open it: {first}") from None
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """A URL without its password, for messages."""
     if "://" in url and "@" in url:
         scheme, rest = url.split("://", 1)

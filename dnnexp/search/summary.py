@@ -12,6 +12,7 @@ from dnnexp.config import conf_dir
 
 BEST = "best.yaml"
 TOP = 10
+MAX_PARAM_COLUMNS = 4  # more searched keys: one column of overrides
 
 
 def _groups() -> set[str]:
@@ -28,8 +29,9 @@ def ranked(study: Any, directions: list[str]) -> list[Any]:
 
 
 def print_top(study: Any, metric: str, directions: list[str]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from dnnexp.utils.console import table_console
 
     trials = ranked(study, directions)
     if not trials:
@@ -40,18 +42,26 @@ def print_top(study: Any, metric: str, directions: list[str]) -> None:
     for name in ("value", "params") if len(directions) > 1 else ("value",):
         table.add_column(name, justify="right")
     leaves = [k.rsplit(".", 1)[-1] for k in keys]
-    for key, leaf in zip(keys, leaves, strict=True):  # model.cardinality -> cardinality
-        table.add_column(leaf if leaves.count(leaf) == 1 else key, overflow="fold")
+    one_column = len(keys) > MAX_PARAM_COLUMNS  # an architecture search: each trial's own keys
+    if one_column:
+        table.add_column("overrides", overflow="fold")
+    for key, leaf in zip(keys, leaves, strict=True) if not one_column else ():
+        table.add_column(leaf if leaves.count(leaf) == 1 else key, overflow="fold")  # model.x -> x
     for trial in trials[:TOP]:
         values = [f"{v:.4g}" for v in trial.values]
-        table.add_row(str(trial.number), *values, *[_shown(trial.params.get(k)) for k in keys])
-    Console().print(table)
+        if one_column:
+            cells = [" ".join(f"{k}={shown(v)}" for k, v in trial.params.items())]
+        else:
+            cells = [shown(trial.params.get(k)) for k in keys]
+        table.add_row(str(trial.number), *values, *cells)
+    table_console().print(table)
 
 
 def print_failed(trials: list[Any]) -> None:
     from optuna.trial import TrialState
-    from rich.console import Console
     from rich.table import Table
+
+    from dnnexp.utils.console import table_console
 
     failed = [t for t in trials if t.state == TrialState.FAIL]
     if not failed:
@@ -60,12 +70,12 @@ def print_failed(trials: list[Any]) -> None:
     for column in ("trial", "params", "error"):
         table.add_column(column, overflow="fold")
     for trial in failed:
-        params = " ".join(f"{k}={_shown(v)}" for k, v in trial.params.items())
+        params = " ".join(f"{k}={shown(v)}" for k, v in trial.params.items())
         table.add_row(str(trial.number), params, str(trial.user_attrs.get("error", "")))
-    Console(stderr=True).print(table)
+    table_console(stderr=True).print(table)
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)

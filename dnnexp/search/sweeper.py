@@ -185,6 +185,7 @@ class SearchLoop:
         except (OSError, ValueError):
             summary = {"status": "failed", "error": f"no readable {SUMMARY} in {job_dir}"}
         trial.set_user_attr("dir", str(job_dir))
+        trial.set_user_attr("epochs", summary.get("epochs"))
         pruned_at = (summary.get("search") or {}).get("pruned_at_epoch")
         if summary.get("status") != "completed":
             trial.set_user_attr("error", summary.get("error", "failed"))

@@ -12,6 +12,15 @@ from rich.tree import Tree
 console = Console()
 
 
+def table_console(stderr: bool = False) -> Console:
+    """A console for tables: the terminal's width on a TTY; piped or captured, wide enough that
+    each row stays on one line (for grep and logs) instead of rich's 80 columns."""
+    out = Console(highlight=False, stderr=stderr)
+    if not out.is_terminal:
+        out = Console(highlight=False, stderr=stderr, width=max(out.width, 1000))
+    return out
+
+
 def print_config(cfg: DictConfig) -> None:
     tree = Tree("[bold]config[/bold]")
     for group, node in cfg.items():
