@@ -357,3 +357,32 @@ def test_report_on_a_two_objective_search_shows_the_pareto_front(tmp_path: Path)
     assert report.best == sorted(front) == [8, 9]
     written = search_render.write(report, tmp_path / "out")
     assert {p.name for p in written} >= {"pareto_front.png", "search_history.png", "report.md"}
+
+
+def test_a_ddp_trial_is_pruned_on_every_rank_at_the_same_epoch(tmp_path: Path) -> None:
+    """Rank 0 reports to the pruner and broadcasts its decision: a pruned DDP trial stops on
+    both ranks (no hang), the job completes and the trial counts as pruned."""
+    proc = run_cli(
+        "train",
+        "-m",
+        "sweep=grid",
+        "optimizer.lr=choice(0.01,1e-7)",  # in this order: a good trial, then a hopeless one
+        "reg.dropout=choice(0.0)",
+        "search.pruner=median",
+        "search.prune_startup_trials=1",
+        "search.prune_warmup_epochs=0",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=4",
+        "trainer.limit_train_batches=4",
+        "hydra.sweep.dir=search",
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = _trials(tmp_path / "search")
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED"]
+    pruned = summary(tmp_path / "search" / "1")
+    assert pruned["search"]["pruned_at_epoch"] == 0 and pruned["epochs"] == 1
+    assert (tmp_path / "search" / "1" / "train_ddp_rank_1.log").is_file()

@@ -43,8 +43,7 @@ def main(args: list[str]) -> int:
     schema.register()
     register_resolvers()
     install_one_line_errors(args)
-    if _multirun(args):
-        register_search_sweeper()
+    register_search_sweeper()  # also in one run: a DDP rank of a search trial has sweep=... too
     speed_up_hydra(args)
     validate_before_run_dir()
     sys.argv = [sys.argv[0], *_flags_first(args)]  # Hydra reads its flags and overrides there

@@ -16,6 +16,7 @@ from typing import Any
 from dnnexp.config.errors import ConfigError
 
 JOURNAL = "search.journal"  # the embedded default storage, in the sweep dir
+ASK_LOCK, CREATE_LOCK = 2207, 2208  # PostgreSQL advisory lock keys
 WORKER = "dnnexp_worker"  # a trial's user attribute: host:pid of the process that runs it
 
 
@@ -41,7 +42,10 @@ def open_storage(url: str) -> Any:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     try:
-        return optuna.storages.RDBStorage(url)
+        # Two workers that start together on an empty database would both create Optuna's
+        # tables, and one fails on PostgreSQL's catalog (pg_type's unique index): one at a time.
+        with _server_lock(url, CREATE_LOCK):
+            return optuna.storages.RDBStorage(url)
     except (ImportError, ModuleNotFoundError) as err:
         raise ConfigError(
             f"search.storage={redact(url)}: its database driver is missing ({err});"
@@ -127,16 +131,8 @@ def ask_lock(url: str, sweep_dir: Path) -> Iterator[None]:
     that several workers end with exactly `n_trials`. A file lock beside a file storage; a
     PostgreSQL advisory lock (held by one connection) for a server."""
     if url.startswith("postgresql"):
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(url)
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(2207)"))
-            try:
-                yield
-            finally:
-                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(2207)"))
-        engine.dispose()
+        with _server_lock(url, ASK_LOCK):
+            yield
         return
     if url.startswith("journal:"):
         path = Path(url[len("journal:") :]).with_suffix(".ask.lock")
@@ -151,6 +147,26 @@ def ask_lock(url: str, sweep_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _server_lock(url: str, key: int) -> Iterator[None]:
+    """A PostgreSQL advisory lock, held by one connection for the block; nothing elsewhere."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f"SELECT pg_advisory_lock({key})"))
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text(f"SELECT pg_advisory_unlock({key})"))
+    finally:
+        engine.dispose()
 
 
 def worker_id() -> str:
