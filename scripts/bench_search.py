@@ -100,8 +100,9 @@ def samplers(trials: int, repeats: int) -> dict:
             knobs = [f"search.seed={seed}", f"search.n_trials={trials}"]
             walls.append(dnnexp("train", "-m", f"sweep={sweep}", *QUIET, *knobs,
                                 f"hydra.sweep.dir={sweep_dir}"))  # fmt: skip
-            values = [t.value if t.value is not None else 0.0 for t in study(sweep_dir).trials
-                      if t.state.name == "COMPLETE"]  # fmt: skip
+            # in trial order; a pruned or failed trial adds nothing to the best so far
+            values = [t.value if t.state.name == "COMPLETE" else 0.0
+                      for t in study(sweep_dir).trials]  # fmt: skip
             bests.append([max(values[:n], default=0.0) for n in checkpoints])
         results[sweep] = {
             f"best_after_{n}": {
@@ -123,8 +124,9 @@ SMALL = [
     "search.confirm_seeds=5",
     "model=choice(mlp,cnn)",
     "reg.augment.enabled=choice(true,false)",
-    "trainer.max_epochs=choice(30,100)",
+    "trainer.max_epochs=choice(100,200)",
     "data.batch_size=choice(16,64)",
+    "search.prune_warmup_epochs=30",
 ]
 
 
@@ -138,7 +140,11 @@ def small() -> dict:
 SWEEPS = {
     "grid": ["sweep=grid", "optimizer.lr=choice(0.001,0.01)", "reg.dropout=choice(0.0,0.3)"],
     "random": ["sweep=random", "search.n_trials=8"],
-    "bayesian": ["sweep=bayesian", "search.n_trials=8"],
+    "bayesian": [
+        "sweep=bayesian",
+        "search.n_trials=8",
+        "optimizer.lr=tag(log,interval(1e-4,1e-1))",
+    ],
     "evolutionary": ["sweep=evolutionary", "search.n_trials=8"],
     "nas": ["sweep=nas", "search.n_trials=8", "trainer.max_epochs=5"],
 }

@@ -35,6 +35,8 @@ SMOKE = [
 ]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 SKIPPED_PROGRAMS = ("pip ", "tensorboard ", "ruff ", "pytest")
+SEARCHES = ("grid", "random", "bayesian", "evolutionary", "nas")  # sweeps that run a search
+SEARCH_BUDGET = (("search.n_trials", 3), ("search.confirm_seeds", 2))  # where a line sets them
 
 
 def blocks(language: str) -> list[str]:
@@ -62,10 +64,18 @@ def runnable(command: str) -> bool:
 
 def with_smoke_limits(command: str) -> str:
     """`dnnexp train ...` (also after torchrun's `-m`) with the smoke limits first; not a
-    `resume=`, which re-runs the run's own overrides (the limits among them)."""
+    `resume=`, which re-runs the run's own overrides (the limits among them). A search gets
+    smoke-sized budgets last (`search.n_trials`, `search.confirm_seeds`): its own space and
+    knobs are still composed and checked, its trials and confirmation still run."""
     if "resume=" in command:
         return command
-    return re.sub(r"\bdnnexp train\b", "dnnexp train " + " ".join(SMOKE), command, count=1)
+    command = re.sub(r"\bdnnexp train\b", "dnnexp train " + " ".join(SMOKE), command, count=1)
+    words = shlex.split(command, comments=True)
+    budgets = [f"{key}={value}" for key, value in SEARCH_BUDGET if f"{key}=" in command]
+    if not any(w.startswith("sweep=") and w[6:] in SEARCHES for w in words) or not budgets:
+        return command
+    code, hash_, comment = command.partition(" #")
+    return f"{code.rstrip()} {' '.join(budgets)}{hash_}{comment}"
 
 
 def commands(body: str) -> list[str]:
@@ -129,6 +139,11 @@ def test_the_readme_shows_the_commands_this_test_runs() -> None:
         "dnnexp train " + " ".join(SMOKE) + " -m seed=0,1  # x"
     )
     assert not runnable("pip install tensorboard") and needs_a_gpu("dnnexp train trainer=ddp")
+    search = "dnnexp train -m sweep=bayesian search.n_trials=30 search.confirm_seeds=5 a=1  # x"
+    assert with_smoke_limits(search).endswith(
+        "a=1 search.n_trials=3 search.confirm_seeds=2 # x"
+    )  # a search's own budgets are smoke-sized too; a line without them keeps the sweep's
+    assert with_smoke_limits("dnnexp train -m sweep=random").endswith("-m sweep=random")
 
 
 def test_blocks_that_read_earlier_runs_stay_in_their_lane() -> None:

@@ -211,6 +211,43 @@ def test_confirmation_jobs_use_fresh_seeds_and_the_fixed_overrides() -> None:
     assert best[:3] == ["sweep=random", "trainer=smoke", "optimizer.lr=0.01"]
 
 
+def test_the_confirmation_is_a_paired_t_test_over_the_fresh_seeds(tmp_path: Path) -> None:
+    """confirmation.json: best - start on the test split, paired by seed, as scipy computes it;
+    with a seed missing on one side the samples are no longer paired (Welch's test then)."""
+    import json
+
+    from scipy import stats
+
+    from dnnexp.search.confirm import FRESH_SEED, compare_runs
+
+    start, best = [0.90, 0.92, 0.91, 0.93], [0.95, 0.96, 0.94, 0.97]
+    for variant, values in (("start", start), ("best", best)):
+        for i, value in enumerate(values):
+            run = tmp_path / "confirm" / f"{variant}-{FRESH_SEED + i}"
+            run.mkdir(parents=True)
+            metrics = {"test/acc": value, "val/acc": 0.5}
+            (run / "summary.json").write_text(
+                json.dumps({"status": "completed", "task": "classification", "metrics": metrics})
+            )
+    winner = SimpleNamespace(number=7, values=[0.99])
+    got = compare_runs(tmp_path, 4, winner, "val/acc")
+    diffs = [b - a for a, b in zip(start, best, strict=True)]
+    expected = stats.ttest_rel(best, start)
+    half = stats.t.ppf(0.975, 3) * stats.tstd(diffs) / 2
+    assert got["test"] == "paired t" and got["metric"] == "test/acc"
+    assert got["delta"] == pytest.approx(sum(diffs) / 4)
+    assert got["p_value"] == pytest.approx(expected.pvalue)
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx(
+        (got["delta"] - half, got["delta"] + half)
+    )
+    assert got["best_validation"] == {"metric": "val/acc", "value": 0.99}
+    assert json.loads((tmp_path / "confirmation.json").read_text())["best"]["n"] == 4
+    (tmp_path / "confirm" / f"best-{FRESH_SEED}" / "summary.json").write_text(
+        '{"status": "failed"}'
+    )
+    assert compare_runs(tmp_path, 4, winner, "val/acc")["test"] == "Welch t"
+
+
 def _run_workers(args: list[str], dirs: list[Path]) -> list[str]:
     """`dnnexp *args` in each dir at once; their outputs, once all have exited 0."""
     workers = [
