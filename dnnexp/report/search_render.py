@@ -243,6 +243,7 @@ def plot_history(report: SearchReport, path: Path) -> bool:
         ax.scatter([t.number for t in pruned], [t.last_value for t in pruned], marker="x",
                    s=24, color="tab:gray", label="pruned (last validation)", zorder=2)  # fmt: skip
     ax.set_xlabel("trial")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # trial numbers, not 0.5
     return _save(fig, ax, path, report, f"{report.metric} over trials")
 
 
