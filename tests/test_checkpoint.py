@@ -35,8 +35,10 @@ def test_a_real_checkpoint_holds_plain_containers_only(run_dir: Path) -> None:
         "target_stats",
         "input_stats",
         "classes",
+        "input_range",
     }
     assert hparams["num_outputs"] == 10 and hparams["target_stats"] is None
+    assert set(hparams["input_range"]) == {"low", "high", "unit"}  # plain lists of floats
     assert hparams["classes"] == [str(i) for i in range(10)] and hparams["input_stats"] is None
     assert isinstance(hparams["config"], dict) and hparams["config"]["model"]["name"] == "mlp"
     assert all(key.startswith("model.") for key in ckpt["state_dict"])

@@ -105,6 +105,33 @@ def test_trainer_options_only_change_what_they_name() -> None:
         ),
         ("data.val_fraction=0.85", "leaves nothing to train on"),
         ("trainer.limit_train_batches=2.5", "must be a share (<= 1.0) or a whole number"),
+        # adversarial training, robust evaluation, distillation
+        (
+            "reg.adversarial.method=cw",
+            "reg.adversarial.method='cw' is not allowed; choose one of: fgsm, pgd",
+        ),
+        (
+            "reg.adversarial.eps=0",
+            "reg.adversarial.eps=0.0 is out of range: must be greater than 0",
+        ),
+        (
+            "reg.adversarial.ratio=1.5",
+            "reg.adversarial.ratio=1.5 is out of range: must be at most 1",
+        ),
+        (
+            "reg.adversarial.steps=0",
+            "reg.adversarial.steps=0 is out of range: must be greater than 0",
+        ),
+        (
+            "eval.attacks=[pgd,cw]",
+            "eval.attacks=['pgd', 'cw'] is not allowed; each must be one of: fgsm, pgd",
+        ),
+        ("eval.eps=-1", "eval.eps=-1.0 is out of range: must be greater than 0"),
+        (
+            "distill.temperature=0",
+            "distill.temperature=0.0 is out of range: must be greater than 0",
+        ),
+        ("distill.alpha=1.5", "distill.alpha=1.5 is out of range: must be at most 1"),
     ],
 )
 def test_bad_values_fail_with_the_key_and_what_is_allowed(override: str, expected: str) -> None:
@@ -176,7 +203,7 @@ def test_one_table_says_which_way_each_metric_improves() -> None:
 
     for name in ("loss", "mse", "rmse", "mae"):
         assert lower_is_better(f"val/{name}") and mode(f"test/{name}") == "min"
-    for name in ("acc", "f1", "precision", "recall", "r2"):
+    for name in ("acc", "f1", "precision", "recall", "r2", "acc_fgsm", "acc_pgd"):
         assert not lower_is_better(f"val/{name}") and mode(f"test/{name}") == "max"
     assert set(LOWER_IS_BETTER) == {
         "loss",
@@ -188,5 +215,7 @@ def test_one_table_says_which_way_each_metric_improves() -> None:
         "precision",
         "recall",
         "r2",
+        "acc_fgsm",
+        "acc_pgd",
     }
     assert lower_is_better("train/loss_step") and lower_is_better("test/error")

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
 DESCRIPTION = """\
 Compare the variants of a sweep over seeds. Every dir under PATH holding summary.json is a run;
-runs whose overrides differ only in seed=... form a variant. Prints mean ± SD, 95% CI, a paired
-(same seeds) or Welch t-test against the baseline with Holm-adjusted p-values, and writes
+runs whose overrides differ only in seed=... (and data.fold=... under k-fold cross-validation:
+sweep=kfold, reported with the CV mean ± SD over the folds) form a variant. Prints mean ± SD,
+95% CI, a paired (same seeds and folds) or Welch t-test against the baseline with Holm-adjusted
+p-values, and writes
 report.md, report.csv, report.json, learning_curves.png and metric_<name>.png.
 
 On a search dir (dnnexp train -m sweep=random|bayesian|...): every trial (state, params,

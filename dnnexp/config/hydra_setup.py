@@ -39,6 +39,19 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver(
             "dnnexp.unique_dir", lambda path: shared_dir(path, unique_dir), use_cache=True
         )
+    if not OmegaConf.has_resolver("dnnexp.fold_range"):
+        OmegaConf.register_new_resolver("dnnexp.fold_range", fold_range)
+
+
+def fold_range(folds: Any) -> str:
+    """sweep=kfold's swept `data.fold`: range(K) for data.folds=K. Hydra expands a sweep
+    before any job validates its config, so K is checked here."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ConfigError(
+            f"data.folds={'null' if folds is None else folds}: sweep=kfold runs one job per"
+            " fold and needs data.folds=K, a whole number of at least 2"
+        )
+    return f"range({folds})"
 
 
 def one_line(ex: BaseException) -> str | None:
@@ -52,6 +65,9 @@ def one_line(ex: BaseException) -> str | None:
 
     if isinstance(ex, (ConfigError, RunError)):
         return str(ex)
+    resolver_error = _cause_of_type(ex, ConfigError)  # raised by a resolver (fold_range)
+    if resolver_error is not None:
+        return str(resolver_error)
     if isinstance(ex, MissingConfigException):
         missing = ex.missing_cfg_file or ""
         group, _, option = missing.rpartition("/")
@@ -91,11 +107,16 @@ def _raised_in_hydra(ex: BaseException) -> bool:
 
 def _os_error_in(ex: BaseException) -> OSError | None:
     """The OSError that caused ex (directly, or wrapped by Hydra/OmegaConf), if any."""
+    return _cause_of_type(ex, OSError)
+
+
+def _cause_of_type(ex: BaseException, kind: type) -> Any:
+    """The exception of type `kind` that caused ex (itself, or wrapped by Hydra/OmegaConf)."""
     from omegaconf.errors import OmegaConfBaseException
 
     seen = 0
     while ex is not None and seen < 10:
-        if isinstance(ex, OSError):
+        if isinstance(ex, kind):
             return ex
         # OmegaConf wraps a resolver's error (e.g. creating the run dir) as mere context
         wrapped = ex.__context__ if isinstance(ex, OmegaConfBaseException) else None

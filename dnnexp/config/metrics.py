@@ -10,6 +10,8 @@ LOWER_IS_BETTER = {
     "rmse": True,
     "mae": True,
     "acc": False,
+    "acc_fgsm": False,  # accuracy under attack (eval.attacks)
+    "acc_pgd": False,
     "f1": False,
     "precision": False,
     "recall": False,

@@ -90,6 +90,14 @@ class DataConfig:
     stratify: Optional[bool] = knob(
         None, doc="class-stratified splits; null = for classification (regression: random)"
     )
+    folds: Optional[int] = knob(
+        None,
+        ge=2,
+        doc="k-fold cross-validation: training + validation data cut into this many folds"
+        " (stratified as the splits are; the test split held out as before, val_fraction"
+        " unused); null = off",
+    )
+    fold: int = knob(0, ge=0, doc="with data.folds: the fold that validates (0 .. folds-1)")
 
     @classmethod
     def input_kind(cls, data: Any) -> str:
@@ -436,6 +444,18 @@ class AugmentConfig:
 
 
 @dataclass
+class AdversarialConfig:
+    enabled: bool = knob(False)
+    method: str = knob("pgd", choices=("fgsm", "pgd"), doc="how training examples are attacked")
+    eps: float = knob(
+        2.0, gt=0, doc="L-inf budget in raw input units (digits' pixels 0..16; 8-bit images 0..255)"
+    )
+    steps: int = knob(7, gt=0, le=100, doc="PGD iterations")
+    alpha: Optional[float] = knob(None, gt=0, doc="PGD step in raw units; null = 2.5 x eps/steps")
+    ratio: float = knob(0.5, gt=0, le=1, doc="share of each training batch made adversarial")
+
+
+@dataclass
 class RegConfig:
     """One flat node that every `reg` option writes into, so options compose as a list."""
 
@@ -446,6 +466,7 @@ class RegConfig:
     grad_clip: float = knob(0.0, ge=0, doc="max gradient norm, 0 = off")
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
 
 # -------------------------------------------------------------------------------------- trainer
@@ -558,6 +579,26 @@ class SearchConfig:
     trial: Optional[int] = knob(None, ge=0, doc="set by the search in each job")
 
 
+# ----------------------------------------------------------------------------------------- eval
+@dataclass
+class EvalConfig:
+    """Robust accuracy on the test split: `test/acc_<attack>` next to the clean metrics, after
+    training and in `dnnexp eval` (`attack=pgd attack.eps=4` there is `eval.attacks=[pgd]`...)."""
+
+    attacks: list[str] = knob([], choices=("fgsm", "pgd"), doc="attacks scored on the test split")
+    eps: float = knob(2.0, gt=0, doc="their L-inf budget in raw input units")
+    steps: int = knob(10, gt=0, le=1000, doc="PGD iterations")
+    alpha: Optional[float] = knob(None, gt=0, doc="PGD step in raw units; null = 2.5 x eps/steps")
+
+
+# -------------------------------------------------------------------------------------- distill
+@dataclass
+class DistillConfig:
+    teacher: Optional[str] = knob(None, doc="a run dir or .ckpt whose model teaches; null = off")
+    temperature: float = knob(4.0, gt=0, le=100, doc="softens both outputs (T)")
+    alpha: float = knob(0.5, ge=0, le=1, doc="weight of the soft-target loss (x T^2)")
+
+
 # ------------------------------------------------------------------------------------- top level
 @dataclass
 class TrainSchema:
@@ -579,6 +620,8 @@ class TrainSchema:
     reg: RegConfig = field(default_factory=RegConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     search: Optional[SearchConfig] = None
 
 

@@ -118,10 +118,12 @@ def _check_ranges(node: DictConfig, schema: type, prefix: str) -> None:
 
 def _check_value(key: str, value: Any, limits: Any) -> None:
     choices = limits.get("choices")
-    if choices is not None and value not in choices:
-        allowed = ", ".join("null" if c is None else str(c) for c in choices)
-        raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {allowed}")
     items = list(value) if isinstance(value, (list, ListConfig)) else [value]
+    if choices is not None and not all(item in choices for item in items):
+        allowed = ", ".join("null" if c is None else str(c) for c in choices)
+        if isinstance(value, (list, ListConfig)):
+            raise ConfigError(f"{key}={items} is not allowed; each must be one of: {allowed}")
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {allowed}")
     for item in items:
         if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
             continue
@@ -153,6 +155,7 @@ def _check_combinations(cfg: DictConfig) -> None:
         raise ConfigError(
             f"data.shape={list(data.shape)} must be [channels, height, width] or [features]"
         )
+    _check_folds(data)
     _check_task(cfg)
     _check_inputs(cfg)
     _check_data_files(data)
@@ -236,6 +239,21 @@ def _check_lightning_knobs(cfg: DictConfig) -> None:
         )
 
 
+def _check_folds(data: DictConfig) -> None:
+    """data.fold names one of data.folds (a class too small for the folds is refused when the
+    data are split: its size is known only then)."""
+    folds, fold = data.get("folds"), data.get("fold", 0)
+    if folds is None and fold:
+        raise ConfigError(
+            f"data.fold={fold} needs data.folds: k-fold cross-validation is off; set"
+            f" data.folds=K (K > {fold}), or leave data.fold at 0"
+        )
+    if folds is not None and fold >= folds:
+        raise ConfigError(
+            f"data.fold={fold} is out of range for data.folds={folds}: must be 0 .. {folds - 1}"
+        )
+
+
 def _check_task(cfg: DictConfig) -> None:
     """The task fits the data, and no knob of another task is set."""
     task, data = cfg.task.name, cfg.data
@@ -256,6 +274,11 @@ def _check_task(cfg: DictConfig) -> None:
             raise ConfigError(
                 "data.stratify=true needs class labels: regression splits are random"
                 " (fixed by data.split_seed); leave it null"
+            )
+        if cfg.eval.attacks:
+            raise ConfigError(
+                f"eval.attacks={list(cfg.eval.attacks)} scores accuracy under attack, a"
+                " classification metric: leave it [] under task=regression"
             )
     metrics = [f"val/{m}" for m in TASK_METRICS[task]]
     monitors = [("reg.early_stopping.monitor", cfg.reg.early_stopping.monitor)]

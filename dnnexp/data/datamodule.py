@@ -15,6 +15,7 @@ from dnnexp.data.loader import InMemoryLoader, plan_items
 from dnnexp.data.local_files import DataError, check_stratifiable, class_indices
 from dnnexp.data.splits import (
     channel_statistics,
+    fold_split,
     random_split,
     random_subsample,
     standardize,
@@ -56,6 +57,12 @@ class ArrayDataModule(L.LightningDataModule):
         self.target_stats: dict[str, list[float]] | None = None
         # uint8 images: the training split's per-channel mean and std, applied per batch
         self.input_stats: dict[str, list[float]] | None = None
+        # the valid range of the standardized inputs (low, high) and one raw unit in them (unit),
+        # per channel or feature: what adversarial examples are clipped to and measured in
+        self.input_range: dict[str, list[float]] | None = None
+        # a distillation teacher's outputs for the training split, when they are fixed (no
+        # batch transforms): computed once, served with each batch (`InMemoryLoader.extra`)
+        self.teacher_outputs: torch.Tensor | None = None
         self._num_classes = 0
         self.data_on_device = data_on_device
         self._placed_for: torch.device | None = None
@@ -85,10 +92,14 @@ class ArrayDataModule(L.LightningDataModule):
             check_stratifiable(y[:n], self.classes, cfg.name)
         # with the format's own test split, validation is carved from the rest
         test_fraction = 0.0 if own_test else cfg.test_fraction
+        folds = cfg.get("folds")  # k-fold: the test split as without folds, the rest in folds
+        val_fraction = 0.0 if folds else cfg.val_fraction
         if stratified:
-            train, val, test = stratified_split(y[:n], cfg.val_fraction, test_fraction, seed)
+            train, val, test = stratified_split(y[:n], val_fraction, test_fraction, seed)
         else:
-            train, val, test = random_split(n, cfg.val_fraction, test_fraction, seed)
+            train, val, test = random_split(n, val_fraction, test_fraction, seed)
+        if folds:  # fold `data.fold` of the rest validates, the other folds train
+            train, val = fold_split(train, y[train] if stratified else None, folds, cfg.fold, seed)
         if own_test:
             test = torch.arange(n, len(y))
         if stratified:
@@ -100,8 +111,13 @@ class ArrayDataModule(L.LightningDataModule):
         if xs[0].dtype == torch.uint8:  # images as the files hold them: normalized per batch
             mean, std = channel_statistics(xs[0])
             self.input_stats = {"mean": mean, "std": std}
+            low, high = [0.0] * len(mean), [255.0] * len(mean)
         else:  # images: one mean and std; tabular features and sequences: one per feature
-            xs = standardize(*xs, per_column=xs[0].ndim == 2)
+            per_column = xs[0].ndim == 2
+            mean, std = (_as_list(t) for t in statistics(xs[0], per_column))
+            low, high = (_as_list(t) for t in _extremes(xs[0], per_column))
+            xs = standardize(*xs, per_column=per_column)
+        self.input_range = _standardized_range(low, high, mean, std)
         if regression:
             y = y.reshape(len(y), -1).float()
             mean, std = statistics(y[train], per_column=True)
@@ -200,6 +216,9 @@ class ArrayDataModule(L.LightningDataModule):
             limit_batches=self.limit_train_batches,
             items_done=None if trainer is None else items_done,
         )
+        if self.teacher_outputs is not None:
+            self.teacher_outputs = self.teacher_outputs.to(loader.x.device)  # a no-op once there
+            loader.extra = self.teacher_outputs
         loader.batches_per_item, every = plan_items(
             loader.num_batches, self.steps_per_call, self.accumulate, self.val_check_interval
         )
@@ -213,6 +232,28 @@ class ArrayDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> InMemoryLoader:
         return self._loader("test", self.cfg.eval_batch_size, shuffle=False)
+
+
+def _as_list(t: torch.Tensor) -> list[float]:
+    return [float(v) for v in t.reshape(-1)]
+
+
+def _extremes(train: torch.Tensor, per_column: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training split's smallest and largest raw value (per column for tables)."""
+    if per_column:
+        return train.amin(0), train.amax(0)
+    return train.min(), train.max()
+
+
+def _standardized_range(
+    low: list[float], high: list[float], mean: list[float], std: list[float]
+) -> dict[str, list[float]]:
+    """Raw bounds as standardized ones, and one raw unit (1/std) per channel or feature."""
+    return {
+        "low": [(lo - m) / s for lo, m, s in zip(low, mean, std, strict=True)],
+        "high": [(hi - m) / s for hi, m, s in zip(high, mean, std, strict=True)],
+        "unit": [1.0 / s for s in std],
+    }
 
 
 def _free_memory(device: torch.device) -> int | None:

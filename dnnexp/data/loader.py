@@ -44,10 +44,13 @@ class InMemoryLoader:
         batches_per_item: int = 1,
         limit_batches: float | int = 1.0,
         items_done: Callable[[], int] | None = None,
+        extra: torch.Tensor | None = None,
     ) -> None:
         """`items_done`: the items of the current epoch already trained, as the trainer counts
-        them; it makes the loader resumable in the middle of an epoch (`state_dict`)."""
-        self.x, self.y = x, y
+        them; it makes the loader resumable in the middle of an epoch (`state_dict`). `extra`:
+        one more tensor row-aligned with y (a teacher's outputs), batched with it: items are
+        then (x, y, extra)."""
+        self.x, self.y, self.extra = x, y, extra
         self.items_done = items_done
         self._resume_at: tuple[int, int] | None = None  # (epoch, items to skip) after a load
         self.batch_size = batch_size
@@ -103,11 +106,14 @@ class InMemoryLoader:
         if state.get("items_done", 0) > 0:
             self._resume_at = (int(state["epoch"]), int(state["items_done"]))
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self._indices()
         if order is not None:  # data copied to a GPU is shuffled there
             order = order.to(self.x.device)
-        x, y = (self.x, self.y) if order is None else (self.x[order], self.y[order])
+        x, y, extra = (self.x, self.y, self.extra)
+        if order is not None:
+            x, y = x[order], y[order]
+            extra = None if extra is None else extra[order]
         b, end = self.batch_size, self.num_batches * self.batch_size
         step = b * self.batches_per_item
         skip = 0
@@ -116,7 +122,10 @@ class InMemoryLoader:
         self._resume_at = None
         for start in range(skip * step, end, step):
             stop = min(start + step, end)
-            yield x[start:stop], y[start:stop]
+            if extra is None:
+                yield x[start:stop], y[start:stop]
+            else:
+                yield x[start:stop], y[start:stop], extra[start:stop]
 
 
 def plan_items(

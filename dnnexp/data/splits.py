@@ -67,6 +67,54 @@ def random_split(
     return tuple(torch.sort(p).values for p in parts)  # type: ignore[return-value]
 
 
+def fold_split(
+    pool: torch.Tensor, y: torch.Tensor | None, folds: int, fold: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-fold cross-validation: the indices `pool` (training + validation, the test split held
+    out) cut into `folds` folds, stratified by their labels `y` (random when y is None);
+    (training = the other folds, validation = fold `fold`). The folds of one seed are disjoint
+    and cover the pool."""
+    which = random_folds(len(pool), folds, seed) if y is None else stratified_folds(y, folds, seed)
+    return pool[which != fold], pool[which == fold]
+
+
+def stratified_folds(y: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
+    """The fold (0 .. folds-1) of each sample: every class shuffled, the classes one after the
+    other dealt round-robin over the folds, so a class's count differs by at most one between
+    folds and so do the folds' sizes. Refuses a class with fewer samples than folds."""
+    g = torch.Generator().manual_seed(seed)
+    classes, counts = torch.unique(y, return_counts=True)
+    if int(counts.min()) < folds:
+        smallest = int(counts.argmin())
+        raise ConfigError(
+            f"data.folds={folds} is more than the {int(counts[smallest])} training + validation"
+            f" samples of class {int(classes[smallest])}: a stratified fold needs one of each;"
+            f" use data.folds={int(counts[smallest])} at most, or data.stratify=false"
+        )
+    order = []
+    for cls in classes:
+        idx = torch.nonzero(y == cls).flatten()
+        order.append(idx[torch.randperm(len(idx), generator=g)])
+    return _deal(torch.cat(order), folds)
+
+
+def random_folds(n: int, folds: int, seed: int) -> torch.Tensor:
+    """The fold (0 .. folds-1) of each of n samples, drawn at random (sizes differ by <= 1)."""
+    if n < folds:
+        raise ConfigError(
+            f"data.folds={folds} is more than the {n} training + validation samples:"
+            f" use data.folds={n} at most"
+        )
+    return _deal(torch.randperm(n, generator=torch.Generator().manual_seed(seed)), folds)
+
+
+def _deal(order: torch.Tensor, folds: int) -> torch.Tensor:
+    """Fold j % folds for the j-th sample of `order`."""
+    which = torch.empty(len(order), dtype=torch.long)
+    which[order] = torch.arange(len(order)) % folds
+    return which
+
+
 def random_subsample(n: int, fraction: float, seed: int) -> torch.Tensor:
     """Indices of a random `fraction` of n samples (at least one)."""
     if fraction >= 1.0:

@@ -61,6 +61,7 @@ def evaluate(ckpt_path: Path, out: Path | None, overrides: list[str]) -> dict[st
         hparams.get("target_stats"),
         hparams.get("input_stats"),
         hparams.get("classes"),
+        data.input_range,  # the same splits as the run's (the fingerprint says so)
     )
     try:
         task.load_state_dict(ckpt["state_dict"])

@@ -26,6 +26,11 @@ class Row:
     comparison: stats.Comparison | None = None  # None for the baseline itself
     p_adjusted: float | None = None
     verdict: str | None = None
+    # k-fold cross-validation: K (None without folds), the folds its completed runs cover and
+    # the validation score's mean ± SD over them (the metric's is `summary`)
+    folds: int | None = None
+    fold_ids: list[int] = field(default_factory=list)
+    val_summary: stats.Summary | None = None
 
     @property
     def name(self) -> str:
@@ -65,6 +70,21 @@ class Report:
     def lower_is_better(self) -> bool:
         return lower_is_better(self.metric)
 
+    @property
+    def cross_validation(self) -> bool:
+        """Whether some variant ran k-fold cross-validation (data.folds)."""
+        return any(r.folds for r in self.rows)
+
+    @property
+    def over(self) -> str:
+        """What a variant's runs vary in: "seeds", "folds" or "folds × seeds"."""
+        if not self.cross_validation:
+            return "seeds"
+        several = any(
+            len({r.seed for r in row.variant.runs if r.completed}) > 1 for row in self.rows
+        )
+        return "folds × seeds" if several else "folds"
+
 
 def available_metrics(runs: list[Run]) -> list[str]:
     """The metric keys found in the summaries, sorted."""
@@ -102,12 +122,15 @@ def build(root: Path, metric: str | None = None, baseline: str | None = None) ->
     return Report(root=Path(root), metric=metric, rows=rows, runs=runs, metrics=metrics, task=task)
 
 
-def _pairs(variant: Variant, metric: str) -> list[tuple[int | None, float]]:
-    """(seed, value) of the variant's completed runs that have a finite value of metric."""
+def _pairs(variant: Variant, metric: str) -> list[tuple[object, float]]:
+    """(unit, value) of the variant's completed runs that have a finite value of metric; the
+    unit pairs runs across variants: the seed, or (seed, fold) under k-fold cross-validation."""
+    return [(r.unit, r.metrics[metric]) for r in _valued(variant, metric)]
+
+
+def _valued(variant: Variant, metric: str) -> list[Run]:
     return [
-        (r.seed, r.metrics[metric])
-        for r in variant.runs
-        if r.completed and stats.finite(r.metrics.get(metric)) is not None
+        r for r in variant.runs if r.completed and stats.finite(r.metrics.get(metric)) is not None
     ]
 
 
@@ -121,15 +144,22 @@ def _row(variant: Variant, metric: str, is_baseline: bool, score: str) -> Row:
         for r in done
         if train_score in r.metrics and score in r.metrics
     ]
+    ks = {r.folds for r in variant.runs if r.folds}
+    folds = max(ks) if ks else None  # one K per variant (data.folds differs: another variant)
+    valued = _valued(variant, metric)
+    cv_score = stats.describe([r.metrics[score] for r in _valued(variant, score)])
     return Row(
         variant=variant,
         baseline=is_baseline,
         summary=stats.describe([v for _, v in pairs]),
-        seeds=[s for s, _ in pairs],
+        seeds=[r.seed for r in valued],
         val_score=_mean_finite(r.metrics.get(score) for r in done),
         gap=_mean_finite(gaps),
         epochs_to_best=_mean_finite(r.best_epoch + 1 for r in done if r.best_epoch is not None),
         duration_s=_mean_finite(r.duration_s for r in done),
+        folds=folds,
+        fold_ids=sorted({r.fold for r in valued if r.fold is not None}),
+        val_summary=cv_score if folds else None,
     )
 
 

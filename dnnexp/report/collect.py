@@ -1,5 +1,5 @@
 """Find the run dirs under a path, read what each left behind, and group the runs into variants
-that differ only in their seed."""
+that differ only in their seed and, under k-fold cross-validation, their fold."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ class Run:
     task: str = "classification"
     seed: int | None = None
     overrides: list[str] | None = None  # None: unknown (no summary field, no .hydra file)
+    fold: int | None = None  # k-fold cross-validation: data.fold (None: no folds)
+    folds: int | None = None  # and data.folds
     metrics: dict[str, float] = field(default_factory=dict)
     best_epoch: int | None = None
     epochs: int | None = None
@@ -46,10 +48,18 @@ class Run:
     def completed(self) -> bool:
         return self.status == "completed"
 
+    @property
+    def unit(self) -> int | tuple[int, int] | None:
+        """What pairs it with a run of another variant: its seed, or (seed, fold) under k-fold
+        cross-validation (folds pair like seeds); None when the seed is unknown."""
+        if self.seed is None:
+            return None
+        return self.seed if self.fold is None else (self.seed, self.fold)
+
 
 @dataclass
 class Variant:
-    """Runs with the same overrides apart from the seed."""
+    """Runs with the same overrides apart from the seed and the fold."""
 
     name: str
     overrides: list[str]  # the overrides that set it apart from the other variants
@@ -104,6 +114,7 @@ def read_run(run_dir: Path, root: Path) -> Run:
     seed = summary.get("seed")
     if not _is_int(seed):
         seed = seed_from(overrides, run_dir)
+    fold, folds = folds_from(overrides, run_dir)
     raw_metrics = summary.get("metrics")
     metrics = {
         str(k): float(v)
@@ -118,6 +129,8 @@ def read_run(run_dir: Path, root: Path) -> Run:
         task=summary["task"] if summary.get("task") in TASK_SCORE else "classification",
         seed=seed,
         overrides=overrides,
+        fold=fold,
+        folds=folds,
         metrics=metrics,
         best_epoch=summary["best_epoch"] if _is_int(summary.get("best_epoch")) else None,
         epochs=summary["epochs"] if _is_int(summary.get("epochs")) else None,
@@ -130,12 +143,15 @@ def read_run(run_dir: Path, root: Path) -> Run:
 
 def _orphan(job_dir: Path, root: Path) -> Run:
     overrides = read_overrides(job_dir)
+    fold, folds = folds_from(overrides, job_dir)
     return Run(
         dir=job_dir,
         rel=_rel(job_dir, root),
         status=NO_SUMMARY,
         seed=seed_from(overrides, job_dir),
         overrides=overrides,
+        fold=fold,
+        folds=folds,
         error="the job ended before writing summary.json (see its log)",
     )
 
@@ -168,6 +184,32 @@ def seed_from(overrides: list[str] | None, run_dir: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def folds_from(overrides: list[str] | None, run_dir: Path) -> tuple[int | None, int | None]:
+    """(data.fold, data.folds) of a k-fold run from its overrides, else from the data section
+    of .hydra/config.yaml; (None, None) without folds (data.folds null or unknown)."""
+    found: dict[str, int | None] = {}
+    for override in overrides or []:
+        key, _, value = override.partition("=")
+        key = key.strip().lstrip("+~")
+        if key in ("data.fold", "data.folds"):
+            found[key] = int(value) if re.fullmatch(r"\s*\d+\s*", value) else None
+    if "data.folds" not in found or "data.fold" not in found:
+        try:
+            text = (run_dir / ".hydra" / "config.yaml").read_text()
+        except OSError:
+            text = ""
+        data = re.search(r"^data:\n((?:[ \t]+.*\n?)*)", text, re.MULTILINE)
+        for key in ("data.fold", "data.folds"):
+            leaf = key.split(".")[1]
+            match = data and re.search(rf"^\s+{leaf}:\s*(\d+)\s*$", data.group(1), re.MULTILINE)
+            if key not in found and match:
+                found[key] = int(match.group(1))
+    folds = found.get("data.folds")
+    if folds is None:
+        return None, None
+    return found.get("data.fold", 0), folds
+
+
 def read_history(path: Path) -> list[dict[str, float]]:
     """metrics.csv as one dict per epoch (rows of the same epoch merged), [] when unusable."""
     try:
@@ -196,10 +238,15 @@ def is_seed(override: str) -> bool:
     return override.partition("=")[0].strip().lstrip("+~") == "seed"
 
 
+def is_unit(override: str) -> bool:
+    """Whether an override sets what pairs runs across variants: the seed, or data.fold."""
+    return is_seed(override) or override.partition("=")[0].strip().lstrip("+~") == "data.fold"
+
+
 def group(runs: list[Run]) -> list[Variant]:
-    """Variants: runs whose overrides match once seed=... and the overrides every run shares are
-    dropped. Named by the remaining overrides; in the order of their first run. A job that did
-    not complete and whose overrides are unknown belongs to no variant."""
+    """Variants: runs whose overrides match once seed=..., data.fold=... and the overrides every
+    run shares are dropped. Named by the remaining overrides; in the order of their first run.
+    A job that did not complete and whose overrides are unknown belongs to no variant."""
     known = [set(r.overrides) for r in runs if r.overrides is not None]
     shared = set.intersection(*known) if known else set()
     members: dict[tuple[str, ...] | None, list[Run]] = {}
@@ -211,7 +258,7 @@ def group(runs: list[Run]) -> list[Variant]:
             key = None
             own: list[str] = []
         else:
-            own = [o for o in run.overrides if not is_seed(o) and o not in shared]
+            own = [o for o in run.overrides if not is_unit(o) and o not in shared]
             key = tuple(sorted(set(own)))
         members.setdefault(key, []).append(run)
         distinct.setdefault(key, own)

@@ -98,7 +98,7 @@ def plot_learning_curves(report: Report, path: Path) -> bool:
             ax.fill_between(epochs, lows, highs, color=color, alpha=band_alpha, lw=0)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-        ax.set_title(f"{label} (mean ± SD over seeds)")
+        ax.set_title(f"{label} (mean ± SD over {report.over})")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
@@ -201,7 +201,8 @@ def plot_metric(report: Report, path: Path) -> bool:
         ax.set_xticklabels(labels, fontsize=9)
     ax.set_ylabel(f"{report.metric} (mean, 95% CI)")
     ax.set_title(
-        f"{report.metric} per variant: mean with 95% t-CI, dots = seeds\n{short(report.root)}",
+        f"{report.metric} per variant: mean with 95% t-CI, dots = {report.over}"
+        f"\n{short(report.root)}",
         fontsize=11,
     )
     ax.grid(axis="y", alpha=0.3)

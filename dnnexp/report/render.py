@@ -109,15 +109,25 @@ def footnote(report: Report) -> str:
     ns = sorted({r.summary.n for r in report.rows})
     n_text = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
     direction = "lower" if report.lower_is_better else "higher"
+    cv = report.cross_validation
     parts = [
         f"{report.metric}: {direction} is better",
-        "± = SD over seeds (ddof=1)",
+        f"± = SD over {report.over} (ddof=1)",
         "95% CI = t-interval of the mean",
-        f"n = completed seeds per variant ({n_text})",
+        f"n = completed {f'runs ({report.over})' if cv else 'seeds'} per variant ({n_text})",
     ]
+    if cv:
+        parts.append(
+            "folds share training data, so the CIs and tests, which take the runs as"
+            " independent, are optimistic"
+        )
     if len(report.rows) > 1:
         tests = Counter(r.comparison.test for r in report.compared if r.comparison)
-        names = {stats.PAIRED: "paired t-test over the shared seeds", stats.WELCH: "Welch's t-test"}
+        shared = "(seed, fold) runs" if cv else "seeds"
+        names = {
+            stats.PAIRED: f"paired t-test over the shared {shared}",
+            stats.WELCH: "Welch's t-test",
+        }
         used = ", ".join(f"{names.get(t, t)} ×{count}" for t, count in tests.items())
         k = len(report.compared)
         parts += [
@@ -139,7 +149,7 @@ def rich_table(report: Report, compact: bool = False) -> Table:
     """The terminal table; compact: for a narrow terminal, mean ± SD with its CI below it, and
     without the val acc, gap, epochs, time and test columns (they stay in report.md)."""
     table = Table(
-        title=f"{report.metric} over seeds: {report.root}",
+        title=f"{report.metric} over {report.over}: {report.root}",
         title_justify="left",
         header_style="bold",
         box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD,
@@ -184,8 +194,32 @@ def incomplete_table(report: Report) -> Table | None:
     return table
 
 
+def cross_validation(report: Report) -> list[str]:
+    """One line per variant that ran k-fold cross-validation: its validation score and the
+    metric, mean ± SD over its folds (and seeds)."""
+    lines = []
+    for row in report.rows:
+        if not row.folds:
+            continue
+        seeds = len({r.seed for r in row.variant.runs if r.completed})
+        covered = len(row.fold_ids)
+        folds = f"{covered} folds" if covered == row.folds else f"{covered} of {row.folds} folds"
+        over = f"{row.summary.n} runs: {folds} × {seeds} seeds" if seeds > 1 else folds
+        shown = [(report.score, row.val_summary)]
+        if report.metric != report.score:
+            shown.append((report.metric, row.summary))
+        values = ", ".join(
+            f"{metric} {num(s.mean)} ± {num(s.std)}" for metric, s in shown if s is not None
+        )
+        lines.append(
+            f"{row.folds}-fold cross-validation, {row.name}: {values} (mean ± SD over {over})"
+        )
+    return lines
+
+
 def print_report(report: Report, console: Console) -> None:
-    """The table (compact when the full one would not fit), its footnote, incomplete jobs."""
+    """The table (compact when the full one would not fit), the cross-validation, its
+    footnote, incomplete jobs."""
     table = rich_table(report)
     wide = console.options.update_width(100_000)
     compact = Measurement.get(console, wide, table).maximum > console.width
@@ -198,6 +232,8 @@ def print_report(report: Report, console: Console) -> None:
                 style="dim",
             )
         )
+    for line in cross_validation(report):
+        console.print(Text(line, style="bold"), soft_wrap=True)
     console.print(Text(footnote(report), style="dim"))
     incomplete = incomplete_table(report)
     if incomplete is not None:
@@ -212,9 +248,10 @@ def ranking(report: Report) -> list[str]:
     others = [r for r in report.rows if not r.baseline]
     if not others:
         s = base.summary
+        what = f"run(s) ({report.over})" if report.cross_validation else "seed(s)"
         return [
             f"One variant only, nothing to compare: {m} = {num(s.mean)} ± {num(s.std)} (SD) "
-            f"over n = {s.n} seed(s)."
+            f"over n = {s.n} {what}."
         ]
     significant = [r for r in others if r.verdict in ("better", "worse")]
     sign = 1 if report.lower_is_better else -1
@@ -278,7 +315,11 @@ def markdown(report: Report, plots: list[str]) -> str:
         "| " + " | ".join("---" if i in (0, 9, 12) else "---:" for i in range(len(head))) + " |",
     ]
     lines += ["| " + " | ".join(_md_escape(c) for c in cells(r)) + " |" for r in report.rows]
-    lines += ["", footnote(report), "", "## Conclusions", "", *ranking(report)]
+    lines += ["", footnote(report)]
+    if report.cross_validation:
+        lines += ["", "## Cross-validation", ""]
+        lines += [f"- {line}" for line in cross_validation(report)]
+    lines += ["", "## Conclusions", "", *ranking(report)]
     runs = [r for r in report.runs if not r.completed]
     if runs:
         lines += ["", "## Jobs not completed", "", "| dir | overrides | status | error |"]
@@ -303,6 +344,7 @@ def csv_columns(report: Report) -> list[str]:
         "dir",
         "variant",
         "seed",
+        *(["fold"] if report.cross_validation else []),
         "status",
         *report.metrics,
         "best_epoch",
@@ -325,6 +367,7 @@ def write_csv(report: Report, path: Path) -> None:
                     "dir": run.rel,
                     "variant": variant_of.get(id(run), ""),
                     "seed": run.seed,
+                    **({"fold": run.fold} if report.cross_validation else {}),
                     "status": run.status,
                     **run.metrics,
                     "best_epoch": run.best_epoch,
@@ -363,9 +406,22 @@ def json_rows(report: Report) -> list[dict[str, Any]]:
                 "verdict": "baseline" if row.baseline else row.verdict,
                 "baseline": row.baseline,
                 "seeds": row.seeds,
+                **(_cv_json(row, report.score) if report.cross_validation else {}),
             }
         )
     return out
+
+
+def _cv_json(row: Row, score: str) -> dict[str, Any]:
+    """k-fold cross-validation: K, the folds covered, the validation score's mean ± SD."""
+    s = row.val_summary
+    return {
+        "folds": row.folds,
+        "fold_ids": row.fold_ids,
+        "cv_score": None
+        if s is None
+        else {"metric": score, "n": s.n, "mean": stats.finite(s.mean), "std": stats.finite(s.std)},
+    }
 
 
 def write_report_json(report: Report, path: Path) -> None:

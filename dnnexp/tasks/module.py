@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from dnnexp.config.schema import DATA_SCHEMAS, MODEL_SCHEMAS
 from dnnexp.models import build_model
 from dnnexp.tasks import build_objective
+from dnnexp.tasks.attacks import test_attacks
 from dnnexp.tasks.regularizers import batch_transforms, loss_terms
 from dnnexp.training.optim import build_optimizer, build_scheduler, param_groups
 
@@ -57,9 +58,13 @@ class TrainingModule(L.LightningModule):
         target_stats: dict | None = None,
         input_stats: dict | None = None,
         classes: list[str] | None = None,
+        input_range: dict | None = None,
+        teacher: torch.nn.Module | None = None,
     ) -> None:
+        """`teacher`: a frozen model for `distill` (training only; not a hyperparameter, not
+        a submodule, so never in a checkpoint)."""
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["teacher"])
         cfg = OmegaConf.create(config)
         self.cfg = cfg
         self.objective = build_objective(cfg, num_outputs, target_stats)
@@ -75,8 +80,21 @@ class TrainingModule(L.LightningModule):
         self._epoch_start, self._epoch_lr = 0.0, 0.0
         reads_rows = MODEL_SCHEMAS[cfg.model.name].reads == "rows"
         natural = DATA_SCHEMAS[cfg.data.name].natural_images
-        self._batch_transforms = batch_transforms(cfg.reg, tuple(input_shape), reads_rows, natural)
-        self._loss_terms = loss_terms(cfg.reg, self.model)
+        self._batch_transforms = batch_transforms(
+            cfg.reg,
+            tuple(input_shape),
+            reads_rows,
+            natural,
+            self.model,
+            self.objective.eval_loss,
+            input_range,
+        )
+        self._attacks = test_attacks(cfg.get("eval"), input_range)  # name -> Attack
+        self._attack_hits: dict[str, list[torch.Tensor]] = {name: [] for name in self._attacks}
+        self._attacked = 0  # test samples attacked on this rank
+        self._loss_terms = loss_terms(cfg.reg, self.model, cfg.get("distill"), teacher)
+        self._task_weight = math.prod(getattr(t, "task_weight", 1.0) for t in self._loss_terms)
+        object.__setattr__(self, "_teacher", teacher)  # moved with the model (on_fit_start)
         # plain attributes for the hot path: a DictConfig lookup costs microseconds per step
         self._grad_clip = float(cfg.reg.grad_clip)
         self._batch_size = int(cfg.data.batch_size)
@@ -116,14 +134,15 @@ class TrainingModule(L.LightningModule):
         (the last step of an epoch takes what is left), up to `trainer.steps_per_call` steps.
         Each batch's loss is divided by the accumulation, as Lightning does, so accumulating k
         batches of n gives the gradient of one batch of k*n."""
-        x, y = batch
+        x, y, *extra = batch  # extra: a teacher's outputs for these batches, if precomputed
         optimizer, scheduler, backward = self.optimizers(), self._step_scheduler, self._backward
         step = partial(self._direct_step, optimizer) if self._step_directly else optimizer.step
         b, k, done, first_step = self._batch_size, self._accumulate, 0, self.global_step
         first = batch_idx * self._batches_per_item  # this item's first batch in the epoch
         for start in range(0, len(y), b):
             position = first + done + 1  # batches of this epoch trained, this one included
-            loss = self._loss(x[start : start + b], y[start : start + b])
+            part = slice(start, start + b)
+            loss = self._loss(x[part], y[part], *(t[part] for t in extra))
             if (position - 1) % k == 0:  # the first batch of an optimizer step
                 optimizer.zero_grad(set_to_none=True)
             backward(loss / k if k > 1 else loss)
@@ -149,7 +168,7 @@ class TrainingModule(L.LightningModule):
         for logger in self.loggers:
             logger.log_metrics(row, step=self.global_step)
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
         """The batch transforms, the objective's loss (its plain loss goes to the metrics), then
         each loss term of the batch and the output added."""
         x = self.normalize(x)
@@ -158,8 +177,10 @@ class TrainingModule(L.LightningModule):
         output = self(x)
         loss, plain = self.objective.loss(output, y)
         self.stats["train"].update(output.detach(), y, plain)
+        if self._task_weight != 1.0:
+            loss = loss * self._task_weight
         for term in self._loss_terms:
-            loss = loss + term(x, y, output)
+            loss = loss + term(x, y, output, *extra)
         return loss
 
     def _check_finite(self, losses: list[torch.Tensor], first: int, first_step: int) -> None:
@@ -174,6 +195,23 @@ class TrainingModule(L.LightningModule):
             f" {first_step + i // self._accumulate} (epoch {self.current_epoch},"
             f" batch {first + i}). {NAN_ADVICE}"
         )
+
+    @property
+    def transforms_batches(self) -> bool:
+        return bool(self._batch_transforms)
+
+    @torch.no_grad()
+    def teacher_outputs(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """The distillation teacher's outputs for inputs `x` (a whole split), in batches."""
+        teacher = self._teacher.to(x.device)
+        parts = [
+            teacher(self.normalize(x[i : i + batch_size])) for i in range(0, len(x), batch_size)
+        ]
+        return torch.cat(parts)
+
+    def on_fit_start(self) -> None:
+        if self._teacher is not None:
+            self._teacher.to(self.device)
 
     def on_train_start(self) -> None:
         """On one device without a gradient scaler, `manual_backward` only adds hook calls
@@ -227,6 +265,18 @@ class TrainingModule(L.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step("test", batch)
+        if not self._attacks:
+            return
+        x, y = self.normalize(batch[0]), batch[1]
+        # Lightning tests under inference mode; an attack needs the input's gradient
+        self._attacked += len(y)
+        with torch.inference_mode(False):
+            x, y = x.clone(), y.clone()
+            for name, attack in self._attacks.items():
+                adversarial = attack(self._forward, self.objective.eval_loss, x, y)
+                with torch.no_grad():
+                    hits = (self._forward(adversarial).argmax(1) == y).sum()
+                self._attack_hits[name].append(hits)
 
     # ------------------------------------------------------------------------------ epochs
     def _compute(self, stage: str) -> dict[str, float]:
@@ -341,6 +391,14 @@ class TrainingModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self._compute("test")
+        for name, hits in self._attack_hits.items():  # accuracy under attack, over all ranks
+            sums = torch.tensor(
+                [float(torch.stack(hits).sum()), self._attacked], device=self.device
+            )
+            correct, total = self.trainer.strategy.reduce(sums.double(), reduce_op="sum").tolist()
+            self.test_metrics[f"test/acc_{name}"] = correct / total
+            hits.clear()
+        self._attacked = 0
         # float64: the values reach the main process exactly after ddp_spawn
         exact = {k: torch.tensor(v, dtype=torch.float64) for k, v in self.test_metrics.items()}
         self.log_dict(exact, logger=False)

@@ -65,6 +65,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def load_run_weights(key: str, value: str) -> dict[str, Any]:
+    """The checkpoint that `key=value` names (a .ckpt file, or a run dir: its best.ckpt),
+    loaded safely; errors name `key` (distill.teacher, init_from), one line each."""
+    path = Path(value)
+    if path.is_dir() and (path / "checkpoints" / "best.ckpt").is_file():
+        path = path / "checkpoints" / "best.ckpt"
+    elif path.is_dir():
+        raise RunError(f"{key}={value}: a directory without checkpoints/best.ckpt (not a run dir)")
+    try:
+        return load_checkpoint(path)
+    except RunError as err:
+        raise RunError(str(err).replace(f"ckpt={path}", f"{key}={value}", 1)) from None
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes checkpoints atomically and no more often than every `interval_s` seconds.
 

@@ -65,6 +65,13 @@ def train(
     data.setup()  # bad data settings (e.g. a class left empty) fail before anything is written
     kind = "tabular" if len(data.input_shape) == 1 else "image"
     check_model_input(cfg.model.name, kind, cfg.data.name)  # files: known once they are read
+    teacher = None
+    if cfg.distill.teacher is not None:  # a bad teacher is one line, before anything is written
+        from dnnexp.tasks.distillation import load_teacher
+
+        teacher = load_teacher(
+            cfg.distill.teacher, list(data.input_shape), data.num_outputs, data.fingerprint
+        )
     started = time.perf_counter()
     summary: dict[str, Any] = {
         "status": "running",
@@ -81,7 +88,7 @@ def train(
         write_json(run_dir / SUMMARY, summary)
     try:
         with job_scope(), _signals_interrupt():
-            result = _fit_and_test(cfg, data, run_dir, overrides, resume, label is None)
+            result = _fit_and_test(cfg, data, run_dir, overrides, resume, label is None, teacher)
         summary.update(result)
         summary["status"] = "completed"
     except BaseException as err:  # the run dir must say what happened, then the error goes on
@@ -126,8 +133,9 @@ def _fit_and_test(
     overrides: list[str],
     resume: dict | None,
     show_details: bool,
+    teacher: Any = None,
 ) -> dict[str, Any]:
-    """`resume`: the last.ckpt a resumed run continues from."""
+    """`resume`: the last.ckpt a resumed run continues from; `teacher`: distill's."""
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     task = TrainingModule(
         OmegaConf.to_container(cfg, resolve=True),  # plain dict: loads with weights_only=True
@@ -137,7 +145,11 @@ def _fit_and_test(
         data.target_stats,
         data.input_stats,
         data.classes,
+        data.input_range,
+        teacher,
     )
+    if teacher is not None and not task.transforms_batches:  # fixed inputs: teach them once
+        data.teacher_outputs = task.teacher_outputs(data.splits["train"][0])
     trainer = build_trainer(cfg, run_dir, overrides, model_summary=show_details, resume=resume)
     ckpt_path = None if resume is None else run_dir / LAST
     trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
