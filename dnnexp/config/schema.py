@@ -87,6 +87,9 @@ class DataConfig:
     test_fraction: float = knob(0.2, gt=0, lt=1, doc="share of all samples held out for testing")
     train_fraction: float = knob(1.0, gt=0, le=1, doc="share of the training split actually used")
     split_seed: int = knob(0, ge=0, doc="fixes the train/val/test split, independent of `seed`")
+    classes: Optional[list[str]] = knob(
+        None, doc="keep these classes only (by name), relabelled 0..k-1 in this order; null = all"
+    )
     stratify: Optional[bool] = knob(
         None, doc="class-stratified splits; null = for classification (regression: random)"
     )
@@ -351,6 +354,9 @@ def models_reading(*kinds: str) -> list[str]:
 class OptimizerConfig:
     name: str = knob("adam")
     lr: float = knob(1e-3, gt=0, doc="learning rate")
+    backbone_lr_ratio: float = knob(
+        1.0, gt=0, le=1, doc="the layers init_from loaded train at lr x this ratio"
+    )
     implementation: str = knob(
         "auto",
         choices=OPTIMIZER_IMPLEMENTATIONS,
@@ -612,6 +618,13 @@ class TrainSchema:
     name: str = knob("default", doc="a label for the run, shown in reports")
     tags: list[str] = knob([])
     resume: Optional[str] = knob(None, doc="a run dir to continue from its last.ckpt")
+    init_from: Optional[str] = knob(
+        None, doc="a run dir or .ckpt: start from its weights (same names and shapes)"
+    )
+    freeze: str = knob("none", choices=("none", "backbone"), doc="backbone: init_from's layers")
+    freeze_epochs: Optional[int] = knob(
+        None, gt=0, doc="unfreeze the backbone after this many epochs; null = frozen throughout"
+    )
     task: Any = None
     data: Any = None
     model: Any = None

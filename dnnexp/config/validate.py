@@ -157,6 +157,7 @@ def _check_combinations(cfg: DictConfig) -> None:
         )
     _check_folds(data)
     _check_task(cfg)
+    _check_transfer(cfg)
     _check_inputs(cfg)
     _check_data_files(data)
     limits = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
@@ -291,6 +292,35 @@ def _check_task(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"{key}={monitor} is not a metric of task={task}; choose one of:"
                 f" {', '.join(metrics)}"
+            )
+
+
+def _check_transfer(cfg: DictConfig) -> None:
+    """The transfer-learning knobs act on the layers `init_from` loads; `data.classes` picks
+    classes."""
+    if cfg.init_from is None:
+        if cfg.freeze != "none":
+            raise ConfigError(
+                f"freeze={cfg.freeze} freezes the layers init_from loads: set init_from=RUN_DIR"
+                " (or a .ckpt), or leave freeze=none"
+            )
+        if cfg.optimizer.backbone_lr_ratio != 1.0:
+            raise ConfigError(
+                f"optimizer.backbone_lr_ratio={cfg.optimizer.backbone_lr_ratio} scales the lr of"
+                " the layers init_from loads: set init_from=RUN_DIR, or leave it at 1.0"
+            )
+    if cfg.freeze_epochs is not None and cfg.freeze == "none":
+        raise ConfigError(
+            f"freeze_epochs={cfg.freeze_epochs} says when freeze=backbone ends: set"
+            " freeze=backbone, or leave freeze_epochs null"
+        )
+    wanted = cfg.data.get("classes")
+    if wanted is not None:
+        if cfg.task.name != "classification":
+            raise ConfigError("data.classes picks classes: leave it null under task=regression")
+        if len(wanted) < 2 or len(set(wanted)) != len(wanted):
+            raise ConfigError(
+                f"data.classes={list(wanted)}: give at least 2 different classes, e.g. [0,1,2]"
             )
 
 

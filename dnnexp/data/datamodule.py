@@ -12,7 +12,12 @@ from omegaconf import DictConfig
 
 from dnnexp.data import DATASETS
 from dnnexp.data.loader import InMemoryLoader, plan_items
-from dnnexp.data.local_files import DataError, check_stratifiable, class_indices
+from dnnexp.data.local_files import (
+    DataError,
+    check_stratifiable,
+    class_indices,
+    keep_classes,
+)
 from dnnexp.data.splits import (
     channel_statistics,
     fold_split,
@@ -86,8 +91,14 @@ class ArrayDataModule(L.LightningDataModule):
             raise DataError(
                 f"data={cfg.name}: the targets are text labels; task=regression needs numbers"
             )
+        x_test = arrays.x_test
         if not regression:
             y, self.classes = class_indices(y, self.classes, cfg.name)
+        if not regression and cfg.get("classes"):  # a subset of the classes, renumbered
+            keep, y, self.classes = keep_classes(y, self.classes, list(cfg.classes), cfg.name)
+            x = x[keep[:n]]
+            x_test = x_test[keep[n:]] if own_test else None
+            y, n = y[keep], int(keep[:n].sum())
         if stratified:
             check_stratifiable(y[:n], self.classes, cfg.name)
         # with the format's own test split, validation is carved from the rest
@@ -106,8 +117,8 @@ class ArrayDataModule(L.LightningDataModule):
             train = train[stratified_subsample(y[train], cfg.train_fraction, seed)]
         else:
             train = train[random_subsample(len(train), cfg.train_fraction, seed)]
-        xs = [x[train], x[val], arrays.x_test if own_test else x[test]]
-        del x, arrays  # only the splits stay in memory
+        xs = [x[train], x[val], x_test if own_test else x[test]]
+        del x, x_test, arrays  # only the splits stay in memory
         if xs[0].dtype == torch.uint8:  # images as the files hold them: normalized per batch
             mean, std = channel_statistics(xs[0])
             self.input_stats = {"mean": mean, "std": std}

@@ -66,6 +66,25 @@ def class_indices(
     return index, [f"{v:g}" for v in values.tolist()]
 
 
+def keep_classes(
+    y: torch.Tensor, classes: list[str] | None, wanted: list[str], name: str
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """`data.classes`: which samples (a mask) belong to the `wanted` classes, named as the data
+    names them (digits: "0".."9"), and their labels renumbered 0..k-1 in the order given."""
+    names = classes if classes is not None else [str(i) for i in range(int(y.max()) + 1)]
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        raise DataError(
+            f"data.classes: {', '.join(unknown)} not among data={name}'s classes"
+            f" ({', '.join(names)})"
+        )
+    new_label = torch.full((len(names),), -1, dtype=torch.long)
+    for i, c in enumerate(wanted):
+        new_label[names.index(c)] = i
+    relabelled = new_label[y]
+    return relabelled >= 0, relabelled, list(wanted)
+
+
 def check_stratifiable(y: torch.Tensor, classes: list[str] | None, name: str) -> None:
     """A stratified split needs at least 2 samples of every class."""
     counts = torch.bincount(y, minlength=len(classes) if classes else 0)

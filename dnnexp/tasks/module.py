@@ -60,9 +60,11 @@ class TrainingModule(L.LightningModule):
         classes: list[str] | None = None,
         input_range: dict | None = None,
         teacher: torch.nn.Module | None = None,
+        pretrained: list[str] | None = None,
     ) -> None:
         """`teacher`: a frozen model for `distill` (training only; not a hyperparameter, not
-        a submodule, so never in a checkpoint)."""
+        a submodule, so never in a checkpoint). `pretrained`: the names of the parameters
+        `init_from` loaded (the backbone: its own lr, frozen with freeze=backbone)."""
         super().__init__()
         self.save_hyperparameters(ignore=["teacher"])
         cfg = OmegaConf.create(config)
@@ -95,6 +97,8 @@ class TrainingModule(L.LightningModule):
         self._loss_terms = loss_terms(cfg.reg, self.model, cfg.get("distill"), teacher)
         self._task_weight = math.prod(getattr(t, "task_weight", 1.0) for t in self._loss_terms)
         object.__setattr__(self, "_teacher", teacher)  # moved with the model (on_fit_start)
+        self._pretrained = set(pretrained or [])
+        self._frozen: list[torch.nn.Parameter] = []  # the backbone, while it is frozen
         # plain attributes for the hot path: a DictConfig lookup costs microseconds per step
         self._grad_clip = float(cfg.reg.grad_clip)
         self._batch_size = int(cfg.data.batch_size)
@@ -196,6 +200,11 @@ class TrainingModule(L.LightningModule):
             f" batch {first + i}). {NAN_ADVICE}"
         )
 
+    def use_pretrained(self, names: list[str]) -> None:
+        """The parameters `init_from` loaded (kept in the hyperparameters for a resume)."""
+        self._pretrained = set(names)
+        self.hparams["pretrained"] = list(names)
+
     @property
     def transforms_batches(self) -> bool:
         return bool(self._batch_transforms)
@@ -225,6 +234,7 @@ class TrainingModule(L.LightningModule):
 
         trainer = self.trainer
         self._start_epoch()  # for a run resumed mid-epoch, which skips on_train_epoch_start
+        self._freeze_for(self.current_epoch)
         plain = isinstance(trainer.strategy, SingleDeviceStrategy) and (
             getattr(trainer.precision_plugin, "scaler", None) is None
         )
@@ -249,7 +259,12 @@ class TrainingModule(L.LightningModule):
         optimizer._on_after_step()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Called by the precision plugin after it unscaled the gradients (16-mixed)."""
+        """Called by the precision plugin after it unscaled the gradients (16-mixed). A frozen
+        backbone's gradients are dropped here (after DDP synced them, so every rank drops the
+        same): the optimizer then leaves those parameters alone, weight decay and momentum
+        included, while `requires_grad` (and DDP's view of the model) stays as it was."""
+        for p in self._frozen:
+            p.grad = None
         if self._grad_clip > 0:
             self.clip_gradients(
                 optimizer, gradient_clip_val=self._grad_clip, gradient_clip_algorithm="norm"
@@ -291,6 +306,15 @@ class TrainingModule(L.LightningModule):
         self._start_epoch()
         self._step_epoch_scheduler()
         self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self._freeze_for(self.current_epoch)
+
+    def _freeze_for(self, epoch: int) -> None:
+        """freeze=backbone: the pretrained parameters are frozen until `freeze_epochs`."""
+        cfg = self.cfg
+        until = cfg.get("freeze_epochs")
+        frozen = cfg.get("freeze") == "backbone" and (until is None or epoch < until)
+        named = dict(self.model.named_parameters())
+        self._frozen = [named[n] for n in sorted(self._pretrained)] if frozen else []
 
     def _start_epoch(self) -> None:
         loader = self.trainer.train_dataloader
@@ -420,7 +444,10 @@ class TrainingModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         cfg = self.cfg
-        optimizer = build_optimizer(cfg.optimizer, param_groups(self.model, cfg.reg.weight_decay))
+        ratio = cfg.optimizer.get("backbone_lr_ratio", 1.0)
+        backbone_lr = cfg.optimizer.lr * ratio if self._pretrained and ratio != 1.0 else None
+        groups = param_groups(self.model, cfg.reg.weight_decay, self._pretrained, backbone_lr)
+        optimizer = build_optimizer(cfg.optimizer, groups)
         scheduler = build_scheduler(
             cfg.scheduler,
             optimizer,

@@ -13,17 +13,30 @@ from dnnexp.config.metrics import mode
 from dnnexp.config.schema import FUSED_OPTIMIZERS
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    backbone: set[str] = frozenset(),
+    backbone_lr: float | None = None,
+) -> list[dict]:
     """Weight decay on weight matrices and kernels only; biases and norm parameters (1-d) are
-    not decayed."""
-    decay, no_decay = [], []
-    for p in model.parameters():
+    not decayed. The `backbone` parameters (by name: the layers `init_from` loaded) get their
+    own groups at `backbone_lr` when it is given."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+            pretrained = backbone_lr is not None and name in backbone
+            groups.setdefault((pretrained, p.ndim > 1), []).append(p)
+    out = []
+    for pretrained, decayed in ((False, True), (False, False), (True, True), (True, False)):
+        params = groups.get((pretrained, decayed))
+        if params is None and pretrained:
+            continue
+        group = {"params": params or [], "weight_decay": weight_decay if decayed else 0.0}
+        if pretrained:
+            group["lr"] = backbone_lr
+        out.append(group)
+    return out
 
 
 def build_optimizer(cfg: DictConfig, groups: list[dict]) -> torch.optim.Optimizer:

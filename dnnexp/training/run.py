@@ -65,6 +65,11 @@ def train(
     data.setup()  # bad data settings (e.g. a class left empty) fail before anything is written
     kind = "tabular" if len(data.input_shape) == 1 else "image"
     check_model_input(cfg.model.name, kind, cfg.data.name)  # files: known once they are read
+    source = None  # init_from's checkpoint: a bad one is one line, before anything is written
+    if cfg.init_from is not None and resume is None:
+        from dnnexp.training.transfer import read_source
+
+        source = read_source(cfg.init_from, list(data.input_shape))
     teacher = None
     if cfg.distill.teacher is not None:  # a bad teacher is one line, before anything is written
         from dnnexp.tasks.distillation import load_teacher
@@ -88,7 +93,9 @@ def train(
         write_json(run_dir / SUMMARY, summary)
     try:
         with job_scope(), _signals_interrupt():
-            result = _fit_and_test(cfg, data, run_dir, overrides, resume, label is None, teacher)
+            result = _fit_and_test(
+                cfg, data, run_dir, overrides, resume, label is None, teacher, source
+            )
         summary.update(result)
         summary["status"] = "completed"
     except BaseException as err:  # the run dir must say what happened, then the error goes on
@@ -134,8 +141,10 @@ def _fit_and_test(
     resume: dict | None,
     show_details: bool,
     teacher: Any = None,
+    source: dict | None = None,
 ) -> dict[str, Any]:
-    """`resume`: the last.ckpt a resumed run continues from; `teacher`: distill's."""
+    """`resume`: the last.ckpt a resumed run continues from; `teacher`: distill's; `source`:
+    init_from's checkpoint."""
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     task = TrainingModule(
         OmegaConf.to_container(cfg, resolve=True),  # plain dict: loads with weights_only=True
@@ -147,7 +156,15 @@ def _fit_and_test(
         data.classes,
         data.input_range,
         teacher,
+        None if resume is None else resume["hyper_parameters"].get("pretrained"),
     )
+    if source is not None:  # (a resume has the weights already)
+        from dnnexp.training.transfer import load_pretrained
+
+        names, line = load_pretrained(source, cfg.init_from, task.model, data.classes)
+        task.use_pretrained(names)
+        if rank_zero_only.rank == 0:
+            console.console.print(escape(line))
     if teacher is not None and not task.transforms_batches:  # fixed inputs: teach them once
         data.teacher_outputs = task.teacher_outputs(data.splits["train"][0])
     trainer = build_trainer(cfg, run_dir, overrides, model_summary=show_details, resume=resume)
