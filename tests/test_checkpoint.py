@@ -36,6 +36,7 @@ def test_a_real_checkpoint_holds_plain_containers_only(run_dir: Path) -> None:
         "input_stats",
         "classes",
         "input_range",
+        "pretrained",
     }
     assert hparams["num_outputs"] == 10 and hparams["target_stats"] is None
     assert set(hparams["input_range"]) == {"low", "high", "unit"}  # plain lists of floats
@@ -107,3 +108,27 @@ def test_eval_refuses_other_data_splits(run_dir: Path, tmp_path: Path) -> None:
         evaluate(
             run_dir / "checkpoints" / "best.ckpt", tmp_path / "out.json", ["data.split_seed=5"]
         )
+
+
+@pytest.mark.parametrize("key", ["init_from", "distill.teacher"])
+def test_weights_from_an_earlier_run_are_loaded_safely_and_refused_under_their_key(
+    run_dir: Path, tmp_path: Path, monkeypatch, key: str
+) -> None:
+    """`init_from` and `distill.teacher` take a run dir (its best.ckpt) or a .ckpt file, through
+    the same safe loader; a refusal names their key, in one line."""
+    from dnnexp.training.checkpoint import load_run_weights
+
+    assert set(load_run_weights(key, str(run_dir))) >= {"state_dict", "hyper_parameters"}
+    monkeypatch.chdir(tmp_path)
+    unsafe = tmp_path / "unsafe.ckpt"
+    torch.save({"state_dict": _Exploit(), "hyper_parameters": {}}, unsafe)
+    (tmp_path / "not_a_run").mkdir()
+    for value, expected in [
+        (str(unsafe), f"{key}={unsafe} refused: it holds Python objects"),
+        ("missing.ckpt", f"{key}=missing.ckpt: no such file"),
+        (str(tmp_path / "not_a_run"), "a directory without checkpoints/best.ckpt"),
+    ]:
+        with pytest.raises(RunError, match=expected) as err:
+            load_run_weights(key, value)
+        assert "\n" not in str(err.value) and str(err.value).startswith(f"{key}=")
+    assert not (tmp_path / "PWNED").exists()

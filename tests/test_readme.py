@@ -36,7 +36,7 @@ SMOKE = [
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 SKIPPED_PROGRAMS = ("pip ", "tensorboard ", "ruff ", "pytest")
 SEARCHES = ("grid", "random", "bayesian", "evolutionary", "nas")  # sweeps that run a search
-SEARCH_BUDGET = (("search.n_trials", 3), ("search.confirm_seeds", 2))  # where a line sets them
+SEARCH_BUDGET = (("search.n_trials", 2), ("search.confirm_seeds", 2))  # where a line sets them
 
 
 def blocks(language: str) -> list[str]:
@@ -141,7 +141,7 @@ def test_the_readme_shows_the_commands_this_test_runs() -> None:
     assert not runnable("pip install tensorboard") and needs_a_gpu("dnnexp train trainer=ddp")
     search = "dnnexp train -m sweep=bayesian search.n_trials=30 search.confirm_seeds=5 a=1  # x"
     assert with_smoke_limits(search).endswith(
-        "a=1 search.n_trials=3 search.confirm_seeds=2 # x"
+        "a=1 search.n_trials=2 search.confirm_seeds=2 # x"
     )  # a search's own budgets are smoke-sized too; a line without them keeps the sweep's
     assert with_smoke_limits("dnnexp train -m sweep=random").endswith("-m sweep=random")
 
