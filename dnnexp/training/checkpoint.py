@@ -73,6 +73,8 @@ def load_run_weights(key: str, value: str) -> dict[str, Any]:
         path = path / "checkpoints" / "best.ckpt"
     elif path.is_dir():
         raise RunError(f"{key}={value}: a directory without checkpoints/best.ckpt (not a run dir)")
+    elif not path.exists():
+        raise RunError(f"{key}={value}: no such file or run dir")
     try:
         return load_checkpoint(path)
     except RunError as err:
