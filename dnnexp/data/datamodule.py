@@ -125,9 +125,10 @@ class ArrayDataModule(L.LightningDataModule):
             low, high = [0.0] * len(mean), [255.0] * len(mean)
         else:  # images: one mean and std; tabular features and sequences: one per feature
             per_column = xs[0].ndim == 2
-            mean, std = (_as_list(t) for t in statistics(xs[0], per_column))
+            stats = statistics(xs[0], per_column)
+            mean, std = (_as_list(t) for t in stats)
             low, high = (_as_list(t) for t in _extremes(xs[0], per_column))
-            xs = standardize(*xs, per_column=per_column)
+            xs = standardize(*xs, stats=stats)  # the statistics once, not again
         self.input_range = _standardized_range(low, high, mean, std)
         if regression:
             y = y.reshape(len(y), -1).float()

@@ -124,11 +124,15 @@ def random_subsample(n: int, fraction: float, seed: int) -> torch.Tensor:
 
 
 def standardize(
-    train: torch.Tensor, *others: torch.Tensor, per_column: bool = False
+    train: torch.Tensor,
+    *others: torch.Tensor,
+    per_column: bool = False,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """Scale all splits with the training split's mean and std: one scalar each for images,
-    one per column (dim 1) for tabular features and regression targets."""
-    mean, std = statistics(train, per_column)
+    one per column (dim 1) for tabular features and regression targets. `stats`: that mean
+    and std when the caller has them already."""
+    mean, std = stats if stats is not None else statistics(train, per_column)
     return [(t - mean) / std for t in (train, *others)]
 
 
