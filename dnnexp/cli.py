@@ -15,6 +15,12 @@ commands:
                dnnexp train -m reg=none,dropout seed=0,1,2
   eval    evaluate a checkpoint on the test split of its run's data
           e.g. dnnexp eval ckpt=outputs/2026-01-01/12-00-00/checkpoints/best.ckpt
+  predict predict with a trained run on new files (npz, csv, IDX, CIFAR, images) -> CSV
+          e.g. dnnexp predict ckpt=outputs/2026-01-01/12-00-00 input=new.csv
+  export  export a trained run to ONNX or torch.export (.pt2), checked against PyTorch
+          e.g. dnnexp export ckpt=outputs/2026-01-01/12-00-00 format=onnx
+  prune   prune a trained run by weight magnitude and fine-tune it, as a new run dir
+          e.g. dnnexp prune outputs/2026-01-01/12-00-00 amount=0.5
   report  compare the variants of a sweep over seeds: tables, statistics, plots
           e.g. dnnexp report outputs/multirun/2026-01-01/12-00-00
 
@@ -23,7 +29,7 @@ options:
   --version      print the version
 """
 
-COMMANDS = ("train", "eval", "report")
+COMMANDS = ("train", "eval", "predict", "export", "prune", "report")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +51,18 @@ def main(argv: list[str] | None = None) -> int:
         from dnnexp.commands.eval import main as eval_main
 
         return eval_main(args)
+    if command == "predict":
+        from dnnexp.commands.predict import main as predict_main
+
+        return predict_main(args)
+    if command == "export":
+        from dnnexp.commands.export import main as export_main
+
+        return export_main(args)
+    if command == "prune":
+        from dnnexp.commands.prune import main as prune_main
+
+        return prune_main(args)
     if command == "report":
         from dnnexp.commands.report import main as report_main
 

@@ -37,7 +37,12 @@ def test_a_real_checkpoint_holds_plain_containers_only(run_dir: Path) -> None:
         "classes",
         "input_range",
         "pretrained",
+        "preprocess",
     }
+    # predict and export standardize raw inputs with the training split's own statistics
+    preprocess = hparams["preprocess"]
+    assert preprocess["dtype"] == "float32" and preprocess["features"] is None
+    assert len(preprocess["mean"]) == len(preprocess["std"]) == 1  # one for all pixels
     assert hparams["num_outputs"] == 10 and hparams["target_stats"] is None
     assert set(hparams["input_range"]) == {"low", "high", "unit"}  # plain lists of floats
     assert hparams["classes"] == [str(i) for i in range(10)] and hparams["input_stats"] is None

@@ -165,7 +165,11 @@ def _truncated_checkpoint(tmp: Path) -> None:
 # stderr, and what to create first. Every row also checks: non-zero exit, no traceback, and
 # no run dir left behind that looks like a run.
 BAD_INPUTS = [
-    (["nosuch"], "dnnexp: unknown command 'nosuch'; commands: train, eval, report", None),
+    (
+        ["nosuch"],
+        "dnnexp: unknown command 'nosuch'; commands: train, eval, predict, export, prune, report",
+        None,
+    ),
     (
         ["train", "model=nosuch"],
         "error: model=nosuch: no such option; available: cnn, densenet",

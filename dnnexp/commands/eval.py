@@ -8,6 +8,7 @@ from pathlib import Path
 
 USAGE = """\
 usage: dnnexp eval ckpt=PATH [out=FILE.json] [attack=fgsm|pgd [attack.eps=E ...]] [key=value ...]
+       dnnexp eval ckpt=[A,B,...]|SWEEP_DIR ensemble=mean|vote [out=FILE.json]
 
 Evaluates a checkpoint on the test split of the data its run was trained on. The model and data
 are rebuilt from the config stored in the checkpoint; key=value changes it (e.g.
@@ -17,6 +18,12 @@ out= (default: <run dir>/eval/<checkpoint name>.json).
 attack=pgd (or fgsm, or [fgsm,pgd]) adds the accuracy under that L-inf attack (test/acc_pgd);
 attack.eps (raw input units: digits' pixels 0..16, 8-bit images 0..255), attack.steps and
 attack.alpha set it: they are the config's eval.attacks, eval.eps, eval.steps, eval.alpha.
+
+Ensembles: ckpt=[A,B,...] (checkpoints or run dirs) or ckpt=SWEEP_DIR (its completed runs)
+with ensemble=mean (the mean of the members' probabilities) or vote (majority vote) prints each
+member's, the mean member's and the ensemble's test metrics (default out:
+<the members' common dir>/ensemble_<mode>.json). Members must share inputs, classes and test
+split. dnnexp export takes the same ckpt= and ensemble= to export the ensemble as one model.
 """
 
 
@@ -28,16 +35,41 @@ def main(args: list[str]) -> int:
 
     try:
         ckpt, out, overrides = _parse(args)
+        ensemble = next((o.split("=", 1)[1] for o in overrides if o.startswith("ensemble=")), None)
+        if ensemble is not None or _several(str(ckpt)):
+            return _ensemble(str(ckpt), ensemble, out, overrides)
         from dnnexp.evaluation.evaluate import evaluate
+        from dnnexp.inference.model import checkpoint_path
 
-        evaluate(ckpt, out, overrides)
+        evaluate(checkpoint_path("ckpt", ckpt), out, overrides)
     except (ConfigError, RunError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
 
 
-def _parse(args: list[str]) -> tuple[Path, Path | None, list[str]]:
+def _several(ckpt: str) -> bool:
+    """A [list] of checkpoints, or a dir that is not one run's (a sweep dir)."""
+    path = Path(ckpt)
+    return ckpt.startswith("[") or (path.is_dir() and not (path / "checkpoints").is_dir())
+
+
+def _ensemble(ckpt: str, ensemble: str | None, out: Path | None, overrides: list[str]) -> int:
+    from dnnexp.config.errors import ConfigError
+
+    others = [o for o in overrides if not o.startswith("ensemble=")]
+    if others:
+        raise ConfigError(f"{others[0]}: an ensemble takes only ckpt=, ensemble= and out=")
+    if ensemble not in (None, "mean", "vote"):
+        raise ConfigError(f"ensemble={ensemble}: allowed values are mean, vote")
+    from dnnexp.inference.ensemble import evaluate_ensemble
+    from dnnexp.inference.model import load_source
+
+    evaluate_ensemble(load_source(ckpt, ensemble or "mean"), out)
+    return 0
+
+
+def _parse(args: list[str]) -> tuple[str, Path | None, list[str]]:
     from dnnexp.config.errors import ConfigError
 
     ckpt = out = None
@@ -49,7 +81,7 @@ def _parse(args: list[str]) -> tuple[Path, Path | None, list[str]]:
                 f"'{arg}' is not key=value; usage: dnnexp eval ckpt=PATH [key=value ...]"
             )
         if key == "ckpt":
-            ckpt = Path(value) if value.strip() else None
+            ckpt = value if value.strip() else None
         elif key == "out":
             out = Path(value)
         elif key == "attack":  # eval.attacks, one or a list

@@ -20,7 +20,9 @@ runs whose overrides differ only in seed=... (and data.fold=... under k-fold cro
 sweep=kfold, reported with the CV mean ± SD over the folds) form a variant. Prints mean ± SD,
 95% CI, a paired (same seeds and folds) or Welch t-test against the baseline with Holm-adjusted
 p-values, and writes
-report.md, report.csv, report.json, learning_curves.png and metric_<name>.png.
+report.md, report.csv, report.json, learning_curves.png and metric_<name>.png (and, when the
+variants differ in prune.amount, <name>_vs_sparsity.png: the metric against the measured
+sparsity).
 
 On a search dir (dnnexp train -m sweep=random|bayesian|...): every trial (state, params,
 value), the objective over trials with the best so far (search_history.png), the parameters'
@@ -116,6 +118,9 @@ def write(report: Report, out_dir: Path) -> list[Path]:
     bars = out_dir / plots.metric_filename(report.metric)
     if plots.plot_metric(report, bars):
         images.append(bars)
+    sparsity = out_dir / plots.sparsity_filename(report.metric)
+    if plots.plot_sparsity(report, sparsity):  # variants that differ in prune.amount
+        images.append(sparsity)
     paths = [out_dir / "report.md", out_dir / "report.csv", out_dir / "report.json"]
     paths[0].write_text(render.markdown(report, [p.name for p in images]))
     render.write_csv(report, paths[1])

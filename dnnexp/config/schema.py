@@ -605,6 +605,28 @@ class DistillConfig:
     alpha: float = knob(0.5, ge=0, le=1, doc="weight of the soft-target loss (x T^2)")
 
 
+# ---------------------------------------------------------------------------------------- prune
+@dataclass
+class PruneConfig:
+    """Magnitude pruning of the Linear, Conv and recurrent weight matrices (biases and norms stay
+    dense): `dnnexp/training/pruning.py`; `dnnexp prune RUN_DIR amount=A` sets it up."""
+
+    amount: float = knob(0.0, ge=0, lt=1, doc="share of the weights set to zero; 0 = off")
+    scope: str = knob(
+        "global",
+        choices=("global", "layer"),
+        doc="global: one magnitude threshold over all pruned layers; layer: amount in each",
+    )
+    schedule: str = knob(
+        "once",
+        choices=("once", "gradual"),
+        doc="once: when fit starts (after init_from); gradual: cubic ramp 0 -> amount",
+    )
+    end_epoch: Optional[int] = knob(
+        None, gt=0, doc="gradual: amount is reached after this many epochs; null = max_epochs - 1"
+    )
+
+
 # ------------------------------------------------------------------------------------- top level
 @dataclass
 class TrainSchema:
@@ -635,6 +657,7 @@ class TrainSchema:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
     search: Optional[SearchConfig] = None
 
 

@@ -16,6 +16,7 @@ class Arrays(NamedTuple):
     classes: the class names, index i naming class i (None: regression, or unnamed classes).
     x_test, y_test: the format's own test split, if it has one (then it is the test split, and
        validation is carved from x, y).
+    features: the names of tabular feature columns (a CSV's header), in x's column order.
     """
 
     x: torch.Tensor
@@ -23,3 +24,4 @@ class Arrays(NamedTuple):
     classes: list[str] | None = None
     x_test: torch.Tensor | None = None
     y_test: torch.Tensor | None = None
+    features: list[str] | None = None

@@ -65,6 +65,9 @@ class ArrayDataModule(L.LightningDataModule):
         # the valid range of the standardized inputs (low, high) and one raw unit in them (unit),
         # per channel or feature: what adversarial examples are clipped to and measured in
         self.input_range: dict[str, list[float]] | None = None
+        # what a raw input needs before the model (`dnnexp predict`, `dnnexp export`): its dtype,
+        # the training split's mean and std (one, per channel or per feature), feature names
+        self.preprocess: dict[str, Any] | None = None
         # a distillation teacher's outputs for the training split, when they are fixed (no
         # batch transforms): computed once, served with each batch (`InMemoryLoader.extra`)
         self.teacher_outputs: torch.Tensor | None = None
@@ -79,6 +82,7 @@ class ArrayDataModule(L.LightningDataModule):
         cfg = self.cfg
         arrays = DATASETS[cfg.name](cfg)
         x, y, self.classes = arrays.x, arrays.y, arrays.classes
+        features = arrays.features
         regression = self.task == "regression"
         stratify = cfg.get("stratify")
         stratified = (not regression) if stratify is None else stratify
@@ -130,6 +134,12 @@ class ArrayDataModule(L.LightningDataModule):
             low, high = (_as_list(t) for t in _extremes(xs[0], per_column))
             xs = standardize(*xs, stats=stats)  # the statistics once, not again
         self.input_range = _standardized_range(low, high, mean, std)
+        self.preprocess = {
+            "dtype": "uint8" if self.input_stats is not None else "float32",
+            "mean": list(mean),
+            "std": list(std),
+            "features": features,
+        }
         if regression:
             y = y.reshape(len(y), -1).float()
             mean, std = statistics(y[train], per_column=True)

@@ -96,8 +96,9 @@ def _read(cfg, path: Path, columns: tuple[list[str], list[str]] | None, classes:
 def load(cfg) -> Arrays:
     path = existing(cfg.path, "data.path", "a CSV file with a header row")
     x, y, classes, columns = _read(cfg, path, None, None)
+    features = columns[1]
     if cfg.test_path is None:
-        return Arrays(x, y, classes)
+        return Arrays(x, y, classes, features=features)
     test = existing(cfg.test_path, "data.test_path", "a CSV file with the same columns")
     x_test, y_test, _, _ = _read(cfg, test, columns, classes)
-    return Arrays(x, y, classes, x_test, y_test)
+    return Arrays(x, y, classes, x_test, y_test, features)

@@ -32,27 +32,8 @@ def evaluate(ckpt_path: Path, out: Path | None, overrides: list[str]) -> dict[st
         raise ConfigError(describe_omegaconf_error(err)) from None
     cfg = validate(cfg)
 
-    data = ArrayDataModule(
-        cfg.data,
-        seed=cfg.seed,
-        task=cfg.task.name,
-        data_on_device=cfg.trainer.get("data_on_device", "auto"),
-    )
-    data.setup()
+    data = run_data(cfg, hparams, ckpt_path)
     outputs = hparams.get("num_outputs", hparams.get("num_classes"))
-    if list(data.input_shape) != list(hparams["input_shape"]) or data.num_outputs != outputs:
-        what = "targets" if cfg.task.name == "regression" else "classes"
-        raise RunError(
-            f"ckpt={ckpt_path} expects inputs {hparams['input_shape']} with"
-            f" {outputs} {what}, but data={cfg.data.name} gives"
-            f" {list(data.input_shape)} with {data.num_outputs}"
-        )
-    expected = hparams.get("data_fingerprint")
-    if expected and expected != data.fingerprint:
-        raise RunError(
-            f"ckpt={ckpt_path} was trained on other data splits than data={cfg.data.name} gives"
-            " now (the data or split code changed): its test metrics would not be comparable"
-        )
     task = TrainingModule(
         OmegaConf.to_container(cfg, resolve=True),
         hparams["input_shape"],
@@ -62,6 +43,7 @@ def evaluate(ckpt_path: Path, out: Path | None, overrides: list[str]) -> dict[st
         hparams.get("input_stats"),
         hparams.get("classes"),
         data.input_range,  # the same splits as the run's (the fingerprint says so)
+        preprocess=data.preprocess,
     )
     try:
         task.load_state_dict(ckpt["state_dict"])
@@ -96,6 +78,34 @@ def evaluate(ckpt_path: Path, out: Path | None, overrides: list[str]) -> dict[st
         {"written to": str(out)},
     )
     return result
+
+
+def run_data(cfg: Any, hparams: dict[str, Any], ckpt_path: Path) -> ArrayDataModule:
+    """The data module of the run a checkpoint came from (its config, possibly changed by
+    overrides), set up; RunError if its inputs, outputs or split fingerprint differ from the
+    checkpoint's: its test metrics would not be comparable."""
+    data = ArrayDataModule(
+        cfg.data,
+        seed=cfg.seed,
+        task=cfg.task.name,
+        data_on_device=cfg.trainer.get("data_on_device", "auto"),
+    )
+    data.setup()
+    outputs = hparams.get("num_outputs", hparams.get("num_classes"))
+    if list(data.input_shape) != list(hparams["input_shape"]) or data.num_outputs != outputs:
+        what = "targets" if cfg.task.name == "regression" else "classes"
+        raise RunError(
+            f"ckpt={ckpt_path} expects inputs {hparams['input_shape']} with"
+            f" {outputs} {what}, but data={cfg.data.name} gives"
+            f" {list(data.input_shape)} with {data.num_outputs}"
+        )
+    expected = hparams.get("data_fingerprint")
+    if expected and expected != data.fingerprint:
+        raise RunError(
+            f"ckpt={ckpt_path} was trained on other data splits than data={cfg.data.name} gives"
+            " now (the data or split code changed): its test metrics would not be comparable"
+        )
+    return data
 
 
 def _default_out(ckpt: Path) -> Path:

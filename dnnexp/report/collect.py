@@ -43,6 +43,7 @@ class Run:
     params: int | None = None
     error: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    pruning: dict[str, Any] | None = None  # summary.json's "pruning" (sparsity, before, ...)
 
     @property
     def completed(self) -> bool:
@@ -138,6 +139,7 @@ def read_run(run_dir: Path, root: Path) -> Run:
         params=summary["params"] if _is_int(summary.get("params")) else None,
         error=str(error) if error else None,
         history=read_history(run_dir / HISTORY),
+        pruning=summary["pruning"] if isinstance(summary.get("pruning"), dict) else None,
     )
 
 

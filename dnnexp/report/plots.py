@@ -212,6 +212,86 @@ def plot_metric(report: Report, path: Path) -> bool:
     return True
 
 
+PRUNE_AMOUNT = "prune.amount"
+
+
+def sparsity_filename(metric: str) -> str:
+    """test_acc_vs_sparsity.png for test/acc."""
+    return metric_filename(metric).removeprefix("metric_").removesuffix(".png") + "_vs_sparsity.png"
+
+
+def _amount(override: str) -> bool:
+    return override.partition("=")[0].strip().lstrip("+~") == PRUNE_AMOUNT
+
+
+def _sparsity(run: Any) -> float | None:
+    """A completed run's measured sparsity of the pruned weights (0 without pruning)."""
+    if not run.completed:
+        return None
+    return stats.finite((run.pruning or {}).get("sparsity", 0.0))
+
+
+def plot_sparsity(report: Report, path: Path) -> bool:
+    """The metric against the measured sparsity of the pruned weights, one point per variant
+    (mean with its 95% t-CI, the runs as dots), one line per combination of the other
+    overrides; the init_from runs' value as a dashed line. Only when the variants differ in
+    prune.amount; False (nothing written) otherwise."""
+    amounts = {o for row in report.rows for o in row.variant.overrides if _amount(o)}
+    if not amounts or len(report.rows) < 2:  # prune.amount shared by all runs, or unset
+        return False
+    lines: dict[str, list[tuple[float, Any, list[tuple[float, float]]]]] = {}
+    for row in report.rows:
+        runs = [(_sparsity(r), r.metrics.get(report.metric)) for r in row.variant.runs]
+        runs = [(x, y) for x, y in runs if x is not None and stats.finite(y) is not None]
+        if not runs or row.summary.mean is None:
+            continue
+        x = stats.mean([x for x, _ in runs])
+        others = " ".join(o for o in row.variant.overrides if not _amount(o))
+        lines.setdefault(others, []).append((x, row.summary, runs))
+    if not any(len(points) > 1 for points in lines.values()):
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    cmap = plt.get_cmap("tab10")
+    for i, (label, points) in enumerate(sorted(lines.items())):
+        points.sort(key=lambda p: p[0])
+        color = cmap(i % cmap.N)
+        xs = [x for x, _, _ in points]
+        means = [s.mean for _, s, _ in points]
+        lows = [s.mean - s.ci_low if s.ci_low is not None else 0.0 for _, s, _ in points]
+        highs = [s.ci_high - s.mean if s.ci_high is not None else 0.0 for _, s, _ in points]
+        ax.errorbar(
+            xs, means, yerr=[lows, highs], color=color, marker="o", ms=5, lw=1.6, capsize=5,
+            label=label or "mean",
+        )  # fmt: skip
+        dots = [(x, y) for _, _, runs in points for x, y in runs]
+        ax.scatter([x for x, _ in dots], [y for _, y in dots], color=color, s=12, alpha=0.5)
+    before = {
+        (r.pruning["before"].get("run"), r.pruning["before"]["metrics"][report.metric])
+        for r in report.runs
+        if r.pruning
+        and isinstance(r.pruning.get("before"), dict)
+        and report.metric in (r.pruning["before"].get("metrics") or {})
+    }
+    if before:
+        value = stats.mean([v for _, v in before])
+        runs = "the init_from run" if len(before) == 1 else f"mean of {len(before)} init_from runs"
+        ax.axhline(value, color="black", ls="--", lw=1, alpha=0.7, label=f"before ({runs})")
+    ax.set_xlabel("sparsity of the pruned weights (measured in best.ckpt)")
+    ax.set_ylabel(f"{report.metric} (mean, 95% CI)")
+    ax.set_title(
+        f"{report.metric} vs sparsity: mean with 95% t-CI, dots = {report.over}"
+        f"\n{short(report.root)}",
+        fontsize=11,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def short(path: Path, parts: int = 4) -> str:
     """The last few parts of a path, enough to tell sweeps apart in a title."""
     return "/".join(Path(path).resolve().parts[1:][-parts:])

@@ -61,10 +61,13 @@ class TrainingModule(L.LightningModule):
         input_range: dict | None = None,
         teacher: torch.nn.Module | None = None,
         pretrained: list[str] | None = None,
+        preprocess: dict | None = None,
     ) -> None:
         """`teacher`: a frozen model for `distill` (training only; not a hyperparameter, not
         a submodule, so never in a checkpoint). `pretrained`: the names of the parameters
-        `init_from` loaded (the backbone: its own lr, frozen with freeze=backbone)."""
+        `init_from` loaded (the backbone: its own lr, frozen with freeze=backbone).
+        `preprocess`: what a raw input needs before the model (the data module's), kept for
+        `dnnexp predict` and `dnnexp export`."""
         super().__init__()
         self.save_hyperparameters(ignore=["teacher"])
         cfg = OmegaConf.create(config)
@@ -79,6 +82,9 @@ class TrainingModule(L.LightningModule):
         self.history: list[dict[str, float]] = []  # one row per epoch: train/*, val/*, lr
         self._history_json: list[str] = []  # history[i] encoded, each row once
         self.test_metrics: dict[str, float] = {}
+        # classification: the test split's confusion matrix (row: target), summed over ranks
+        self.test_confusion: list[list[int]] | None = None
+        self._summed: torch.Tensor | None = None  # the last epoch sums `_compute` reduced
         self._epoch_start, self._epoch_lr = 0.0, 0.0
         reads_rows = MODEL_SCHEMAS[cfg.model.name].reads == "rows"
         natural = DATA_SCHEMAS[cfg.data.name].natural_images
@@ -296,9 +302,14 @@ class TrainingModule(L.LightningModule):
     # ------------------------------------------------------------------------------ epochs
     def _compute(self, stage: str) -> dict[str, float]:
         stats = self.stats[stage]
-        metrics = stats.compute(lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"))
+        self._summed = None
+        metrics = stats.compute(self._reduce_sum)
         stats.reset()
         return {f"{stage}/{k}": v for k, v in metrics.items()}
+
+    def _reduce_sum(self, sums: torch.Tensor) -> torch.Tensor:
+        self._summed = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        return self._summed
 
     def on_train_epoch_start(self) -> None:
         """Not called when a run resumes in the middle of an epoch: `_start_epoch` is then
@@ -415,6 +426,9 @@ class TrainingModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self._compute("test")
+        c = getattr(self.stats["test"], "c", None)  # classification (ClassificationStats)
+        if c is not None and self._summed is not None:  # for the model card
+            self.test_confusion = self._summed[: c * c].reshape(c, c).long().tolist()
         for name, hits in self._attack_hits.items():  # accuracy under attack, over all ranks
             sums = torch.tensor(
                 [float(torch.stack(hits).sum()), self._attacked], device=self.device

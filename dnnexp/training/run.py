@@ -24,6 +24,7 @@ from dnnexp.data.datamodule import ArrayDataModule
 from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.checkpoint import load_checkpoint
 from dnnexp.training.ddp import job_scope
+from dnnexp.training.model_card import MODEL_CARD, write_model_card
 from dnnexp.training.trainer import build_trainer
 from dnnexp.utils import console
 from dnnexp.utils.quiet import silence_lightning_noise
@@ -45,8 +46,9 @@ def train(
     config_hash: str | None = None,
     label: str | None = None,
 ) -> dict[str, Any]:
-    """Train, test the best checkpoint, write summary.json. `label` (a sweep job's name) makes
-    the terminal output one line per run instead of the config tree and metrics table."""
+    """Train, test the best checkpoint, write summary.json and model_card.md. `label` (a sweep
+    job's name) makes the terminal output one line per run instead of the config tree and
+    metrics table."""
     silence_lightning_noise()
     run_dir = Path(run_dir)
     is_main = rank_zero_only.rank == 0
@@ -65,6 +67,9 @@ def train(
     data.setup()  # bad data settings (e.g. a class left empty) fail before anything is written
     kind = "tabular" if len(data.input_shape) == 1 else "image"
     check_model_input(cfg.model.name, kind, cfg.data.name)  # files: known once they are read
+    from dnnexp.training.pruning import check_config as check_pruning
+
+    check_pruning(cfg)  # prune.* that cannot work together: one line, before anything is written
     source = None  # init_from's checkpoint: a bad one is one line, before anything is written
     if cfg.init_from is not None and resume is None:
         from dnnexp.training.transfer import read_source
@@ -96,6 +101,7 @@ def train(
             result = _fit_and_test(
                 cfg, data, run_dir, overrides, resume, label is None, teacher, source
             )
+        confusion = result.pop("test_confusion")  # for the model card, not the summary
         summary.update(result)
         summary["status"] = "completed"
     except BaseException as err:  # the run dir must say what happened, then the error goes on
@@ -112,6 +118,11 @@ def train(
         summary["code"] = code_version()
         if is_main:
             write_json(run_dir / SUMMARY, summary)
+    if is_main and not summary.get("fast_dev_run"):
+        try:
+            write_model_card(run_dir, cfg, summary, data, confusion)
+        except Exception as err:  # the run is complete and saved: a failed card is one line
+            print(f"warning: no {MODEL_CARD}: {type(err).__name__}: {err}", file=sys.stderr)
     if is_main and label is not None:
         shown = headline(cfg.task.name)
         console.console.print(
@@ -125,11 +136,12 @@ def train(
                 f"fast dev run ({summary['fast_dev_run']} batches each of train, val and test;"
                 " no checkpoints, no metrics.csv)"
             )
-        console.print_metrics(
-            f"{cfg.name}: {title}",
-            summary["metrics"],
-            {"run dir": str(run_dir), "time": f"{summary['duration_s']:.1f} s"},
-        )
+        footer = {"run dir": str(run_dir), "time": f"{summary['duration_s']:.1f} s"}
+        if "pruning" in summary:
+            from dnnexp.training.pruning import footer_lines
+
+            footer.update(footer_lines(summary["pruning"], headline(cfg.task.name)))
+        console.print_metrics(f"{cfg.name}: {title}", summary["metrics"], footer)
     return summary
 
 
@@ -157,6 +169,7 @@ def _fit_and_test(
         data.input_range,
         teacher,
         None if resume is None else resume["hyper_parameters"].get("pretrained"),
+        data.preprocess,
     )
     if source is not None:  # (a resume has the weights already)
         from dnnexp.training.transfer import load_pretrained
@@ -181,7 +194,14 @@ def _fit_and_test(
     trainer.test(
         task, datamodule=data, ckpt_path=best_path or None, verbose=False, weights_only=True
     )
-    best = _best_row(history, cfg.reg.early_stopping.monitor)
+    first_epoch, pruned = 0, None
+    if cfg.prune.amount > 0:
+        from dnnexp.training.pruning import end_epoch, summarize
+
+        first_epoch = end_epoch(cfg)  # gradual: the best checkpoint is one at the full sparsity
+        best_file = run_dir / CHECKPOINT if best_path else None
+        pruned = summarize(cfg, task.model, best_file, data.fingerprint)
+    best = _best_row(history, cfg.reg.early_stopping.monitor, first_epoch)
     at_best = history[best] if history else {}
     metrics = dict(task.test_metrics) or {  # from the spawned processes
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
@@ -200,6 +220,7 @@ def _fit_and_test(
         "best_step": int(at_best.get("step", 0)),
         "epochs": epochs,
         "params": sum(p.numel() for p in task.model.parameters()),
+        "test_confusion": task.test_confusion,  # None under ddp_spawn (tested elsewhere)
         "checkpoint": CHECKPOINT if best_path else None,
         "task": cfg.task.name,
         "input_shape": list(data.input_shape),
@@ -215,16 +236,19 @@ def _fit_and_test(
             if pruning is not None
             else {}
         ),
+        **({"pruning": pruned} if pruned is not None else {}),
     }
 
 
-def _best_row(history: list[dict[str, float]], monitor: str) -> int:
-    """The validation ModelCheckpoint kept: the first one with the best monitored value."""
+def _best_row(history: list[dict[str, float]], monitor: str, first_epoch: int = 0) -> int:
+    """The validation ModelCheckpoint kept: the first one with the best monitored value (from
+    `first_epoch` on: gradual pruning's best is one at the full sparsity)."""
     if not history:
         return 0
     values = [row.get(monitor, float("nan")) for row in history]
     sign = 1 if lower_is_better(monitor) else -1
-    return min(range(len(values)), key=lambda i: (sign * values[i], i))
+    rows = [i for i, row in enumerate(history) if row.get("epoch", 0) >= first_epoch]
+    return min(rows or range(len(values)), key=lambda i: (sign * values[i], i))
 
 
 class _signals_interrupt:

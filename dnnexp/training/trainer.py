@@ -43,6 +43,10 @@ def build_trainer(
         ),
         RNGState(),
     ]
+    if cfg.prune.amount > 0:  # before EarlyStopping: gradual pruning restarts its patience
+        from dnnexp.training.pruning import MagnitudePruning
+
+        callbacks.append(MagnitudePruning.from_config(cfg))
     if reg.early_stopping.enabled:
         callbacks.append(
             EarlyStopping(

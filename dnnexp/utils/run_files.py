@@ -1,5 +1,6 @@
 """The files a run leaves behind, written atomically: summary.json is a contract other commands
-and scripts rely on (status, metrics, best epoch, checkpoint)."""
+and scripts rely on (status, metrics, best epoch, checkpoint). model_card.md (and the
+confusion_matrix.png it links to) is for people: `training/model_card.py` writes it after."""
 
 from __future__ import annotations
 
@@ -52,3 +53,12 @@ def versions() -> dict[str, str]:
         "torch": torch.__version__,
         "lightning": lightning.__version__,
     }
+
+
+def unique_path(path: Path) -> Path:
+    """`path`, or path-1, path-2, ... if it exists: an earlier output is never overwritten."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate

@@ -1,0 +1,53 @@
+"""`dnnexp predict ckpt=RUN_DIR|CKPT input=PATH [out=FILE.csv] [probs=true]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+USAGE = """\
+usage: dnnexp predict ckpt=RUN_DIR|CKPT input=PATH [out=FILE.csv] [probs=true] [target=COLUMN]
+                      [batch_size=N]
+
+Predicts with a trained run on new inputs, preprocessed exactly as in training (the saved
+statistics, never recomputed from the new data). input: an .npz (x, optional y), a .csv (the
+model's feature columns; other columns pass through to the output), an IDX images file
+(labels from the matching *-labels-idx1-ubyte beside it), a CIFAR .bin, an image file, or a
+folder of images (class subfolders give labels).
+
+Writes a CSV (default <run dir>/predict/<input name>.csv, never overwriting): one row per
+input, the predicted class and its probability (probs=true adds every class's), or the
+predicted values under regression. With labels in the input (an npz's y, the CSV's target
+column: the run's data.target or 'label', or target=COLUMN) it also prints the metrics and the
+confusion matrix and writes them to <out>.metrics.json.
+"""
+
+KEYS = {
+    "ckpt": str,
+    "input": str,
+    "out": str,
+    "probs": bool,
+    "target": str,
+    "batch_size": int,
+}
+
+
+def main(args: list[str]) -> int:
+    from dnnexp.commands.args import run_command
+
+    return run_command(
+        args, USAGE, KEYS, "predict", "dnnexp predict ckpt=RUN_DIR input=PATH", _predict
+    )
+
+
+def _predict(found: dict) -> None:
+    from dnnexp.inference.predict import predict
+
+    out = Path(found["out"]) if "out" in found else None
+    predict(
+        found["ckpt"],
+        Path(found["input"]),
+        out,
+        found.get("probs", False),
+        found.get("target"),
+        found.get("batch_size", 1024),
+    )

@@ -1,0 +1,245 @@
+"""New inputs for a trained model, from any format the data loaders read: npz, CSV, IDX, CIFAR
+binary, a folder of images (class subfolders give labels) or one image file. The parsing is the
+loaders' own (`dnnexp/data/`); what is new here is that labels are optional, a CSV's other
+columns pass through, and every shape is checked against the model's. Errors are `DataError`,
+one line naming the file."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dnnexp.data import cifar, idx, image_folder, npz, table
+from dnnexp.data.local_files import DataError
+from dnnexp.inference.model import TrainedRun
+
+FORMATS = (
+    "an .npz file, a .csv file, an IDX images file (*-idx3-ubyte[.gz]), a CIFAR .bin file,"
+    " an image file or a folder of images"
+)
+
+
+@dataclass
+class Inputs:
+    """Raw inputs in the model's shape, and what came with them."""
+
+    x: torch.Tensor  # (N, *input_shape), float32 or uint8, not standardized
+    labels: torch.Tensor | None = None  # class indices, or (N, T) float targets; None: unlabelled
+    columns: dict[str, list[str]] = field(default_factory=dict)  # passed through to the output
+
+
+def read_inputs(path: Path, run: TrainedRun, target: str | None = None) -> Inputs:
+    """`path` in the format its name or contents say; `target`: a CSV's label column (default:
+    the run's `data.target` for a CSV-trained run, else `label`)."""
+    if not path.exists():
+        raise DataError(f"input={path}: no such file or directory")
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    if path.is_dir():
+        inputs = _image_folder(path, run)
+    elif suffix in image_folder.EXTENSIONS:
+        inputs = Inputs(_image(path, run)[None], columns={"file": [path.name]})
+    elif suffix == ".npz":
+        inputs = _npz(path, run)
+    elif suffix == ".csv":
+        inputs = _csv(path, run, target)
+    elif suffix == ".bin":
+        inputs = _cifar(path, run)
+    elif "idx3-ubyte" in path.name:
+        inputs = _idx(path, run)
+    else:
+        raise DataError(f"input={path}: unknown format; expected {FORMATS}")
+    if len(inputs.x) == 0:
+        raise DataError(f"input={path}: empty (no rows to predict)")
+    inputs.x = _model_shape(inputs.x, run, path)
+    return inputs
+
+
+def _model_shape(x: torch.Tensor, run: TrainedRun, path: Path) -> torch.Tensor:
+    """x as (N, *input_shape): rows with the model's number of values (a CSV's 64 pixel columns
+    for an 8x8 image) are reshaped; anything else is refused in one line."""
+    shape = tuple(run.input_shape)
+    if tuple(x.shape[1:]) == shape:
+        return x
+    row = tuple(x.shape[1:])
+    if int(np.prod(row)) == int(np.prod(shape)):
+        return x.reshape(len(x), *shape)
+    if len(row) == 1:  # table rows
+        whole = "" if len(shape) == 1 else f" (an input of {shape})"
+        raise DataError(
+            f"input={path}: {row[0]} features per row, but the model takes"
+            f" {int(np.prod(shape))}{whole}"
+        )
+    raise DataError(f"input={path}: rows of shape {row}, but the model takes {shape}")
+
+
+def _class_index(values: list[str], run: TrainedRun, path: Path) -> torch.Tensor:
+    """Labels given by name (or as numbers, named as the loaders name them: 3.0 -> '3')."""
+    names = {name: i for i, name in enumerate(run.classes)}
+    out = []
+    for value in values:
+        key = value.strip()
+        if key not in names:
+            try:
+                key = f"{float(key):g}"
+            except ValueError:
+                pass
+        if key not in names:
+            raise DataError(
+                f"input={path}: label {value!r} is not one of the model's classes"
+                f" ({', '.join(run.classes)})"
+            )
+        out.append(names[key])
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def _check_indices(labels: torch.Tensor, run: TrainedRun, path: Path) -> torch.Tensor:
+    count = len(run.classes)
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= count):
+        raise DataError(
+            f"input={path}: label {int(labels.max())} is out of range for the model's"
+            f" {count} classes (0..{count - 1})"
+        )
+    return labels
+
+
+def _npz(path: Path, run: TrainedRun) -> Inputs:
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            found = {key: arrays[key] for key in arrays.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npz file ({str(err).splitlines()[0]})") from None
+    x_key = next((k for k in ("x", "x_test") if k in found), None)
+    if x_key is None:
+        raise DataError(
+            f"input={path}: no array x (or x_test); it holds {', '.join(sorted(found)) or 'none'}"
+        )
+    layout = run.cfg.data.get("layout", "nchw")
+    x = npz._inputs(found[x_key], layout, x_key, path)
+    y_key = {"x": "y", "x_test": "y_test"}[x_key]
+    labels = None
+    if y_key in found:
+        y = npz._targets(found[y_key], y_key, path)
+        if len(y) != len(x):
+            raise DataError(f"{path}: {x_key} has {len(x)} rows but {y_key} {len(y)}")
+        labels = _labels(y, run, path)
+    return Inputs(x, labels)
+
+
+def _labels(y: torch.Tensor, run: TrainedRun, path: Path) -> torch.Tensor:
+    """Numeric labels: class indices (integers), class values (whole floats, named like the
+    loaders name them) or regression targets."""
+    if run.task == "regression":
+        return y.reshape(len(y), -1).float()
+    if y.is_floating_point():
+        return _class_index([f"{v:g}" for v in y.tolist()], run, path)
+    return _check_indices(y.long(), run, path)
+
+
+def _csv(path: Path, run: TrainedRun, target: str | None) -> Inputs:
+    header, rows = table._rows(path)
+    data = run.cfg.data
+    trained_on_csv = data.name == "csv"
+    if target is not None:
+        targets = [target]
+    elif trained_on_csv:
+        targets = [data.target] if isinstance(data.target, str) else list(data.target)
+    else:
+        targets = ["label"]
+    features = run.hparams["preprocess"].get("features")
+    if features:
+        missing = [name for name in features if name not in header]
+        if missing:
+            raise DataError(
+                f"input={path}: no column {', '.join(repr(m) for m in missing)}"
+                f" (the model's features); the columns are: {', '.join(header)}"
+            )
+    else:  # trained on unnamed features: every numeric column that is not a label
+        first = rows[0]
+        features = [
+            name
+            for i, name in enumerate(header)
+            if name not in targets and table._number(first[i].strip()) is not None
+        ]
+        if not features:
+            raise DataError(f"input={path}: no numeric feature column")
+    x = np.stack([table._numbers(path, rows, header.index(n), n) for n in features], axis=1)
+    labels = None
+    present = [name for name in targets if name in header]
+    if present and len(present) == len(targets):
+        if run.task == "regression":
+            y = np.stack([table._numbers(path, rows, header.index(n), n) for n in targets], 1)
+            labels = torch.from_numpy(y).float()
+        else:
+            labels = _class_index([row[header.index(targets[0])] for row in rows], run, path)
+    kept = [name for name in header if name not in features and name not in targets]
+    columns = {name: [row[header.index(name)] for row in rows] for name in kept}
+    return Inputs(torch.from_numpy(x).float(), labels, columns)
+
+
+def _cifar(path: Path, run: TrainedRun) -> Inputs:
+    """CIFAR binary records (their label bytes as the run's data had them)."""
+    label_bytes = 2 if run.cfg.data.name == "cifar100" else 1
+    coarse = label_bytes == 2 and run.cfg.data.get("label", "fine") == "coarse"
+    index = label_bytes - 1 - int(coarse)
+    x, y = cifar._read_split([path], label_bytes, index, len(run.classes), "the model")
+    return Inputs(x, y)
+
+
+def _read_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise DataError(f"{path}: not a readable gzip file ({err})") from None
+    return data
+
+
+def _idx(path: Path, run: TrainedRun) -> Inputs:
+    x = torch.from_numpy(idx.parse(_read_bytes(path), path, idx.IMAGES_MAGIC).copy()).unsqueeze(1)
+    labels_path = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
+    if not labels_path.is_file():
+        return Inputs(x)
+    y = idx.parse(_read_bytes(labels_path), labels_path, idx.LABELS_MAGIC)
+    if len(y) != len(x):
+        raise DataError(f"{path} holds {len(x)} images but {labels_path} {len(y)} labels")
+    return Inputs(x, _check_indices(torch.from_numpy(y.astype(np.int64)), run, path))
+
+
+def _image(path: Path, run: TrainedRun) -> torch.Tensor:
+    """One image file as the model's (C, H, W) uint8, resized as the run's images were."""
+    shape = run.input_shape
+    if len(shape) != 3:
+        raise DataError(f"input={path}: an image, but the model takes rows of {len(shape)} values")
+    size = run.cfg.data.get("image_size") or None
+    return torch.from_numpy(image_folder._read(path, size, shape[0]).copy())  # (writable)
+
+
+def _image_folder(root: Path, run: TrainedRun) -> Inputs:
+    """root/<class>/* (labelled by the folder's name) or root/* (unlabelled); a `file` column
+    names each image."""
+    dirs = image_folder._class_dirs(root)
+    files: list[tuple[Path, str | None]] = []
+    for folder in dirs or [root]:
+        label = folder.name if dirs else None
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".") or path.is_dir():
+                continue
+            if path.suffix.lower() in image_folder.EXTENSIONS:
+                files.append((path, label))
+    if not files:
+        raise DataError(f"input={root}: no image files there (or in its class subfolders)")
+    images = [_image(path, run) for path, _ in files]
+    shapes = {tuple(image.shape) for image in images}
+    if len(shapes) > 1:
+        raise DataError(
+            f"input={root}: images of different sizes {sorted(shapes)[:2]}; the model takes"
+            f" {tuple(run.input_shape)}"
+        )
+    labels = _class_index([label for _, label in files], run, root) if dirs else None
+    names = [str(path.relative_to(root)) for path, _ in files]
+    return Inputs(torch.stack(images), labels, {"file": names})

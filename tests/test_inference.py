@@ -1,0 +1,254 @@
+"""Using a trained run: `dnnexp predict` on new files, `dnnexp export` (ONNX, .pt2) with its
+parity check and int8 quantization, and ensembles in `dnnexp eval` / `dnnexp export`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from dnnexp.cli import main
+from dnnexp.config.errors import RunError
+from dnnexp.data.local_files import DataError
+from dnnexp.inference.inputs import read_inputs
+from dnnexp.inference.model import TrainedRun
+from tests.conftest import run_cli, summary
+
+pytestmark = pytest.mark.slow
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images[:, None].astype(np.float32), digits.target.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default MLP trained on digits from an npz with its own test split (the last 360)."""
+    cwd = tmp_path_factory.mktemp("inference")
+    x, y = _digits()
+    np.savez(
+        cwd / "digits.npz", x_train=x[:-360], y_train=y[:-360], x_test=x[-360:], y_test=y[-360:]
+    )
+    proc = run_cli(
+        "train", "data=npz", f"data.path={cwd / 'digits.npz'}", "trainer.max_epochs=6",
+        "trainer.progress_bar=false", "hydra.run.dir=run", cwd=cwd,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return cwd / "run"
+
+
+def _cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_on_npz_and_csv_gives_the_runs_test_accuracy(
+    run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    x, y = _digits()
+    x_test, y_test = x[-360:], y[-360:]
+    np.savez(run.parent / "new.npz", x=x_test, y=y_test)
+    with open(run.parent / "new.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", *(f"p{i}" for i in range(64)), "label"])
+        for i, (image, label) in enumerate(zip(x_test.reshape(360, 64), y_test, strict=True)):
+            writer.writerow([f"img{i}", *(int(v) for v in image), label])
+    expected = summary(run)["metrics"]["test/acc"]
+    code, out, err = _cli(capsys, "predict", f"ckpt={run}", f"input={run.parent / 'new.npz'}")
+    assert code == 0, err
+    assert "360 predictions" in out and "confusion matrix" in out
+    metrics = json.loads((run / "predict" / "new.metrics.json").read_text())
+    assert metrics["metrics"]["acc"] == pytest.approx(expected, abs=1e-12)
+    assert sum(map(sum, metrics["confusion"])) == 360
+    code, out, err = _cli(
+        capsys, "predict", f"ckpt={run}", f"input={run.parent / 'new.csv'}", "probs=true",
+        f"out={run.parent / 'preds.csv'}",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = list(csv.DictReader(open(run.parent / "preds.csv")))
+    assert len(rows) == 360 and rows[0]["id"] == "img0"  # a non-feature column passes through
+    assert list(rows[0])[:3] == ["id", "prediction", "probability"] and "prob_9" in rows[0]
+    accuracy = np.mean(
+        [r["prediction"] == str(label) for r, label in zip(rows, y_test, strict=True)]
+    )
+    assert accuracy == pytest.approx(expected, abs=1e-12)
+    assert json.loads((run.parent / "preds.metrics.json").read_text())["metrics"]["acc"] == accuracy
+    # unlabelled: predictions only; the earlier output is not overwritten
+    np.savez(run.parent / "new.npz", x=x_test[:5])
+    code, out, err = _cli(capsys, "predict", f"ckpt={run}", f"input={run.parent / 'new.npz'}")
+    assert code == 0 and "metrics" not in out
+    assert len((run / "predict" / "new-1.csv").read_text().splitlines()) == 6
+    assert (run / "predict" / "new.metrics.json").is_file()
+
+
+def _fake_run(features: list[str] | None, input_shape: list[int]) -> TrainedRun:
+    """What `read_inputs` reads of a run: its inputs, classes, data config."""
+    hparams = {
+        "preprocess": {"dtype": "float32", "mean": [0.0], "std": [1.0], "features": features},
+        "input_shape": input_shape,
+        "num_outputs": 2,
+        "classes": ["no", "yes"],
+    }
+    cfg = OmegaConf.create(
+        {"data": {"name": "csv", "target": "label"}, "task": {"name": "classification"}}
+    )
+    return TrainedRun(torch.nn.Identity(), hparams, cfg, Path("best.ckpt"), None)
+
+
+def test_bad_inputs_are_one_line_each(tmp_path: Path) -> None:
+    tabular = _fake_run(["a", "b"], [2])
+    image = _fake_run(None, [1, 8, 8])
+
+    def write(name: str, text: str) -> Path:
+        (tmp_path / name).write_text(text)
+        return tmp_path / name
+
+    np.savez(tmp_path / "small.npz", x=np.zeros((3, 1, 4, 4), np.float32))
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, 1, 8, 8), np.float32))
+    cases = [
+        (tabular, write("ok.csv", "id,b,a,label\n7,1,2,yes\n"), None),
+        (tabular, write("cols.csv", "id,a,label\n1,2,no\n"), "no column 'b' (the model's features)"),
+        (tabular, write("cell.csv", "a,b\n1,2\n3,x\n"), "row 3, column 'b' is not a number: 'x'"),
+        (tabular, write("label.csv", "a,b,label\n1,2,maybe\n"), "label 'maybe' is not one of"),
+        (tabular, write("head.csv", "a,b\n"), "empty"),
+        (image, write("wide.csv", "p0,p1\n1,2\n"), "2 features per row, but the model takes 64 (an input of (1, 8, 8))"),
+        (image, tmp_path / "small.npz", r"rows of shape \(1, 4, 4\), but the model takes \(1, 8, 8\)"),
+        (image, tmp_path / "empty.npz", "empty"),
+        (image, write("notes.txt", "hello"), "unknown format"),
+        (image, tmp_path / "missing.npz", "no such file"),
+    ]  # fmt: skip
+    for run, path, message in cases:
+        if message is None:
+            inputs = read_inputs(path, run)
+            assert inputs.x.tolist() == [[2.0, 1.0]] and inputs.columns == {"id": ["7"]}
+            assert inputs.labels.tolist() == [1]
+            continue
+        with pytest.raises(
+            DataError, match=message if "\\" in message else re.escape(message)
+        ) as err:
+            read_inputs(path, run)
+        assert "\n" not in str(err.value)
+
+
+def test_checkpoints_that_are_not_usable_are_refused_in_one_line(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.ckpt")
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    ckpt["hyper_parameters"]["data_fingerprint"] = "elsewhere"
+    torch.save(ckpt, tmp_path / "moved.ckpt")
+    cases = [
+        (("predict", f"ckpt={tmp_path / 'other.ckpt'}", "input=x.npz"), "not a dnnexp checkpoint"),
+        (("predict", f"ckpt={tmp_path}", "input=x.npz"), "not a run dir"),
+        (("predict", f"ckpt={run}", "input=x.npz", "probs=maybe"), "expected true or false"),
+        (("export", f"ckpt={run}", "format=tflite"), "allowed values are onnx, pt2"),
+        (("export", f"ckpt={run}"), "format= is missing: dnnexp export ckpt=RUN_DIR format=onnx"),
+        (
+            ("eval", f"ckpt=[{run},{tmp_path / 'moved.ckpt'}]", "ensemble=mean"),
+            "members differ in data splits",
+        ),
+        (("eval", f"ckpt={tmp_path}", "ensemble=vote"), "no completed run"),
+    ]
+    for args, message in cases:
+        code, out, err = _cli(capsys, *args)
+        assert code == 2 and message in err and err.count("\n") == 1, (args, err)
+
+
+def test_export_to_onnx_and_pt2_passes_the_parity_check_with_int8(
+    run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import onnxruntime as ort
+
+    code, out, err = _cli(capsys, "export", f"ckpt={run}", "format=onnx", "quantize=int8")
+    assert code == 0, err
+    assert "passed" in out and "int8" in out
+    sidecar = json.loads((run / "export" / "model.onnx.json").read_text())
+    assert sidecar["parity"]["passed"] and sidecar["parity"]["max_abs_diff"] <= 1e-5
+    assert sidecar["output"]["classes"] == [str(i) for i in range(10)]
+    assert sidecar["input"]["shape"] == ["batch", 1, 8, 8]
+    assert {"dnnexp", "torch"} <= set(sidecar["versions"])
+    int8 = sidecar["int8"]
+    assert int8["smaller"] >= 3.0  # int8 weights: at least 3x smaller on disk
+    assert int8["exported_acc"] >= sidecar["parity"]["pytorch_acc"] - 0.02
+    assert not (run / "export" / "model.onnx.data").exists()  # one file
+    # raw inputs in, probabilities out, any batch size
+    session = ort.InferenceSession(str(run / "export" / "model.onnx"))
+    x, _ = _digits()
+    for n in (1, 7):
+        probs = session.run(None, {"input": x[:n]})[0]
+        assert probs.shape == (n, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    code, out, err = _cli(capsys, "export", f"ckpt={run}", "format=pt2")
+    assert code == 0 and "passed" in out, err
+    program = torch.export.load(str(run / "export" / "model.pt2")).module()
+    assert program(torch.from_numpy(x[:3])).shape == (3, 10)
+
+
+def test_without_the_export_extra_onnx_says_what_to_install(
+    run: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if it were not installed
+    code, out, err = _cli(capsys, "export", f"ckpt={run}", "format=onnx", "out=never.onnx")
+    assert code == 2 and "pip install 'dnnexp[export]'" in err and err.count("\n") == 1
+    assert not Path("never.onnx").exists()
+
+
+def test_every_model_family_exports_and_passes_the_parity_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from dnnexp.inference.export import export
+    from dnnexp.inference.model import load_trained
+
+    families = "mlp,cnn,resnet,resnext,densenet,rnn,lstm,gru"
+    proc = run_cli(
+        "train", "-m", f"model={families}", "trainer=smoke", "hydra.sweep.dir=sweep", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for number, family in enumerate(families.split(",")):
+        trained = load_trained(tmp_path / "sweep" / str(number))
+        assert trained.cfg.model.name == family
+        for fmt in ("onnx", "pt2"):
+            sidecar = export(trained, fmt, tmp_path / f"{family}.{fmt}", timing=False)
+            assert sidecar["parity"]["passed"], (family, fmt, sidecar["parity"])
+
+
+def test_an_ensemble_of_five_seeds_beats_its_mean_member_and_exports_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    proc = run_cli(
+        "train", "-m", "seed=0,1,2,3,4", "trainer.max_epochs=4", "trainer.progress_bar=false",
+        "hydra.sweep.dir=sweep", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep = tmp_path / "sweep"
+    for mode in ("mean", "vote"):
+        code, out, err = _cli(capsys, "eval", f"ckpt={sweep}", f"ensemble={mode}")
+        assert code == 0, err
+        result = json.loads((sweep / f"ensemble_{mode}.json").read_text())
+        assert len(result["members"]) == 5 and f"ensemble ({mode})" in out
+        assert result["metrics"]["acc"] >= result["mean_member"]["acc"]
+        first = summary(sweep / "0")["metrics"]["test/acc"]
+        assert result["members"]["0"]["acc"] == pytest.approx(first, abs=1e-12)
+    listed = ",".join(str(sweep / str(i)) for i in range(3))
+    code, out, err = _cli(capsys, "export", f"ckpt=[{listed}]", "format=onnx", "ensemble=vote")
+    assert code == 0 and "passed" in out, err
+    # a sweep dir with a failed job: only the completed runs are members
+    shutil.copytree(sweep / "4", sweep / "5")
+    (sweep / "5" / "summary.json").write_text(json.dumps({"status": "failed"}))
+    code, out, err = _cli(capsys, "eval", f"ckpt={sweep}", "ensemble=mean")
+    assert code == 0 and "ensemble of 5" in out
+    with pytest.raises(RunError):
+        from dnnexp.inference.model import load_source
+
+        load_source(f"[{sweep / '0'},{sweep / 'nope'}]", "mean")
