@@ -204,20 +204,34 @@ def test_without_the_export_extra_onnx_says_what_to_install(
     assert not Path("never.onnx").exists()
 
 
-def test_every_model_family_exports_and_passes_the_parity_check(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_every_model_family_exports_and_passes_the_parity_check(tmp_path: Path) -> None:
+    """Each family freshly built (the check compares the exported model with PyTorch's, trained
+    or not), with digits' real preprocessing and test split."""
+    from dnnexp.data.datamodule import ArrayDataModule
     from dnnexp.inference.export import export
-    from dnnexp.inference.model import load_trained
+    from dnnexp.inference.model import InferenceModel
+    from dnnexp.models import build_model
+    from tests.conftest import compose
 
-    families = "mlp,cnn,resnet,resnext,densenet,rnn,lstm,gru"
-    proc = run_cli(
-        "train", "-m", f"model={families}", "trainer=smoke", "hydra.sweep.dir=sweep", cwd=tmp_path
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    for number, family in enumerate(families.split(",")):
-        trained = load_trained(tmp_path / "sweep" / str(number))
-        assert trained.cfg.model.name == family
+    data = None
+    for family in ("mlp", "cnn", "resnet", "resnext", "densenet", "rnn", "lstm", "gru"):
+        cfg = compose(f"model={family}")
+        if data is None:
+            data = ArrayDataModule(cfg.data, seed=0)
+            data.setup()
+        shape = list(data.input_shape)
+        torch.manual_seed(0)
+        model = build_model(cfg.model, tuple(shape), data.num_outputs, 0.0)
+        hparams = {
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "input_shape": shape,
+            "num_outputs": data.num_outputs,
+            "classes": data.classes,
+            "data_fingerprint": data.fingerprint,
+            "preprocess": data.preprocess,
+        }
+        wrapped = InferenceModel(model, data.preprocess, shape).eval()
+        trained = TrainedRun(wrapped, hparams, cfg, tmp_path / family / "best.ckpt", None)
         for fmt in ("onnx", "pt2"):
             sidecar = export(trained, fmt, tmp_path / f"{family}.{fmt}", timing=False)
             assert sidecar["parity"]["passed"], (family, fmt, sidecar["parity"])
@@ -252,3 +266,22 @@ def test_an_ensemble_of_five_seeds_beats_its_mean_member_and_exports_as_one(
         from dnnexp.inference.model import load_source
 
         load_source(f"[{sweep / '0'},{sweep / 'nope'}]", "mean")
+
+
+def test_large_inputs_get_a_progress_bar_on_a_terminal_and_none_in_a_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from dnnexp.inference import predict as predict_module
+
+    monkeypatch.setattr(predict_module, "PROGRESS_ROWS", 10)
+    x = torch.arange(64.0).reshape(16, 4)
+    for terminal in (True, False):
+        shown = io.StringIO()
+        console = Console(file=shown, force_terminal=terminal, width=80)
+        monkeypatch.setattr(predict_module, "console", console)
+        assert torch.equal(predict_module._run(_fake_run(None, [4]), x, batch_size=4), x)
+        assert ("16/16" in shown.getvalue()) == terminal, shown.getvalue()

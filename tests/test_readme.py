@@ -158,10 +158,19 @@ def test_the_readme_config_files_are_found(tmp_path: Path) -> None:
     assert (tmp_path / names[1]).read_text().startswith("# @package _global_\n")
 
 
+def cost(ran: list) -> int:
+    """A block's expected time in units of one plain command (~6 s, mostly imports): a
+    multirun ~4, a DDP or torchrun run (processes of their own) ~7. Measured per block."""
+    return sum(
+        1 + 3 * (" -m " in str(c)) + 6 * ("ddp" in str(c) or "torchrun" in str(c)) for c in ran
+    )
+
+
 def lanes(scripts: list[tuple[int, str, list[str]]]) -> list[list[tuple[int, str, list[str]]]]:
     """The blocks in two lanes that run side by side (one core each), each lane in its own
-    directory and in README order. A block that reads earlier runs (`$(ls -d outputs...` before
-    its own first `dnnexp train`) stays in the lane of the block before it."""
+    directory and in README order, balanced by `cost`. A block that reads earlier runs
+    (`$(ls -d outputs...` before its own first `dnnexp train`) stays in the lane of the block
+    before it."""
     two: list[list[tuple[int, str, list[str]]]] = [[], []]
     load, last = [0, 0], 0
     for item in scripts:
@@ -170,7 +179,7 @@ def lanes(scripts: list[tuple[int, str, list[str]]]) -> list[list[tuple[int, str
         trains = text.find("dnnexp train")
         lane = last if 0 <= reads and (trains < 0 or reads < trains) else load.index(min(load))
         two[lane].append(item)
-        load[lane] += len(item[2])
+        load[lane] += cost(item[2])
         last = lane
     return two
 

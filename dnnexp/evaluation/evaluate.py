@@ -13,7 +13,7 @@ from dnnexp.config.errors import ConfigError, RunError, describe_omegaconf_error
 from dnnexp.config.validate import validate
 from dnnexp.data.datamodule import ArrayDataModule
 from dnnexp.tasks.module import TrainingModule
-from dnnexp.training.checkpoint import load_checkpoint
+from dnnexp.training.safe_load import load_checkpoint
 from dnnexp.utils import console
 from dnnexp.utils.quiet import silence_lightning_noise
 from dnnexp.utils.run_files import write_json

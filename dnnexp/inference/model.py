@@ -115,7 +115,7 @@ def load_trained(value: str | Path, key: str = "ckpt") -> TrainedRun:
     """The run `key=value` names (a .ckpt file or a run dir), loaded safely (weights only) and
     rebuilt from its own config; RunError in one line when it is not a usable dnnexp run."""
     from dnnexp.models import build_model
-    from dnnexp.training.checkpoint import load_checkpoint
+    from dnnexp.training.safe_load import load_checkpoint
 
     path = checkpoint_path(key, value)
     try:

@@ -8,7 +8,6 @@ import os
 import random
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,68 +16,11 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from dnnexp.config.errors import RunError
-
-REQUIRED = ("state_dict", "hyper_parameters")
 _UMASK = os.umask(0o022)  # read once (os.umask can only read it by setting it), then put back
 os.umask(_UMASK)
 # checkpoint entries Lightning builds anew for each save and never changes after (no tensors):
 # a checkpoint held in memory shares them instead of copying ~300 small containers
 BUILT_FRESH = frozenset({"loops", "hyper_parameters", "hparams_name", "dnnexp_history"})
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's contents, or RunError naming what is wrong and what to do.
-
-    Never falls back to `weights_only=False`: unpickling a crafted file runs arbitrary code.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise RunError(f"ckpt={path}: no such file; pass a run's checkpoints/best.ckpt")
-    if path.is_dir():
-        raise RunError(
-            f"ckpt={path} is a directory; pass a .ckpt file, e.g. {path}/checkpoints/best.ckpt"
-        )
-    if path.stat().st_size == 0:
-        raise RunError(f"ckpt={path} is empty (0 bytes): the run that wrote it did not finish")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except torch.serialization.pickle.UnpicklingError as err:
-        if "global" in str(err).lower():  # a class or function that only pickle can rebuild
-            raise RunError(
-                f"ckpt={path} refused: it holds Python objects that only a full unpickle could"
-                " load, which can run arbitrary code; dnnexp loads weights only"
-            ) from None
-        raise RunError(f"ckpt={path} is not a readable checkpoint (not a torch file)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise RunError(
-            f"ckpt={path} is not a readable checkpoint (truncated or corrupt: {first})"
-        ) from None
-    if not isinstance(ckpt, dict) or any(key not in ckpt for key in REQUIRED):
-        raise RunError(f"ckpt={path} is not a dnnexp checkpoint (no state_dict/hyper_parameters)")
-    hparams = ckpt["hyper_parameters"]
-    if not isinstance(hparams, dict) or "config" not in hparams:
-        raise RunError(
-            f"ckpt={path} was not written by dnnexp train (no config in its hyperparameters)"
-        )
-    return ckpt
-
-
-def load_run_weights(key: str, value: str) -> dict[str, Any]:
-    """The checkpoint that `key=value` names (a .ckpt file, or a run dir: its best.ckpt),
-    loaded safely; errors name `key` (distill.teacher, init_from), one line each."""
-    path = Path(value)
-    if path.is_dir() and (path / "checkpoints" / "best.ckpt").is_file():
-        path = path / "checkpoints" / "best.ckpt"
-    elif path.is_dir():
-        raise RunError(f"{key}={value}: a directory without checkpoints/best.ckpt (not a run dir)")
-    elif not path.exists():
-        raise RunError(f"{key}={value}: no such file or run dir")
-    try:
-        return load_checkpoint(path)
-    except RunError as err:
-        raise RunError(str(err).replace(f"ckpt={path}", f"{key}={value}", 1)) from None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

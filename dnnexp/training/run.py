@@ -22,9 +22,9 @@ from dnnexp.config.metrics import TASK_SCORE, headline, lower_is_better
 from dnnexp.config.validate import check_model_input
 from dnnexp.data.datamodule import ArrayDataModule
 from dnnexp.tasks.module import TrainingModule
-from dnnexp.training.checkpoint import load_checkpoint
 from dnnexp.training.ddp import job_scope
 from dnnexp.training.model_card import MODEL_CARD, write_model_card
+from dnnexp.training.safe_load import load_checkpoint
 from dnnexp.training.trainer import build_trainer
 from dnnexp.utils import console
 from dnnexp.utils.quiet import silence_lightning_noise
