@@ -38,10 +38,14 @@ def main(args: list[str]) -> int:
         ensemble = next((o.split("=", 1)[1] for o in overrides if o.startswith("ensemble=")), None)
         if ensemble is not None or _several(str(ckpt)):
             return _ensemble(str(ckpt), ensemble, out, overrides)
-        from dnnexp.evaluation.evaluate import evaluate
         from dnnexp.inference.model import checkpoint_path
+        from dnnexp.training.safe_load import load_checkpoint
 
-        evaluate(checkpoint_path("ckpt", ckpt), out, overrides)
+        path = checkpoint_path("ckpt", ckpt)
+        loaded = load_checkpoint(path)  # a bad file is one line before Lightning is imported
+        from dnnexp.evaluation.evaluate import evaluate
+
+        evaluate(path, out, overrides, loaded)
     except (ConfigError, RunError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

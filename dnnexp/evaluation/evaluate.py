@@ -19,9 +19,12 @@ from dnnexp.utils.quiet import silence_lightning_noise
 from dnnexp.utils.run_files import write_json
 
 
-def evaluate(ckpt_path: Path, out: Path | None, overrides: list[str]) -> dict[str, Any]:
+def evaluate(
+    ckpt_path: Path, out: Path | None, overrides: list[str], ckpt: dict | None = None
+) -> dict[str, Any]:
+    """`ckpt`: the checkpoint's contents when the caller has loaded them already."""
     silence_lightning_noise()
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = ckpt if ckpt is not None else load_checkpoint(ckpt_path)
     hparams = ckpt["hyper_parameters"]
     cfg = OmegaConf.create(hparams["config"])
     if "task" not in cfg:  # a checkpoint from before the task group: classification

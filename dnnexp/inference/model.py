@@ -220,7 +220,7 @@ def load_source(value: str, ensemble: str | None = None, key: str = "ckpt") -> T
         ):
             if get(run) != get(first):
                 raise RunError(
-                    f"{key}=: the ensemble's members differ in {what}: {first.path} has"
+                    f"{key}={value}: the ensemble's members differ in {what}: {first.path} has"
                     f" {get(first)}, {run.path} has {get(run)}"
                 )
     mode = ensemble or "mean"

@@ -42,4 +42,4 @@ def print_metrics(title: str, metrics: dict[str, Any], footer: dict[str, Any]) -
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
     for key, value in footer.items():
-        console.print(f"[bold]{key}:[/bold] {value}")
+        console.print(f"[bold]{key}:[/bold] {value}", soft_wrap=True)  # one line, piped or not
