@@ -285,3 +285,51 @@ def test_large_inputs_get_a_progress_bar_on_a_terminal_and_none_in_a_pipe(
         monkeypatch.setattr(predict_module, "console", console)
         assert torch.equal(predict_module._run(_fake_run(None, [4]), x, batch_size=4), x)
         assert ("16/16" in shown.getvalue()) == terminal, shown.getvalue()
+
+
+class _Branchy(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # a branch on the data: no single graph for every input
+            return x
+        return -x
+
+
+def test_a_model_the_exporter_cannot_take_is_one_line_saying_where_and_why(tmp_path: Path) -> None:
+    from dnnexp.inference.export import export_model
+
+    for fmt in ("pt2", "onnx"):
+        with pytest.raises(RunError) as err:
+            export_model(_Branchy(), torch.ones(2, 3), fmt, tmp_path / f"m.{fmt}", "model=branchy")
+        message = str(err.value)
+        assert "\n" not in message and message.startswith(f"format={fmt}: model=branchy could not")
+        assert "test_inference.py" in message and "if x.sum() > 0" in message, message
+
+
+def test_a_regression_run_predicts_values_and_exports_within_tolerance(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from dnnexp.inference.model import load_trained, raw_test_split
+
+    proc = run_cli(
+        "train", "task=regression", "data=diabetes", "trainer.max_epochs=3",
+        "trainer.progress_bar=false", "hydra.run.dir=reg", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = tmp_path / "reg"
+    x, y = raw_test_split(load_trained(run))  # the test split in its own units
+    with open(tmp_path / "patients.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["patient", *(f"f{i}" for i in range(10)), "label"])
+        for i, (row, target) in enumerate(zip(x.tolist(), y[:, 0].tolist(), strict=True)):
+            writer.writerow([f"p{i}", *row, target])
+    out = tmp_path / "values.csv"
+    code, _, err = _cli(
+        capsys, "predict", f"ckpt={run}", f"input={tmp_path / 'patients.csv'}", f"out={out}"
+    )
+    assert code == 0, err
+    rows = list(csv.DictReader(open(out)))
+    assert list(rows[0]) == ["patient", "predicted_target_0"] and rows[0]["patient"] == "p0"
+    metrics = json.loads(out.with_suffix(".metrics.json").read_text())["metrics"]
+    assert metrics["r2"] == pytest.approx(summary(run)["metrics"]["test/r2"], abs=1e-4)
+    code, out_text, err = _cli(capsys, "export", f"ckpt={run}", "format=onnx")
+    assert code == 0 and "passed" in out_text, err  # within 1e-5 of the targets' std

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import shutil
 import time
 import warnings
@@ -84,23 +85,44 @@ def export_model(model: nn.Module, example: torch.Tensor, fmt: str, out: Path, l
                     dynamic_shapes=shapes,
                 )
     except Exception as err:  # the exporters raise many types; the message is what matters
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        reason = next((line for line in lines if "Error" in line or "error" in line), "")
-        reason = reason or (lines[0] if lines else type(err).__name__)
-        raise RunError(f"format={fmt}: {label} could not be exported ({reason[:300]})") from None
+        raise RunError(f"format={fmt}: {label} could not be exported {_why(err)}") from None
+
+
+def _why(err: Exception) -> str:
+    """The exporter's reason (its first line) and where in the model's code it arose (the last
+    `File ..., line N, in ...` the exporter quotes, with the line's code): one line."""
+    text = str(err)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = (lines[0] if lines else type(err).__name__)[:200]
+    calls = re.findall(r'File "([^"]+)", line (\d+), in (\w+)\n\s*(.+)', text)
+    if not calls:
+        return f"({reason})"
+    path, line, function, code = calls[-1]
+    return f"at {Path(path).name}:{line} in {function}, `{code.strip()}` ({reason})"
 
 
 def parity(
-    reference: torch.Tensor, exported: np.ndarray, labels: torch.Tensor | None, task: str
+    reference: torch.Tensor,
+    exported: np.ndarray,
+    labels: torch.Tensor | None,
+    task: str,
+    scale: list[float] | None = None,
 ) -> dict[str, Any]:
-    """How far the exported outputs are from PyTorch's, and both models' test metric."""
+    """How far the exported outputs are from PyTorch's, and both models' test metric. Under
+    regression `max_abs_diff` is in standardized units (the values divided by the training
+    targets' std, `scale`): what the model computes, and float32-exact to ~1e-7 there, where
+    values in the hundreds differ by ~1e-5 in their own units."""
     got = torch.from_numpy(np.asarray(exported)).to(reference.dtype)
+    diff = (got - reference).abs()
+    if task == "regression" and scale is not None:
+        diff = diff / torch.tensor(scale, dtype=diff.dtype)
     result: dict[str, Any] = {
         "rows": len(reference),
-        "max_abs_diff": float((got - reference).abs().max()) if len(reference) else 0.0,
+        "max_abs_diff": float(diff.max()) if len(reference) else 0.0,
     }
     if task == "regression":
         if labels is not None:
+            labels = labels.reshape(reference.shape)
             result["pytorch_mse"] = float(((reference - labels) ** 2).mean())
             result["exported_mse"] = float(((got - labels) ** 2).mean())
         result["same_predictions"] = result["max_abs_diff"] <= TOLERANCE
@@ -163,7 +185,8 @@ def export(
         with torch.inference_mode():
             latency["pytorch_ms_per_256"] = latency_ms(model, batch)
     runner = exported_runner(out, fmt)
-    check = parity(reference, _batched(runner, x), labels, run.task)
+    scale = (run.hparams.get("target_stats") or {}).get("std")
+    check = parity(reference, _batched(runner, x), labels, run.task, scale)
     passed = check["max_abs_diff"] <= TOLERANCE and check["same_predictions"]
     if timing:
         latency[f"{fmt}_ms_per_256"] = latency_ms(runner, batch)
@@ -185,7 +208,7 @@ def export(
         "versions": _versions(fmt),
     }
     if quantize:
-        sidecar["int8"] = _quantize(out, x, labels, reference, batch, run.task)
+        sidecar["int8"] = _quantize(out, x, labels, reference, batch, run.task, scale)
     sidecar_path = out.with_name(out.name + ".json")
     write_json(sidecar_path, sidecar)
     from dnnexp.training.model_card import model_card_files
@@ -208,6 +231,7 @@ def _quantize(
     reference: torch.Tensor,
     batch: torch.Tensor,
     task: str,
+    scale: list[float] | None,
 ) -> dict[str, Any]:
     """onnxruntime's dynamic int8 quantization of `fp32` -> <name>.int8.onnx, checked."""
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
@@ -226,7 +250,7 @@ def _quantize(
     finally:
         prepared.unlink(missing_ok=True)
     runner = exported_runner(int8, "onnx")
-    check = parity(reference, _batched(runner, x), labels, task)
+    check = parity(reference, _batched(runner, x), labels, task, scale)
     fp32_runner = exported_runner(fp32, "onnx")
     return {
         "file": int8.name,
@@ -269,6 +293,8 @@ def _print(sidecar: dict[str, Any], out: Path, sidecar_path: Path) -> None:
     line = f"parity on {check['rows']} test rows: max |diff| {check['max_abs_diff']:.2e}"
     if "pytorch_acc" in check:
         line += f", accuracy pytorch {check['pytorch_acc']:.4f} / {fmt} {check['exported_acc']:.4f}"
+    elif "pytorch_mse" in check:
+        line += f", test mse pytorch {check['pytorch_mse']:.6g} / {fmt} {check['exported_mse']:.6g}"
     _say(f"{line}: {verdict}")
     if timing:
         _say(
@@ -277,12 +303,15 @@ def _print(sidecar: dict[str, Any], out: Path, sidecar_path: Path) -> None:
         )
     if "int8" in sidecar:
         q = sidecar["int8"]
-        acc = f", accuracy {q['exported_acc']:.4f}" if "exported_acc" in q else ""
+        if "prediction_agreement" in q:
+            quality = f"predictions agree {q['prediction_agreement']:.1%}"
+            quality += f", accuracy {q['exported_acc']:.4f}" if "exported_acc" in q else ""
+        else:
+            quality = f"max |diff| {q['max_abs_diff']:.3g} (standardized)"
+            quality += f", test mse {q['exported_mse']:.6g}" if "exported_mse" in q else ""
         _say(
             f"int8: {out.with_name(q['file'])} {q['bytes'] / 1024:.1f} KiB ({q['smaller']}x"
             f" smaller), {q['ms_per_256']:.2f} ms per 256 (fp32 {q['fp32_ms_per_256']:.2f}),"
-            f" predictions agree {q['prediction_agreement']:.1%}{acc}"
-            if "prediction_agreement" in q
-            else f"int8: {q['bytes'] / 1024:.1f} KiB, max |diff| {q['max_abs_diff']:.3g}"
+            f" {quality}"
         )
     _say(f"[bold]written to:[/bold] {sidecar_path}")

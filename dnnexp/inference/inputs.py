@@ -166,6 +166,13 @@ def _csv(path: Path, run: TrainedRun, target: str | None) -> Inputs:
         ]
         if not features:
             raise DataError(f"input={path}: no numeric feature column")
+        wanted = int(np.prod(run.input_shape))
+        if len(features) != wanted:
+            raise DataError(
+                f"input={path}: {len(features)} numeric columns besides {', '.join(targets)}"
+                f" ({', '.join(features[:3])}, ...), but the model takes {wanted} features, which"
+                f" its training data did not name: keep only those (an id column can be text)"
+            )
     x = np.stack([table._numbers(path, rows, header.index(n), n) for n in features], axis=1)
     labels = None
     present = [name for name in targets if name in header]
