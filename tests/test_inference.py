@@ -117,13 +117,15 @@ def test_bad_inputs_are_one_line_each(tmp_path: Path) -> None:
 
     np.savez(tmp_path / "small.npz", x=np.zeros((3, 1, 4, 4), np.float32))
     np.savez(tmp_path / "empty.npz", x=np.zeros((0, 1, 8, 8), np.float32))
+    np.savez(tmp_path / "flat.npz", x=np.zeros((3, 2), np.float32))
     cases = [
         (tabular, write("ok.csv", "id,b,a,label\n7,1,2,yes\n"), None),
         (tabular, write("cols.csv", "id,a,label\n1,2,no\n"), "no column 'b' (the model's features)"),
         (tabular, write("cell.csv", "a,b\n1,2\n3,x\n"), "row 3, column 'b' is not a number: 'x'"),
         (tabular, write("label.csv", "a,b,label\n1,2,maybe\n"), "label 'maybe' is not one of"),
         (tabular, write("head.csv", "a,b\n"), "empty"),
-        (image, write("wide.csv", "p0,p1\n1,2\n"), "2 features per row, but the model takes 64 (an input of (1, 8, 8))"),
+        (image, write("wide.csv", "p0,p1\n1,2\n"), "2 numeric columns besides label (p0, p1, ...), but the model takes 64 features"),
+        (image, tmp_path / "flat.npz", "2 features per row, but the model takes 64 (an input of (1, 8, 8))"),
         (image, tmp_path / "small.npz", r"rows of shape \(1, 4, 4\), but the model takes \(1, 8, 8\)"),
         (image, tmp_path / "empty.npz", "empty"),
         (image, write("notes.txt", "hello"), "unknown format"),
