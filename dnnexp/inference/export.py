@@ -208,7 +208,7 @@ def export(
         "versions": _versions(fmt),
     }
     if quantize:
-        sidecar["int8"] = _quantize(out, x, labels, reference, batch, run.task, scale)
+        sidecar["int8"] = _quantize(out, runner, x, labels, reference, batch, run.task, scale)
     sidecar_path = out.with_name(out.name + ".json")
     write_json(sidecar_path, sidecar)
     from dnnexp.training.model_card import model_card_files
@@ -226,6 +226,7 @@ def export(
 
 def _quantize(
     fp32: Path,
+    fp32_runner: Any,
     x: torch.Tensor,
     labels: torch.Tensor,
     reference: torch.Tensor,
@@ -233,7 +234,8 @@ def _quantize(
     task: str,
     scale: list[float] | None,
 ) -> dict[str, Any]:
-    """onnxruntime's dynamic int8 quantization of `fp32` -> <name>.int8.onnx, checked."""
+    """onnxruntime's dynamic int8 quantization of `fp32` -> <name>.int8.onnx, checked and timed
+    beside `fp32_runner` (the session the fp32 parity check ran in)."""
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
     int8 = fp32.with_name(fp32.stem + ".int8.onnx")
@@ -251,7 +253,6 @@ def _quantize(
         prepared.unlink(missing_ok=True)
     runner = exported_runner(int8, "onnx")
     check = parity(reference, _batched(runner, x), labels, task, scale)
-    fp32_runner = exported_runner(fp32, "onnx")
     return {
         "file": int8.name,
         "bytes": int8.stat().st_size,

@@ -96,32 +96,14 @@ class TrainedRun:
         return parent.parent if parent.name == "checkpoints" else parent
 
 
-def checkpoint_path(key: str, value: str | Path) -> Path:
-    """`key=value` as a .ckpt path: a run dir means its checkpoints/best.ckpt."""
-    path = Path(value)
-    if path.is_dir():
-        best = path / "checkpoints" / "best.ckpt"
-        if not best.is_file():
-            raise RunError(
-                f"{key}={value}: a directory without checkpoints/best.ckpt (not a run dir)"
-            )
-        return best
-    if not path.exists():
-        raise RunError(f"{key}={value}: no such file or run dir")
-    return path
-
-
 def load_trained(value: str | Path, key: str = "ckpt") -> TrainedRun:
     """The run `key=value` names (a .ckpt file or a run dir), loaded safely (weights only) and
     rebuilt from its own config; RunError in one line when it is not a usable dnnexp run."""
     from dnnexp.models import build_model
-    from dnnexp.training.safe_load import load_checkpoint
+    from dnnexp.training.safe_load import checkpoint_path, load_run_weights
 
     path = checkpoint_path(key, value)
-    try:
-        ckpt = load_checkpoint(path)
-    except RunError as err:
-        raise RunError(str(err).replace(f"ckpt={path}", f"{key}={value}", 1)) from None
+    ckpt = load_run_weights(key, value)
     hparams = ckpt["hyper_parameters"]
     if not hparams.get("preprocess"):
         raise RunError(

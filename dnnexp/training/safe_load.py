@@ -52,16 +52,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_run_weights(key: str, value: str) -> dict[str, Any]:
-    """The checkpoint that `key=value` names (a .ckpt file, or a run dir: its best.ckpt),
-    loaded safely; errors name `key` (distill.teacher, init_from), one line each."""
+def checkpoint_path(key: str, value: str | Path) -> Path:
+    """The .ckpt file `key=value` names: a .ckpt file, or a run dir's checkpoints/best.ckpt;
+    RunError naming `key` when it is neither."""
     path = Path(value)
     if path.is_dir() and (path / "checkpoints" / "best.ckpt").is_file():
-        path = path / "checkpoints" / "best.ckpt"
-    elif path.is_dir():
+        return path / "checkpoints" / "best.ckpt"
+    if path.is_dir():
         raise RunError(f"{key}={value}: a directory without checkpoints/best.ckpt (not a run dir)")
-    elif not path.exists():
+    if not path.exists():
         raise RunError(f"{key}={value}: no such file or run dir")
+    return path
+
+
+def load_run_weights(key: str, value: str | Path) -> dict[str, Any]:
+    """The checkpoint that `key=value` names (a .ckpt file, or a run dir: its best.ckpt),
+    loaded safely; errors name `key` (distill.teacher, init_from, ckpt), one line each."""
+    path = checkpoint_path(key, value)
     try:
         return load_checkpoint(path)
     except RunError as err:
