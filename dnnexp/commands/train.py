@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 def main(args: list[str]) -> int:
@@ -163,38 +164,99 @@ def _refuse_other_sweep(args: list[str]) -> str | None:
 def _job(cfg: DictConfig) -> float | None:
     """One training job: the whole run, or one job of a multirun.
 
-    In a multirun a job never raises into Hydra: it records its failure in its summary.json and
-    returns, so its siblings run and the sweep ends with a table of every failure
-    (dnnexp.sweep.callbacks). A job whose run dir already holds the same completed run is skipped.
+    The job first claims its run dir (`utils/claims.py`): a dir that another live process is
+    training in is skipped (a multirun) or refused (a run, a resume). In a multirun a job never
+    raises into Hydra: it records its failure in its summary.json and returns, so its siblings
+    run and the sweep ends with a table of every failure (dnnexp.sweep.callbacks); only a write
+    that fails (a full disk) stops the sweep, since the next job would fail the same way. A job
+    whose run dir already holds the same completed run is skipped; one that was interrupted or
+    killed resumes from its last checkpoint.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from dnnexp.config.errors import ConfigError, RunError
-    from dnnexp.config.hardware import check_devices
-    from dnnexp.config.validate import validate
-    from dnnexp.sweep import job
-    from dnnexp.utils.run_files import SUMMARY, write_json
+    from dnnexp.config.ranks import secondary_rank
+    from dnnexp.utils.claims import Claim
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN and os.environ.get("HYDRA_FULL_ERROR") != "1"
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    overrides = list(hydra_cfg.overrides.task)
     label = f"job {hydra_cfg.job.num}" if multirun else "run"
     trial = OmegaConf.select(cfg, "search.trial", default=None)
+    if trial is not None:
+        label = f"trial {trial}"
+    claim = None if secondary_rank() is not None else Claim(run_dir)  # ranks > 0: rank 0's dir
+    holder = None if claim is None else claim.acquire()
+    if holder is not None:
+        return _claimed_elsewhere(cfg, run_dir, label, holder, multirun)
+    try:
+        if claim is not None and claim.took_over is not None:
+            print(
+                f"{label}: {claim.took_over.describe()} had claimed {run_dir} and is gone:"
+                " taken over"
+            )
+        return _train_job(cfg, hydra_cfg, run_dir, label, multirun, claim)
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _claimed_elsewhere(
+    cfg: DictConfig, run_dir: Path, label: str, holder: Any, multirun: bool
+) -> None:
+    """Another process holds run_dir: a sweep job is skipped, a run or resume refused."""
+    from dnnexp.utils.claims import CLAIM
+
+    clear = (
+        ""
+        if holder.local
+        else (f"; if that process is gone, remove {run_dir / CLAIM} and run again")
+    )
+    if multirun:
+        print(f"{label}: running in {holder.describe()}, skipped{clear}")
+        return None
+    what = f"resume={cfg.resume}" if cfg.get("resume") else f"hydra.run.dir={run_dir}"
+    print(
+        f"error: {what}: {holder.describe()} is training in it; wait for it to end, or pick"
+        f" another directory{clear}",
+        file=sys.stderr,
+    )
+    sys.exit(2)
+
+
+def _train_job(
+    cfg: DictConfig, hydra_cfg: Any, run_dir: Path, label: str, multirun: bool, claim: Any
+) -> float | None:
+    from dnnexp.config.errors import ConfigError, RunError, RunStopped
+    from dnnexp.config.hardware import check_devices
+    from dnnexp.config.validate import validate
+    from dnnexp.sweep import job
+    from dnnexp.utils.run_files import SUMMARY, SWEEP_ID, write_json
+
+    overrides = list(hydra_cfg.overrides.task)
     shown = overrides
-    if trial is not None:  # a search trial: its number and its params, not the search's keys
-        label, shown = f"trial {trial}", [o for o in overrides if not o.startswith("search.")]
+    if OmegaConf.select(cfg, "search.trial", default=None) is not None:
+        shown = [o for o in overrides if not o.startswith("search.")]  # its params alone
     try:
         cfg = validate(cfg)
         check_devices(cfg.trainer)
         cfg_hash = job.config_hash(cfg)
         if multirun:
-            earlier = job.completed_summary(run_dir, cfg_hash)
-            if earlier is not None:
-                print(f"{label}: already completed in {run_dir}, skipped")
-                write_json(run_dir / SUMMARY, {**earlier, "reused": True})
+            kind, earlier = job.earlier_run(run_dir, cfg_hash)
+            if kind == "completed":
+                other = job.ran_by_other(earlier, os.environ.get(SWEEP_ID))
+                by = (
+                    f"completed by {other.describe()}"
+                    if other
+                    else f"already completed in {run_dir}"
+                )
+                print(f"{label}: {by}, skipped")
                 return job.score(earlier)
+            if kind == "resumable":
+                ended = "killed" if earlier["status"] == "running" else earlier["status"]
+                print(f"{label}: {ended} earlier, resumes from its last checkpoint")
+                with open_dict(cfg):
+                    cfg.resume = str(run_dir)
             job.start_clean(cfg.trainer.num_threads or job.threads_per_job(hydra_cfg.launcher))
         elif cfg.trainer.num_threads:
             job.start_clean(cfg.trainer.num_threads)
@@ -208,6 +270,9 @@ def _job(cfg: DictConfig) -> float | None:
             label=f"{label} ({' '.join(shown)})" if multirun else None,
         )
         return job.score(summary)
+    except RunStopped as err:  # a write failed: this job stops, and so does the sweep
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     except (ConfigError, RunError) as err:
         if multirun:
             if not (run_dir / SUMMARY).exists():  # refused before training started
@@ -220,6 +285,8 @@ def _job(cfg: DictConfig) -> float | None:
             return None
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
+        if claim is not None:
+            claim.release()
         _discard_unstarted_run_dir(run_dir)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

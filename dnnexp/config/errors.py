@@ -17,6 +17,12 @@ class RunError(CompactHydraException):
     """A run that cannot start or go on (bad checkpoint, run dir in use); printed as one line."""
 
 
+class RunStopped(RunError):
+    """A run that a failed write stopped (a full disk, a quota, a vanished mount): its message
+    names the file and the reason and says how to go on; it is resumable, and a sweep stops
+    with it (the next job would fail the same way)."""
+
+
 def describe_omegaconf_error(
     err: OmegaConfBaseException, prefix: str = "", schema: type | None = None
 ) -> str:

@@ -174,17 +174,12 @@ def worker_id() -> str:
 
 
 def _alive(worker: str) -> bool:
-    """False only when `worker` (host:pid) ran on this host and that process is gone."""
+    """False only when `worker` (host:pid) ran on this host and that process is gone (the
+    same judgement as a run dir's claim: dnnexp.utils.claims)."""
+    from dnnexp.utils.claims import alive
+
     host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine's worker: not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not pid.isdigit() or alive(host, int(pid))
 
 
 def recover_killed(study: Any, retry: bool) -> list[int]:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dnnexp.config.errors import RunError
 from dnnexp.config.metrics import TASK_SCORE
+from dnnexp.utils.claims import Holder
 from dnnexp.utils.run_files import SUMMARY
 
 
@@ -30,24 +31,45 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def completed_summary(run_dir: Path, cfg_hash: str) -> dict[str, Any] | None:
-    """The summary of an earlier, completed run of the same config in run_dir, if there is one.
+def earlier_run(run_dir: Path, cfg_hash: str) -> tuple[str, dict[str, Any] | None]:
+    """What run_dir holds from an earlier run of this job, and its summary:
+
+    - "completed": the same config, completed (the job is skipped);
+    - "resumable": the same config, interrupted or killed (status still "running") with a
+      last.ckpt (the job resumes from it: with the claim held, nobody else is running it);
+    - "new": nothing, or a failed run (trained again from the start).
 
     Raises RunError when run_dir holds a completed run of another config: it is never
     overwritten."""
-    path = run_dir / SUMMARY
     try:
-        summary = json.loads(path.read_text())
+        summary = json.loads((run_dir / SUMMARY).read_text())
     except (OSError, ValueError):
+        return "new", None
+    same = summary.get("config_hash") == cfg_hash
+    if summary.get("status") == "completed":
+        if not same:
+            raise RunError(
+                f"{run_dir} holds a completed run of another config; it is kept as it is:"
+                " run this sweep into a new hydra.sweep.dir"
+            )
+        return "completed", summary
+    resumable = summary.get("status") in ("interrupted", "running")
+    if same and resumable and (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return "resumable", summary
+    return "new", None
+
+
+def ran_by_other(summary: dict[str, Any] | None, sweep_id: str | None) -> Holder | None:
+    """The process that ran this job while the sweep `sweep_id` was running, when that was
+    another process (one sharing the sweep dir); None for the sweep's own jobs and for those
+    that ended before it started (an earlier run's, reused)."""
+    if summary is None or sweep_id is None or summary.get("sweep_id") == sweep_id:
         return None
-    if summary.get("status") != "completed":
+    started = float(sweep_id.rsplit(":", 1)[1])
+    if summary.get("ended_at", float("inf")) < started:
         return None
-    if summary.get("config_hash") != cfg_hash:
-        raise RunError(
-            f"{run_dir} holds a completed run of another config; it is kept as it is:"
-            " run this sweep into a new hydra.sweep.dir"
-        )
-    return summary
+    host, _, pid = str(summary.get("worker", "")).rpartition(":")
+    return Holder(host, int(pid)) if pid.isdigit() else None
 
 
 def cpu_count() -> int:

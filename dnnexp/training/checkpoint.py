@@ -4,6 +4,7 @@ states an exact resume needs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from dnnexp.utils.run_files import writing
 
 _UMASK = os.umask(0o022)  # read once (os.umask can only read it by setting it), then put back
 os.umask(_UMASK)
@@ -79,11 +82,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             }
 
     def flush(self) -> None:
-        """Write every checkpoint still held in memory."""
+        """Write every checkpoint still held in memory. If one cannot be written (a full disk),
+        the others are dropped too: the files on disk stay the last good ones."""
         while self._pending:
             path = next(iter(self._pending))
-            _write_atomically(self._pending[path], path)
-            del self._pending[path]
+            checkpoint = self._pending.pop(path)
+            try:
+                _write_atomically(checkpoint, path)
+            except BaseException:
+                self._pending.clear()
+                raise
         self.last_write = time.monotonic()
 
     def load_checkpoint(self, *args: Any, **kwargs: Any) -> Any:
@@ -198,18 +206,22 @@ def _final_epoch(trainer: Any) -> bool:
 
 
 def _write_atomically(checkpoint: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would create it; mkstemp's files are 0600
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """A failed write (a full disk: torch.save raises a RuntimeError from the OSError) leaves
+    no temporary file and the earlier file as it was, and raises WriteFailed naming the file."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would create it; mkstemp's files are 0600
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def _copy_to_cpu(obj: Any, copies: dict) -> Any:

@@ -8,12 +8,16 @@ written after the checkpoint and lost with the run are not kept twice.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
+
+from dnnexp.utils.run_files import replacing, writing
 
 STEPS = "metrics_steps.csv"
 FIRST_COLUMNS = ("epoch", "step")
@@ -40,8 +44,15 @@ class CSVTable:
             self._add_columns([row])
             self._rewrite([*old, row])
             return
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self.columns).writerow(row)
+        with writing(self.path):
+            size = self.path.stat().st_size if self.path.exists() else 0
+            try:
+                with self.path.open("a", newline="") as f:
+                    csv.DictWriter(f, self.columns).writerow(row)
+            except BaseException:  # a full disk: no half row, the file as it was
+                with contextlib.suppress(OSError):
+                    os.truncate(self.path, size)
+                raise
 
     def _add_columns(self, rows: list[dict[str, Any]]) -> None:
         keys = {k for row in rows for k in row} - set(self.columns)
@@ -49,12 +60,10 @@ class CSVTable:
         self.columns += first + sorted(keys - set(first))
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with tmp.open("w", newline="") as f:
+        with replacing(self.path) as tmp, tmp.open("w", newline="") as f:
             writer = csv.DictWriter(f, self.columns)
             writer.writeheader()
             writer.writerows(rows)
-        tmp.replace(self.path)
 
 
 def _read(path: Path) -> list[dict[str, str]]:

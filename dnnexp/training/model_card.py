@@ -12,13 +12,14 @@ about 0.1-0.2 s on a 2-core CPU (rendering the PNG; matplotlib is imported only 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+
+from dnnexp.utils.run_files import replacing, write_text
 
 MODEL_CARD = "model_card.md"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -60,9 +61,7 @@ def write_model_card(
         *_test(cfg, summary, data, confusion, regression, names),
     ]
     path = run_dir / MODEL_CARD
-    tmp = path.with_name(f".{path.name}.tmp")  # a reader never sees half a card
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")  # atomically: a reader never sees half a card
     return path
 
 
@@ -269,10 +268,11 @@ def _plot_confusion(confusion: list[list[int]], names: list[str], path: Path) ->
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(f"Confusion matrix, test split ({sum(map(sum, confusion)):,} samples)")
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -6,7 +6,9 @@ Called by `dnnexp train` with a validated config and the run dir Hydra created (
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
-from dnnexp.config.errors import RunError
+from dnnexp.config.errors import RunError, RunStopped
 from dnnexp.config.metrics import TASK_SCORE, headline, lower_is_better
 from dnnexp.config.validate import check_model_input
 from dnnexp.data.datamodule import ArrayDataModule
@@ -28,7 +30,15 @@ from dnnexp.training.safe_load import load_checkpoint
 from dnnexp.training.trainer import build_trainer
 from dnnexp.utils import console
 from dnnexp.utils.quiet import silence_lightning_noise
-from dnnexp.utils.run_files import SUMMARY, code_version, versions, write_json
+from dnnexp.utils.run_files import (
+    SUMMARY,
+    SWEEP_ID,
+    WriteFailed,
+    code_version,
+    versions,
+    write_failure,
+    write_json,
+)
 
 CHECKPOINT = "checkpoints/best.ckpt"
 LAST = "checkpoints/last.ckpt"
@@ -91,6 +101,9 @@ def train(
         "config_hash": config_hash,
         "resumed": resume_from is not None,
         "metrics": {},
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "started_at": time.time(),
+        **({"sweep_id": os.environ[SWEEP_ID]} if label and SWEEP_ID in os.environ else {}),
     }
     if is_main:
         if label is None:
@@ -105,29 +118,41 @@ def train(
         summary.update(result)
         summary["status"] = "completed"
     except BaseException as err:  # the run dir must say what happened, then the error goes on
-        interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
+        failed_write = write_failure(err)
+        interrupted = isinstance(err, (KeyboardInterrupt, SystemExit)) or failed_write is not None
         summary["status"] = "interrupted" if interrupted else "failed"
         summary["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
+        if failed_write is not None:  # resumable once there is space again
+            summary["error"] = stopped_line(failed_write, run_dir, label is not None)
+            raise RunStopped(summary["error"]) from None
         if interrupted:
             _report_interrupt(run_dir, is_main)
             raise SystemExit(INTERRUPTED_EXIT) from None
         raise
     finally:
         summary["duration_s"] = round(time.perf_counter() - started, 3)
+        summary["ended_at"] = time.time()
         summary["versions"] = versions()
         summary["code"] = code_version()
         if is_main:
-            write_json(run_dir / SUMMARY, summary)
+            _write_summary(run_dir, summary, label is not None)
     if is_main and not summary.get("fast_dev_run"):
         try:
             write_model_card(run_dir, cfg, summary, data, confusion)
         except Exception as err:  # the run is complete and saved: a failed card is one line
+            failed_write = write_failure(err)
+            if failed_write is not None:
+                raise RunStopped(
+                    f"{failed_write}; the run completed and {SUMMARY} holds its results:"
+                    f" only its {MODEL_CARD} is missing"
+                ) from None
             print(f"warning: no {MODEL_CARD}: {type(err).__name__}: {err}", file=sys.stderr)
     if is_main and label is not None:
         shown = headline(cfg.task.name)
         console.console.print(
             f"{escape(label)}: {shown} {summary['metrics'][shown]:.4f}, best epoch"
-            f" {summary['best_epoch']}, {summary['duration_s']:.1f} s -> {run_dir}"
+            f" {summary['best_epoch']}, {summary['duration_s']:.1f} s -> {run_dir}",
+            soft_wrap=True,  # one line, piped or not
         )
     elif is_main:
         title = f"the best checkpoint (epoch {summary['best_epoch']}) on the test split"
@@ -143,6 +168,31 @@ def train(
             footer.update(footer_lines(summary["pruning"], headline(cfg.task.name)))
         console.print_metrics(f"{cfg.name}: {title}", summary["metrics"], footer)
     return summary
+
+
+def _write_summary(run_dir: Path, summary: dict[str, Any], in_sweep: bool) -> None:
+    """summary.json as the run ends. When the run is already ending with an error and the disk
+    cannot take its summary either, that error (and its line) goes on."""
+    try:
+        write_json(run_dir / SUMMARY, summary)
+    except WriteFailed as failed:
+        if summary["status"] == "completed":
+            summary["status"] = "interrupted"
+            raise RunStopped(stopped_line(failed, run_dir, in_sweep)) from None
+
+
+def stopped_line(failed: WriteFailed, run_dir: Path, in_sweep: bool) -> str:
+    """The one line a run ends with when a write fails: the file, the reason, what is kept and
+    how to go on."""
+    fix = "free some space" if failed.out_of_space else "make it writable again"
+    if not (run_dir / LAST).is_file():
+        return f"{failed}; no epoch had been saved: {fix}, then start the run again"
+    go_on = (
+        "run the same command again: this job resumes from it"
+        if in_sweep
+        else f"dnnexp train resume={run_dir}"
+    )
+    return f"{failed}; the last good checkpoint is kept: {fix}, then {go_on}"
 
 
 def _fit_and_test(

@@ -4,21 +4,92 @@ confusion_matrix.png it links to) is for people: `training/model_card.py` writes
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 SUMMARY = "summary.json"
+# set by each `dnnexp train -m` for its jobs (its launchers' workers inherit it): a job's
+# summary.json says which invocation ran it, so that several processes sharing one sweep dir
+# each tell the jobs they ran from those the others ran
+SWEEP_ID = "DNNEXP_SWEEP_ID"
+
+
+class WriteFailed(Exception):
+    """A file of a run could not be written: a full disk, a quota, a vanished mount. Raised by
+    every writer of a run's files (`writing`), with the file and the reason, so the run can end
+    with one line that names them."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        self.path = Path(path)
+        text = error.strerror or str(error) or type(error).__name__
+        self.reason = text[:1].lower() + text[1:]
+        self.out_of_space = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        super().__init__(f"cannot write {self.path}: {self.reason}")
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an OSError raised while writing `path` (also one that a library wrapped, as
+    torch.save does in a RuntimeError) into WriteFailed naming the file."""
+    try:
+        yield
+    except WriteFailed:
+        raise
+    except Exception as err:
+        os_error = _os_error_in(err)
+        if os_error is None:
+            raise
+        raise WriteFailed(path, os_error) from err
+
+
+def write_failure(err: BaseException | None) -> WriteFailed | None:
+    """The WriteFailed behind err (itself, or what it was raised from or while handling)."""
+    for _ in range(20):
+        if err is None or isinstance(err, WriteFailed):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _os_error_in(err: BaseException | None) -> OSError | None:
+    for _ in range(20):
+        if err is None or isinstance(err, OSError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write; renamed over `path` when the block ends, so a
+    reader never sees a half-written file, and removed if the block fails (WriteFailed for an
+    OSError)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with writing(path):
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a whole text file atomically (`replacing`)."""
+    with replacing(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json(path: Path, data: Any, allow_nan: bool = True) -> None:
-    """Write to a temporary name, then rename: a reader never sees a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=allow_nan) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2, default=str, allow_nan=allow_nan) + "\n")
 
 
 def code_version() -> dict[str, Any] | None:
