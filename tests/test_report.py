@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -315,17 +318,26 @@ def test_nothing_significant_is_said_plainly_and_welch_is_used(tmp_path: Path, c
 def test_partial_sweep_with_running_and_failed_jobs(tmp_path: Path, capsys) -> None:
     sweep = make_sweep(tmp_path, {"reg=none": [0.9, 0.92], "reg=dropout": [0.93, 0.95]}, (0, 1))
     make_run(tmp_path / "4", ["reg=none", "seed=2", *SHARED], status="running", with_history=False)
+    claimed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = {"host": socket.gethostname(), "pid": claimed.pid}
+    (tmp_path / "4" / ".claim.json").write_text(json.dumps(holder))  # a live process trains it
+    make_run(tmp_path / "7", ["reg=none", "seed=3", *SHARED], status="running", with_history=False)
     make_run(tmp_path / "5", ["reg=dropout", "seed=2", *SHARED], status="failed")
     (tmp_path / "6").mkdir()  # died before writing summary.json
-    assert main([str(sweep)]) == 0
+    try:
+        assert main([str(sweep)]) == 0
+    finally:
+        claimed.kill()
+        claimed.wait()
     out = capsys.readouterr().out
     assert "jobs not completed" in out and "ValueError: boom" in out
-    assert "2 +1 running" in out and "2 +1 failed" in out and "no summary.json" in out
+    assert f"still training, in pid {claimed.pid} on this host" in out
+    assert "2 +1 running +1 killed" in out and "2 +1 failed" in out and "no summary.json" in out
     rows = report_json(sweep)
-    assert [(r["n"], r["n_failed"]) for r in rows] == [(2, 1), (2, 1)]  # job 6: in no variant
+    assert [(r["n"], r["n_failed"]) for r in rows] == [(2, 2), (2, 1)]  # job 6: in no variant
     with (sweep / "report.csv").open(newline="") as f:
         statuses = [row["status"] for row in csv.DictReader(f)]
-    assert statuses == ["completed"] * 4 + ["running", "failed", "no summary.json"]
+    assert statuses == ["completed"] * 4 + ["running", "failed", "no summary.json", "killed"]
     assert "## Jobs not completed" in (sweep / "report.md").read_text()
 
 

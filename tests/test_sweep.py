@@ -129,7 +129,9 @@ def test_rerun_into_the_same_sweep_dir_skips_completed_jobs(tmp_path: Path) -> N
     assert "job 1: already completed" in again.stdout and "job 0: already" not in again.stdout
     assert ckpt.stat().st_mtime_ns == before  # not retrained
     first, second = _summaries(tmp_path / "sw")
-    assert first["status"] == "completed" and not first.get("reused") and second["reused"]
+    assert first["status"] == "completed" and second["status"] == "completed"
+    assert "2 completed (1 reused from an earlier run), 0 failed" in again.stdout
+    assert not list((tmp_path / "sw").rglob(".claim.json"))  # every claim released
 
     other = run_cli("train", "-m", *FAST, "seed=0,1,2", "hydra.sweep.dir=sw", cwd=tmp_path)
     assert other.returncode == 2 and "holds another sweep" in other.stderr

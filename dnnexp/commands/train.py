@@ -95,6 +95,14 @@ def _resume_args(args: list[str]) -> tuple[list[str], str | None]:
             args,
             f"resume={value}: no checkpoints/last.ckpt there (no epoch finished): start anew",
         )
+    from dnnexp.utils.claims import holder
+
+    training = holder(run_dir)
+    if training is not None:  # checked again, atomically, when the job claims the dir
+        return args, (
+            f"resume={value}: {training.describe()} is training in it; wait for it to end"
+            " (or stop it), then resume"
+        )
     from omegaconf import OmegaConf
 
     earlier = [
@@ -121,6 +129,7 @@ def _refuse_finished_run_dir(args: list[str]) -> str | None:
     """An explicit hydra.run.dir that already holds a run is never reused (nothing overwritten).
     DDP ranks > 0 run inside their rank 0's run dir on purpose and skip this."""
     from dnnexp.config.ranks import secondary_rank
+    from dnnexp.utils.claims import CLAIM
     from dnnexp.utils.run_files import SUMMARY
 
     if secondary_rank() is not None or _multirun(args):
@@ -128,7 +137,7 @@ def _refuse_finished_run_dir(args: list[str]) -> str | None:
     for arg in args:
         if arg.startswith("hydra.run.dir="):
             run_dir = Path(arg.split("=", 1)[1].strip("'\""))
-            if (run_dir / SUMMARY).exists() or (run_dir / "checkpoints").exists():
+            if any((run_dir / name).exists() for name in (SUMMARY, "checkpoints", CLAIM)):
                 return (
                     f"hydra.run.dir={run_dir} already holds a run; pick a new directory"
                     " (or leave hydra.run.dir out for a fresh outputs/<date>/<time>)"
@@ -215,12 +224,12 @@ def _claimed_elsewhere(
     if multirun:
         print(f"{label}: running in {holder.describe()}, skipped{clear}")
         return None
-    what = f"resume={cfg.resume}" if cfg.get("resume") else f"hydra.run.dir={run_dir}"
-    print(
-        f"error: {what}: {holder.describe()} is training in it; wait for it to end, or pick"
-        f" another directory{clear}",
-        file=sys.stderr,
-    )
+    if cfg.get("resume"):
+        line = f"resume={cfg.resume}: {holder.describe()} is training in it; wait for it to end"
+        line += " (or stop it), then resume"
+    else:
+        line = f"hydra.run.dir={run_dir}: {holder.describe()} is training in it; pick a new one"
+    print(f"error: {line}{clear}", file=sys.stderr)
     sys.exit(2)
 
 

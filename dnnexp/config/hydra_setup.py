@@ -74,6 +74,11 @@ def one_line(ex: BaseException) -> str | None:
         if group and ex.options is not None:
             return f"{group}={option}: no such option; available: {', '.join(ex.options)}"
         return str(ex).splitlines()[0]
+    from dnnexp.utils.run_files import write_failure
+
+    failed = write_failure(ex)
+    if failed is not None:  # one of a sweep's or a search's own files (a run's: RunStopped)
+        return f"{failed}; free some space (or fix the disk), then run the same command again"
     os_error = _os_error_in(ex)
     if os_error is not None:  # e.g. a read-only or full disk, or a file where a dir should be
         where = os_error.filename or "the output directory"

@@ -123,10 +123,19 @@ def read_run(run_dir: Path, root: Path) -> Run:
         if _is_number(v)
     }
     error = summary.get("error")
+    status = str(summary.get("status") or "unknown")
+    if status == "running":  # still training, or killed: its claim tells (utils/claims.py)
+        from dnnexp.utils.claims import holder
+
+        training = holder(run_dir)
+        if training is None:
+            status = "killed"
+        else:
+            error = error or f"still training, in {training.describe()}"
     return Run(
         dir=run_dir,
         rel=rel,
-        status=str(summary.get("status") or "unknown"),
+        status=status,
         task=summary["task"] if summary.get("task") in TASK_SCORE else "classification",
         seed=seed,
         overrides=overrides,

@@ -27,6 +27,19 @@ def jobs(fixed: list[str], best_params: dict[str, Any], count: int) -> list[list
     ]
 
 
+def held_elsewhere(sweep_dir: Path, jobs: list[list[str]]) -> Any:
+    """The live process (another worker of the search) that still holds one of these jobs'
+    dirs, if any (dnnexp.utils.claims)."""
+    from dnnexp.utils.claims import holder
+
+    for overrides in jobs:
+        subdir = next(o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.subdir="))
+        found = holder(sweep_dir / subdir)
+        if found is not None:
+            return found
+    return None
+
+
 def compare_runs(sweep_dir: Path, count: int, best: Any, metric: str) -> dict[str, Any]:
     """Read the confirmation runs, compare best against start, write confirmation.json."""
     from dnnexp.config.metrics import headline

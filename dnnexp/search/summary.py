@@ -9,6 +9,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from dnnexp.config import conf_dir
+from dnnexp.utils.run_files import write_text
 
 BEST = "best.yaml"
 TOP = 10
@@ -111,5 +112,5 @@ def write_best(study: Any, sweep_dir: Path, fixed: list[str], directions: list[s
         f" {best.values[0]:.6g} on validation data. Re-run it:\n"
         f"#   dnnexp train --config-dir {sweep_dir} --config-name best [seed=...]\n"
     )
-    (sweep_dir / BEST).write_text(header + best_config(overrides))
+    write_text(sweep_dir / BEST, header + best_config(overrides))
     print(f"best trial {best.number} -> {sweep_dir / BEST}")

@@ -167,6 +167,13 @@ class SearchLoop:
         jobs = confirm.jobs(fixed, best.params, search.confirm_seeds)
         print(f"search: confirming trial {best.number} against the start on fresh seeds")
         self.launcher.launch(jobs, initial_job_idx=len(study.trials))
+        busy = confirm.held_elsewhere(sweep_dir, jobs)
+        if busy is not None:  # another worker confirms too: its own end compares them all
+            print(
+                f"search: confirmation jobs are still running in {busy.describe()}; that"
+                f" process compares them when they end (then: dnnexp report {sweep_dir})"
+            )
+            return
         confirm.print_confirmation(
             confirm.compare_runs(sweep_dir, search.confirm_seeds, best, metric)
         )

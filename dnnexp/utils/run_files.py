@@ -50,18 +50,18 @@ def writing(path: Path) -> Iterator[None]:
 
 def write_failure(err: BaseException | None) -> WriteFailed | None:
     """The WriteFailed behind err (itself, or what it was raised from or while handling)."""
-    for _ in range(20):
-        if err is None or isinstance(err, WriteFailed):
-            return err
-        err = err.__cause__ or err.__context__
-    return None
+    return _behind(err, WriteFailed)
 
 
 def _os_error_in(err: BaseException | None) -> OSError | None:
+    return _behind(err, OSError)
+
+
+def _behind(err: BaseException | None, kind: type) -> Any:
     for _ in range(20):
-        if err is None or isinstance(err, OSError):
+        if err is None or isinstance(err, kind):
             return err
-        err = err.__cause__ or err.__context__
+        err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
     return None
 
 
