@@ -2,7 +2,8 @@
 `.claim.json` (host, pid, start time) atomically, and removes it when it ends, whatever the
 outcome. A second process finds the claim and stays out: a sweep job skips the dir, a resume or
 a run into it is refused. A claim whose process is gone (SIGKILL, a power cut) is taken over,
-but only on the host that made it: only that host can tell its process is gone.
+with the temporary files that process left, but only on the host that made it: only that host
+can tell its process is gone.
 
 The search's killed-trial recovery asks the same question of a worker (`alive`)."""
 
@@ -93,6 +94,7 @@ class Claim:
                         return found
                     self.path.unlink(missing_ok=True)
                     self.took_over = found
+                    _remove_leftovers(self.path.parent)
                 if self._create(me):
                     self.held = True
                     return None
@@ -125,6 +127,14 @@ class Claim:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """The temporary files a killed holder left (a write cut off before its rename: every
+    file of a run is written as .NAME.*.tmp first, see utils/run_files.py)."""
+    for tmp in [*run_dir.glob(".*.tmp"), *run_dir.glob("*/.*.tmp")]:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _unreadable(path: Path) -> Holder:
