@@ -235,6 +235,17 @@ BAD_INPUTS = [
     ),
     (["train", "-m", "--cfg", "job"], "error: -m and --cfg cannot be combined", None),
     (
+        ["train", "seed=99999999999"],
+        "error: seed=99999999999 is out of range: must be at most 4294967295",
+        None,
+    ),
+    (
+        ["train", "tags=[héllo]"],
+        "error: tags=[héllo]: Hydra's override grammar takes this value only in quotes (it has a"
+        """ character outside letters a-z, digits and -_./:): write 'tags=["héllo"]'""",
+        None,
+    ),
+    (
         ["train", "hydra.run.dir=afile/run"],
         "error: cannot write afile/run: Not a directory",
         _file("afile"),

@@ -118,6 +118,11 @@ def test_bad_inputs_are_one_line_each(tmp_path: Path) -> None:
     np.savez(tmp_path / "small.npz", x=np.zeros((3, 1, 4, 4), np.float32))
     np.savez(tmp_path / "empty.npz", x=np.zeros((0, 1, 8, 8), np.float32))
     np.savez(tmp_path / "flat.npz", x=np.zeros((3, 2), np.float32))
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "images" / "a.png")
+    table64 = _fake_run([f"f{i}" for i in range(64)], [64])
     cases = [
         (tabular, write("ok.csv", "id,b,a,label\n7,1,2,yes\n"), None),
         (tabular, write("cols.csv", "id,a,label\n1,2,no\n"), "no column 'b' (the model's features)"),
@@ -128,6 +133,7 @@ def test_bad_inputs_are_one_line_each(tmp_path: Path) -> None:
         (image, tmp_path / "flat.npz", "2 features per row, but the model takes 64 (an input of (1, 8, 8))"),
         (image, tmp_path / "small.npz", r"rows of shape \(1, 4, 4\), but the model takes \(1, 8, 8\)"),
         (image, tmp_path / "empty.npz", "empty"),
+        (table64, tmp_path / "images", "an image, but the model takes rows of 64 values"),
         (image, write("notes.txt", "hello"), "unknown format"),
         (image, tmp_path / "missing.npz", "no such file"),
     ]  # fmt: skip
@@ -144,12 +150,35 @@ def test_bad_inputs_are_one_line_each(tmp_path: Path) -> None:
         assert "\n" not in str(err.value)
 
 
+def test_inputs_far_outside_the_training_range_get_a_warning_or_with_strict_a_refusal(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    x, y = _digits()  # the model was trained on pixels 0..16
+    np.savez(tmp_path / "bytes.npz", x=(x[-360:] * 255 / 16).astype(np.uint8), y=y[-360:])
+    np.savez(tmp_path / "same.npz", x=x[-360:], y=y[-360:])
+    bytes_args = ["predict", f"ckpt={run}", f"input={tmp_path / 'bytes.npz'}"]
+    code, out, err = _cli(capsys, *bytes_args, f"out={tmp_path / 'bytes.csv'}")
+    assert code == 0
+    assert err.strip() == (
+        f"warning: input={tmp_path / 'bytes.npz'}: values 0..255, far outside the 0..16 the model"
+        " was trained on: its predictions are unreliable; rescale the inputs to the training"
+        " data's units (strict=true refuses such inputs)"
+    )
+    code, out, err = _cli(capsys, *bytes_args, "strict=true", f"out={tmp_path / 'strict.csv'}")
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "strict.csv").exists()
+    code, out, err = _cli(capsys, "predict", f"ckpt={run}", f"input={tmp_path / 'same.npz'}", "strict=true")
+    assert code == 0 and "warning" not in err
+
+
 def test_checkpoints_that_are_not_usable_are_refused_in_one_line(
     run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.ckpt")
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
-    ckpt["hyper_parameters"]["data_fingerprint"] = "elsewhere"
+    ckpt["hyper_parameters"]["data_fingerprint"] = "elsewhere"  # other training splits only:
+    torch.save(ckpt, tmp_path / "folds.ckpt")  # a member of the same ensemble, as a fold is
+    ckpt["hyper_parameters"]["test_fingerprint"] = "elsewhere"
     torch.save(ckpt, tmp_path / "moved.ckpt")
     cases = [
         (("predict", f"ckpt={tmp_path / 'other.ckpt'}", "input=x.npz"), "not a dnnexp checkpoint"),
@@ -159,13 +188,15 @@ def test_checkpoints_that_are_not_usable_are_refused_in_one_line(
         (("export", f"ckpt={run}"), "format= is missing: dnnexp export ckpt=RUN_DIR format=onnx"),
         (
             ("eval", f"ckpt=[{run},{tmp_path / 'moved.ckpt'}]", "ensemble=mean"),
-            "members differ in data splits",
+            "members differ in test split",
         ),
         (("eval", f"ckpt={tmp_path}", "ensemble=vote"), "no completed run"),
     ]
     for args, message in cases:
         code, out, err = _cli(capsys, *args)
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
+    code, out, err = _cli(capsys, "eval", f"ckpt=[{run},{tmp_path / 'folds.ckpt'}]", "ensemble=mean")
+    assert code == 0, err
 
 
 def test_export_to_onnx_and_pt2_passes_the_parity_check_with_int8(

@@ -195,6 +195,12 @@ def test_sweep_kfold_runs_every_fold_and_report_gives_the_cv_mean_and_sd(tmp_pat
     assert (row["folds"], row["fold_ids"], row["n"]) == (3, [0, 1, 2], 3)
     assert row["cv_score"]["mean"] == pytest.approx(stats.mean(vals))
     assert "## Cross-validation" in (sweep / "report.md").read_text()
+    # the folds share the test split (not the training split): a cross-validation ensemble
+    from dnnexp.cli import main
+
+    assert main(["eval", f"ckpt={sweep}", "ensemble=mean"]) == 0
+    ensemble = json.loads((sweep / "ensemble_mean.json").read_text())
+    assert len(ensemble["members"]) == 3 and 0 < ensemble["metrics"]["acc"] <= 1
 
 
 # --- the report over folds (fabricated run dirs, no training) ----------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,7 +85,12 @@ def test_an_interrupt_keeps_the_checkpoints_and_says_how_to_resume(
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     summary = _summary(tmp_path / "run")
-    assert summary["status"] == "interrupted" and summary["error"]
+    name = signal.Signals(sig).name
+    assert summary["status"] == "interrupted" and summary["error"] == f"interrupted by {name}"
+    assert summary["signal"] == name and summary["resume"] == f"dnnexp train resume={tmp_path / 'run'}"
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert summary["epochs"] == last["epoch"] + 1 >= 1  # what the checkpoint holds
+    assert {"val/acc", "val/loss", "train/acc"} <= set(summary["metrics"])  # its last validation
     assert f"dnnexp train resume={tmp_path / 'run'}" in out + err
     torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)  # intact
 
@@ -349,3 +355,46 @@ def test_an_interrupted_run_keeps_the_last_state_taken_within_the_hold_interval(
         _fit_gets_worse(tmp_path, epochs=6, interval_s=3600, fail_at=3)
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == last_epoch
     assert torch.load(tmp_path / "best.ckpt", weights_only=True)["epoch"] == 0
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _train_here(*args: str) -> int:
+    """`dnnexp train ARGS` in this process (a refusal needs no second Python)."""
+    from dnnexp.cli import main
+
+    try:
+        return main(["train", *args])
+    except SystemExit as stop:
+        return int(stop.code or 0)
+
+
+@pytest.mark.slow
+def test_a_refused_resume_leaves_the_run_dir_byte_for_byte(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A resume that cannot continue the run is one line before anything is written: the
+    completed run's summary.json, metrics.csv, checkpoints and .hydra/ stay as they were."""
+    run = tmp_path / "run"
+    done = run_cli(*ARGS[:1], *ARGS[2:], "data.batch_size=64", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(run, corrupt)
+    last = corrupt / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    before = {d: _files(d) for d in (run, corrupt)}
+    refusals = [
+        (run, ["model.hidden=[32]"], "does not match the model mlp these overrides build"),
+        (run, ["optimizer=sgd"], "the run trained with optimizer=adam, not sgd"),
+        (run, ["data.split_seed=1"], "was trained on other data splits than these overrides give"),
+        (run, ["trainer.max_epochs=2"], "the run has trained 3 epochs, more than trainer.max_epochs=2"),
+        (corrupt, [], "checkpoints/last.ckpt is not a readable checkpoint (truncated or corrupt"),
+    ]
+    for where, extra, message in refusals:
+        code = _train_here(f"resume={where}", "trainer.max_epochs=5", *extra)
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: resume={where}: ")
+        assert message in err, err
+        assert _files(where) == before[where], extra  # byte for byte

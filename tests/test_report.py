@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import socket
 import subprocess
 import sys
@@ -218,6 +219,40 @@ def test_no_test_below_two_seeds_and_identical_results() -> None:
     assert (same.p_value, same.ci_low, same.ci_high) == (1.0, 0.0, 0.0)
 
 
+def test_no_verdict_from_two_seeds_or_from_the_same_difference_on_every_seed() -> None:
+    """Test accuracy on 360 images moves in steps of 1/360: two seeds whose differences are the
+    same 8 images give a zero-variance t-test with p ~ 1e-15, which is no evidence."""
+    step = 1 / 360
+    base = [(0, 0.95), (1, 0.9611)]
+    other = [(s, v - 8 * step) for s, v in base]
+    c = stats.compare(base, other, limits=(0.0, 1.0))
+    assert c.delta == pytest.approx(-8 * step) and c.p_value is None and c.test is None
+    assert c.no_verdict == "the same Δ on every seed"
+    assert stats.verdict(c, None, lower_better=False) == stats.TOO_FEW
+    five = [(s, 0.95 + 0.001 * s) for s in range(5)]  # the same Δ on five seeds: still none
+    same_delta = stats.compare(five, [(s, v + 2 * step) for s, v in five])
+    assert stats.verdict(same_delta, None, lower_better=False) == stats.TOO_FEW
+    # two seeds with differences that vary: tested, but no verdict however small p is
+    two = stats.compare(base, [(0, 0.90), (1, 0.9), ])
+    assert two.p_value is not None and two.no_verdict == "n = 2 < 3"
+    assert stats.verdict(two, 0.001, lower_better=False) == stats.TOO_FEW
+    three = stats.compare([*base, (2, 0.955)], [(0, 0.90), (1, 0.915), (2, 0.91)])
+    assert three.no_verdict is None and stats.verdict(three, 0.01, lower_better=False) == "worse"
+
+
+def test_intervals_are_clipped_to_the_metrics_range() -> None:
+    from dnnexp.config.metrics import bounds
+
+    s = stats.describe([0.99, 1.0, 0.9], limits=bounds("test/acc"))
+    assert s.ci_high == 1.0 and s.ci_low < s.mean  # unclipped: above 1
+    assert stats.describe([0.99, 1.0, 0.9]).ci_high > 1.0
+    loss = stats.describe([0.01, 0.2, 0.02], limits=bounds("val/loss"))
+    assert loss.ci_low == 0.0
+    assert bounds("test/r2") == (-math.inf, 1.0) and bounds("test/other") == (-math.inf, math.inf)
+    wide = stats.compare([(0, 0.1), (1, 0.9), (2, 0.5)], [(0, 0.9), (1, 0.1), (2, 0.95)], limits=(0, 1))
+    assert wide.ci_low >= -1.0 and wide.ci_high <= 1.0
+
+
 def test_holm() -> None:
     assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert stats.holm([0.5, None, 0.01]) == [pytest.approx(0.5), None, pytest.approx(0.02)]
@@ -225,12 +260,17 @@ def test_holm() -> None:
     assert stats.holm([]) == []
 
 
+def _tested(delta: float, n: int = 5) -> stats.Comparison:
+    return stats.Comparison("paired t", delta, None, None, 0.01, n=n)
+
+
 def test_verdict_noise_and_direction() -> None:
-    assert stats.verdict(0.06, 0.02, lower_better=False) == "≈ noise"
-    assert stats.verdict(0.01, 0.02, lower_better=False) == "better"
-    assert stats.verdict(0.01, -0.02, lower_better=False) == "worse"
-    assert stats.verdict(0.01, -0.02, lower_better=True) == "better"
-    assert stats.verdict(None, 0.02, lower_better=False) is None
+    assert stats.verdict(_tested(0.02), 0.06, lower_better=False) == "≈ noise"
+    assert stats.verdict(_tested(0.02), 0.01, lower_better=False) == "better"
+    assert stats.verdict(_tested(-0.02), 0.01, lower_better=False) == "worse"
+    assert stats.verdict(_tested(-0.02), 0.01, lower_better=True) == "better"
+    assert stats.verdict(_tested(0.02), None, lower_better=False) is None
+    assert stats.verdict(None, 0.01, lower_better=False) is None
     from dnnexp.config.metrics import lower_is_better
 
     assert lower_is_better("test/loss") and not lower_is_better("test/acc")
@@ -420,3 +460,70 @@ def test_runs_of_two_tasks_are_not_mixed_in_one_report(tmp_path: Path) -> None:
     make_run(tmp_path / "1", ["seed=1"], extra={"task": "regression"})
     with pytest.raises(ReportError, match="holds runs of several tasks"):
         build(tmp_path)
+
+
+# --- verdicts the data can carry, tags ---------------------------------------------------------
+
+
+def test_two_seeds_never_give_a_verdict_five_with_a_real_difference_do(
+    tmp_path: Path, capsys
+) -> None:
+    step = 1 / 360  # digits' test split: accuracy moves in steps of one image
+    two = make_sweep(
+        tmp_path / "two",
+        {
+            "reg=none": [0.95, 0.9611],
+            "reg=dropout": [0.95 - 8 * step, 0.9611 - 8 * step],  # the same Δ on both seeds
+            "reg=weight_decay": [0.99, 0.999],  # a large Δ that varies: tested, still 2 seeds
+        },
+        seeds=(0, 1),
+    )
+    assert main([str(two)]) == 0
+    out = capsys.readouterr().out
+    assert not [line for line in out.splitlines() if re.search(r"(better|worse)\W*$", line)]
+    assert out.count("too few seeds to tell") >= 2  # in the table, and the footnote says why
+    assert "fewer than 3 seeds on a side, or the same Δ on every seed" in out
+    rows = {r["variant"]: r for r in report_json(two)}
+    assert rows["reg=dropout"]["verdict"] == "too few seeds to tell"
+    assert rows["reg=dropout"]["delta"] == pytest.approx(-8 * step)
+    assert rows["reg=dropout"]["p_value"] is None  # no zero-variance t-test shown as 1e-15
+    assert rows["reg=weight_decay"]["verdict"] == "too few seeds to tell"
+    assert rows["reg=weight_decay"]["p_value"] is not None
+    assert all(r["ci95"][1] is None or r["ci95"][1] <= 1.0 for r in rows.values())
+    assert "intervals clipped to test/acc's range [0, 1]" in out
+    assert "Too few seeds to tell" in (two / "report.md").read_text()
+
+    # dropout 0.5 on diabetes (the README's example), five seeds: still a verdict
+    base = [0.2712, 0.3790, 0.3311, 0.3902, 0.3510]
+    gain = [0.091, 0.111, 0.075, 0.122, 0.082]
+    five = make_sweep(
+        tmp_path / "five",
+        {"reg=none": base, "reg=dropout": [b + g for b, g in zip(base, gain, strict=True)]},
+        seeds=range(5),
+    )
+    assert main([str(five)]) == 0
+    capsys.readouterr()
+    (row,) = [r for r in report_json(five) if r["variant"] == "reg=dropout"]
+    assert row["verdict"] == "better" and row["p_adjusted"] < 0.05
+
+
+def test_tags_are_kept_shown_and_filtered_on(tmp_path: Path, capsys) -> None:
+    sweep = make_sweep(tmp_path, {"reg=none": [0.9, 0.91, 0.92]})
+    for i, acc in enumerate([0.93, 0.94, 0.95]):
+        make_run(sweep / str(3 + i), ["reg=dropout", f"seed={i}", *SHARED], acc, extra={"tags": ["v2", "ablation"]})
+    assert main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "reg=dropout  [ablation, v2]" in out
+    assert {r["variant"]: r["tags"] for r in report_json(sweep)} == {
+        "reg=none": [],
+        "reg=dropout": ["ablation", "v2"],
+    }
+    with (sweep / "report.csv").open(newline="") as f:
+        assert [row["tags"] for row in csv.DictReader(f)][-1] == "v2;ablation"
+    assert main([str(sweep), "--tags", "v2"]) == 0
+    assert [(r["n"], r["tags"]) for r in report_json(sweep)] == [(3, ["ablation", "v2"])]
+    capsys.readouterr()
+    assert main([str(sweep), "--tags", "v3"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: no run under {sweep} has the tags v3; tags found: ablation, v2"
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 USAGE = """\
 usage: dnnexp predict ckpt=RUN_DIR|CKPT input=PATH [out=FILE.csv] [probs=true] [target=COLUMN]
-                      [batch_size=N]
+                      [batch_size=N] [strict=true]
 
 Predicts with a trained run on new inputs, preprocessed exactly as in training (the saved
 statistics, never recomputed from the new data). input: an .npz (x, optional y), a .csv (the
@@ -18,7 +18,9 @@ Writes a CSV (default <run dir>/predict/<input name>.csv, never overwriting): on
 input, the predicted class and its probability (probs=true adds every class's), or the
 predicted values under regression. With labels in the input (an npz's y, the CSV's target
 column: the run's data.target or 'label', or target=COLUMN) it also prints the metrics and the
-confusion matrix and writes them to <out>.metrics.json.
+confusion matrix and writes them to <out>.metrics.json. Inputs far outside the range the model
+was trained on (say 0..255 pixels for a model trained on 0..16) get a warning line naming both
+ranges; strict=true refuses them instead.
 """
 
 KEYS = {
@@ -28,6 +30,7 @@ KEYS = {
     "probs": bool,
     "target": str,
     "batch_size": int,
+    "strict": bool,
 }
 
 
@@ -50,4 +53,5 @@ def _predict(found: dict) -> None:
         found.get("probs", False),
         found.get("target"),
         found.get("batch_size", 1024),
+        found.get("strict", False),
     )

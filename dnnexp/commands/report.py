@@ -1,6 +1,6 @@
-"""`dnnexp report PATH [--baseline NAME] [--metric METRIC] [--out DIR]`: compare the variants of
-a sweep (runs that differ only in seed are one variant) against a baseline, print a table and
-write report.md, report.csv, report.json and PNG plots."""
+"""`dnnexp report PATH [--baseline NAME] [--metric METRIC] [--tags A,B] [--out DIR]`: compare
+the variants of a sweep (runs that differ only in seed are one variant) against a baseline,
+print a table and write report.md, report.csv, report.json and PNG plots."""
 
 from __future__ import annotations
 
@@ -48,6 +48,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", metavar="DIR", type=Path, help="where to write the report files (default: PATH)"
     )
+    p.add_argument(
+        "--tags",
+        metavar="A,B",
+        type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+        help="only the runs trained with every one of these tags (tags=[A,B])",
+    )
     return p
 
 
@@ -65,7 +71,7 @@ def main(args: list[str]) -> int:
         if is_search(Path(options.path), options):
             written = search_report(Path(options.path), options.out, console)
         else:
-            report = build(Path(options.path), metric=options.metric, baseline=options.baseline)
+            report = build(Path(options.path), options.metric, options.baseline, tags=options.tags)
             from dnnexp.report.render import print_report
 
             print_report(report, console)
@@ -89,11 +95,11 @@ def is_search(path: Path, options: argparse.Namespace) -> bool:
 
     if search_config(path) is None:
         return False
-    if options.baseline or options.metric:
+    if options.baseline or options.metric or options.tags:
         raise ReportError(
             f"{path} is a search: its report ranks trials by the search's objective;"
-            " --baseline and --metric are for sweeps (dnnexp report PATH/confirm compares the"
-            " confirmation runs as a sweep)"
+            " --baseline, --metric and --tags are for sweeps (dnnexp report PATH/confirm"
+            " compares the confirmation runs as a sweep)"
         )
     return True
 

@@ -111,7 +111,9 @@ def _resume_args(args: list[str]) -> tuple[list[str], str | None]:
         if not o.startswith(("resume=", "hydra.run.dir="))
     ]
     extra = [a for a in args if not a.startswith(("resume=", "hydra.run.dir="))]
-    return [*earlier, *extra, f"resume={run_dir}", f"hydra.run.dir={run_dir}"], None
+    # Hydra would rewrite the run's .hydra/ before any check: the job writes it once they pass
+    hydra_files = "hydra.output_subdir=null"
+    return [*earlier, *extra, f"resume={run_dir}", f"hydra.run.dir={run_dir}", hydra_files], None
 
 
 def _multirun(args: list[str]) -> bool:
@@ -238,11 +240,13 @@ def _train_job(
 ) -> float | None:
     from dnnexp.config.errors import ConfigError, RunError, RunStopped
     from dnnexp.config.hardware import check_devices
+    from dnnexp.config.ranks import secondary_rank
     from dnnexp.config.validate import validate
     from dnnexp.sweep import job
     from dnnexp.utils.run_files import SUMMARY, SWEEP_ID, write_json
 
     overrides = list(hydra_cfg.overrides.task)
+    composed = cfg  # as Hydra composed it: what .hydra/config.yaml holds
     shown = overrides
     if OmegaConf.select(cfg, "search.trial", default=None) is not None:
         shown = [o for o in overrides if not o.startswith("search.")]  # its params alone
@@ -271,12 +275,19 @@ def _train_job(
             job.start_clean(cfg.trainer.num_threads)
         from dnnexp.training.run import train  # heavy: torch + lightning
 
+        record = None
+        if cfg.resume and not multirun and secondary_rank() is None:  # see _resume_args
+
+            def record() -> None:
+                _save_hydra_files(run_dir, composed, hydra_cfg, overrides)
+
         summary = train(
             cfg,
             run_dir=run_dir,
             overrides=overrides,
             config_hash=cfg_hash,
             label=f"{label} ({' '.join(shown)})" if multirun else None,
+            before_writing=record,
         )
         return job.score(summary)
     except RunStopped as err:  # a write failed: this job stops, and so does the sweep
@@ -305,6 +316,22 @@ def _train_job(
         # train() has written status "failed" and the error into the job's summary.json
         print(f"{label} failed: {type(err).__name__}: {err}".splitlines()[0], file=sys.stderr)
         return None
+
+
+def _save_hydra_files(run_dir: Path, cfg: DictConfig, hydra_cfg: Any, overrides: list) -> None:
+    """.hydra/{config,hydra,overrides}.yaml as Hydra writes them, atomically."""
+    from dnnexp.utils.run_files import write_text
+
+    hydra_node = OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg)})
+    hydra_node.hydra.output_subdir = ".hydra"  # where they are, as in the run's first start
+    files = {
+        "config.yaml": cfg,
+        "hydra.yaml": hydra_node,
+        "overrides.yaml": OmegaConf.create(overrides),
+    }
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    for name, node in files.items():
+        write_text(run_dir / ".hydra" / name, OmegaConf.to_yaml(node))
 
 
 def _discard_unstarted_run_dir(run_dir: Path) -> None:

@@ -87,7 +87,10 @@ def one_line(ex: BaseException) -> str | None:
             " hydra.run.dir (or hydra.sweep.dir), or free some space"
         )
     if isinstance(ex, OverrideParseException):
-        return f"{str(ex).splitlines()[0]} (overrides look like key=value, +new_key=value, ~key)"
+        first = str(ex).splitlines()[0]
+        if first.startswith("LexerNoViableAltException: "):
+            return unquoted_value_hint(first.split(": ", 1)[1])
+        return f"{first} (overrides look like key=value, +new_key=value, ~key)"
     if isinstance(ex, ConfigCompositionException):
         cause = ex.__cause__
         if isinstance(cause, OmegaConfBaseException):
@@ -100,6 +103,23 @@ def one_line(ex: BaseException) -> str | None:
     if isinstance(ex, (ValueError, TypeError)) and _raised_in_hydra(ex):  # e.g. model=0
         return f"{str(ex).split(' : ')[0].splitlines()[0]} (check the override syntax: key=value)"
     return None
+
+
+def unquoted_value_hint(override: str) -> str:
+    """Hydra's grammar takes unquoted values of letters a-z, digits and a few symbols only: a
+    value with é, a space or a quote mark fails in its lexer. Say so, and how to quote it."""
+    key, sep, value = override.partition("=")
+    if not sep:
+        return f"{override}: not an override Hydra can parse (they look like key=value)"
+    if value.startswith("[") and value.endswith("]"):
+        items = [item.strip().strip("'\"") for item in value[1:-1].split(",")]
+        quoted = "[" + ",".join(f'"{item}"' for item in items) + "]"
+    else:
+        quoted = '"' + value.strip("'\"") + '"'
+    return (
+        f"{override}: Hydra's override grammar takes this value only in quotes (it has a"
+        f" character outside letters a-z, digits and -_./:): write '{key}={quoted}'"
+    )
 
 
 def _raised_in_hydra(ex: BaseException) -> bool:

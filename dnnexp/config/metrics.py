@@ -19,6 +19,20 @@ LOWER_IS_BETTER = {
 }
 
 
+INF = float("inf")
+# the range a metric's values live in (same keys): the report clips its intervals to it
+BOUNDS = {
+    **dict.fromkeys(("loss", "mse", "rmse", "mae"), (0.0, INF)),
+    **dict.fromkeys(("acc", "acc_fgsm", "acc_pgd", "f1", "precision", "recall"), (0.0, 1.0)),
+    "r2": (-INF, 1.0),
+}
+
+
+def bounds(metric: str) -> tuple[float, float]:
+    """The range of `metric`'s values (`test/acc`: 0..1); unbounded for a name not in BOUNDS."""
+    return BOUNDS.get(metric.rsplit("/", 1)[-1].lower(), (-INF, INF))
+
+
 def lower_is_better(metric: str) -> bool:
     """Whether `metric` (e.g. `val/loss`, `test/acc`) improves downwards. A name the table does
     not hold counts as loss-like when it ends in loss or err(or) (`train/loss_step`)."""

@@ -25,6 +25,10 @@ INITS = ("kaiming", "xavier", "default")
 VAL_METRICS = tuple(dict.fromkeys(f"val/{m}" for ms in TASK_METRICS.values() for m in ms))
 
 
+# the largest seed every library takes: numpy's (and Lightning's seed_everything) are 32-bit
+MAX_SEED = 2**32 - 1
+
+
 def knob(default: Any, *, doc: str = "", **limits: Any) -> Any:
     """A dataclass field with a default, a one-line doc and optional limits.
 
@@ -86,7 +90,9 @@ class DataConfig:
     val_fraction: float = knob(0.1, gt=0, lt=1, doc="share of all samples held out for validation")
     test_fraction: float = knob(0.2, gt=0, lt=1, doc="share of all samples held out for testing")
     train_fraction: float = knob(1.0, gt=0, le=1, doc="share of the training split actually used")
-    split_seed: int = knob(0, ge=0, doc="fixes the train/val/test split, independent of `seed`")
+    split_seed: int = knob(
+        0, ge=0, le=MAX_SEED, doc="fixes the train/val/test split, independent of `seed`"
+    )
     classes: Optional[list[str]] = knob(
         None, doc="keep these classes only (by name), relabelled 0..k-1 in this order; null = all"
     )
@@ -576,7 +582,7 @@ class SearchConfig:
     objectives: int = knob(1, choices=(1, 2), doc="2: the metric and the parameter count")
     storage: Optional[str] = knob(None, doc="an Optuna storage URL; null = a journal file")
     study_name: str = knob("dnnexp", doc="the study in the storage (one per search)")
-    seed: int = knob(0, ge=0, doc="seeds the sampler")
+    seed: int = knob(0, ge=0, le=MAX_SEED, doc="seeds the sampler")
     retry_failed: bool = knob(False, doc="re-run trials a killed worker left behind")
     batch_size: Optional[int] = knob(None, gt=0, doc="trials per launch; null = the launcher's")
     confirm_seeds: int = knob(
@@ -636,7 +642,9 @@ class TrainSchema:
     plain nodes here and are checked against their option's schema by `dnnexp.config.validate`.
     """
 
-    seed: int = knob(0, ge=0)
+    seed: int = knob(
+        0, ge=0, le=MAX_SEED, doc="seeds torch, numpy and Python, and each epoch's shuffle"
+    )
     name: str = knob("default", doc="a label for the run, shown in reports")
     tags: list[str] = knob([])
     resume: Optional[str] = knob(None, doc="a run dir to continue from its last.ckpt")

@@ -75,6 +75,7 @@ class ArrayDataModule(L.LightningDataModule):
         self.data_on_device = data_on_device
         self._placed_for: torch.device | None = None
         self._fingerprint = ""
+        self.test_fingerprint = ""  # the raw test split's alone (set up by setup())
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -122,6 +123,7 @@ class ArrayDataModule(L.LightningDataModule):
         else:
             train = train[random_subsample(len(train), cfg.train_fraction, seed)]
         xs = [x[train], x[val], x_test if own_test else x[test]]
+        self.test_fingerprint = _digest(xs[2], y[test])  # raw: before any fold's standardization
         del x, x_test, arrays  # only the splits stay in memory
         if xs[0].dtype == torch.uint8:  # images as the files hold them: normalized per batch
             mean, std = channel_statistics(xs[0])
@@ -138,6 +140,8 @@ class ArrayDataModule(L.LightningDataModule):
             "dtype": "uint8" if self.input_stats is not None else "float32",
             "mean": list(mean),
             "std": list(std),
+            "low": list(low),  # the training split's raw range: new inputs are checked against it
+            "high": list(high),
             "features": features,
         }
         if regression:
@@ -254,6 +258,14 @@ class ArrayDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> InMemoryLoader:
         return self._loader("test", self.cfg.eval_batch_size, shuffle=False)
+
+
+def _digest(x: torch.Tensor, y: torch.Tensor) -> str:
+    """A hash of one split's inputs and labels as the data holds them (before standardization,
+    which depends on the training split): the folds of k-fold share their test split's."""
+    digest = hashlib.sha256(str(tuple(x.shape)).encode() + y.cpu().numpy().tobytes())
+    digest.update(x.cpu().contiguous().numpy())
+    return digest.hexdigest()[:16]
 
 
 def _as_list(t: torch.Tensor) -> list[float]:

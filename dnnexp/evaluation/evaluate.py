@@ -13,7 +13,7 @@ from dnnexp.config.errors import ConfigError, RunError, describe_omegaconf_error
 from dnnexp.config.validate import validate
 from dnnexp.data.datamodule import ArrayDataModule
 from dnnexp.tasks.module import TrainingModule
-from dnnexp.training.safe_load import load_checkpoint
+from dnnexp.training.safe_load import load_checkpoint, load_model_weights
 from dnnexp.utils import console
 from dnnexp.utils.quiet import silence_lightning_noise
 from dnnexp.utils.run_files import write_json
@@ -48,13 +48,8 @@ def evaluate(
         data.input_range,  # the same splits as the run's (the fingerprint says so)
         preprocess=data.preprocess,
     )
-    try:
-        task.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as err:
-        raise RunError(
-            f"ckpt={ckpt_path} does not match the model {cfg.model.name} of its config"
-            f" ({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err})"
-        ) from None
+    what = f"ckpt={ckpt_path} does not match the model {cfg.model.name} of its config"
+    load_model_weights(task.model, ckpt["state_dict"], what)
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=1,

@@ -221,7 +221,8 @@ def _image(path: Path, run: TrainedRun) -> torch.Tensor:
     """One image file as the model's (C, H, W) uint8, resized as the run's images were."""
     shape = run.input_shape
     if len(shape) != 3:
-        raise DataError(f"input={path}: an image, but the model takes rows of {len(shape)} values")
+        values = int(np.prod(shape))
+        raise DataError(f"input={path}: an image, but the model takes rows of {values} values")
     size = run.cfg.data.get("image_size") or None
     return torch.from_numpy(image_folder._read(path, size, shape[0]).copy())  # (writable)
 
@@ -250,3 +251,39 @@ def _image_folder(root: Path, run: TrainedRun) -> Inputs:
     labels = _class_index([label for _, label in files], run, root) if dirs else None
     names = [str(path.relative_to(root)) for path, _ in files]
     return Inputs(torch.stack(images), labels, {"file": names})
+
+
+def out_of_range(x: torch.Tensor, run: TrainedRun, path: Path) -> str | None:
+    """One line when the inputs lie far outside the range the model was trained on (beyond
+    the training range widened by its own width on either side, per channel or feature): e.g.
+    0..255 pixels given to a model trained on 0..16. None when they fit, or when the
+    checkpoint predates the saved range."""
+    pre = run.hparams.get("preprocess") or {}
+    low, high = pre.get("low"), pre.get("high")
+    if not low or not high or len(x) == 0:
+        return None
+    values = x.float()
+    if len(low) == 1:
+        seen = [(float(values.min()), float(values.max()))]
+    else:  # per channel of (N, C, H, W) images, or per feature of (N, F) rows
+        flat = values.transpose(0, 1).reshape(len(low), -1)
+        seen = list(zip(flat.amin(1).tolist(), flat.amax(1).tolist(), strict=True))
+    far = []
+    for i, (lo, hi, (seen_lo, seen_hi)) in enumerate(zip(low, high, seen, strict=True)):
+        width = max(hi - lo, abs(lo), abs(hi), 1e-6)  # a constant feature: its own scale
+        if seen_lo < lo - width or seen_hi > hi + width:
+            far.append((i, lo, hi, seen_lo, seen_hi))
+    if not far:
+        return None
+    i, lo, hi, seen_lo, seen_hi = far[0]
+    names = pre.get("features") or []
+    where = ""
+    if len(low) > 1:
+        kind = "feature" if values.ndim == 2 else "channel"
+        name = f"'{names[i]}'" if i < len(names) else str(i)
+        where = f" in {kind} {name}" + (f" (and {len(far) - 1} more)" if len(far) > 1 else "")
+    return (
+        f"input={path}: values {seen_lo:g}..{seen_hi:g}{where}, far outside the {lo:g}..{hi:g}"
+        " the model was trained on: its predictions are unreliable; rescale the inputs to the"
+        " training data's units (strict=true refuses such inputs)"
+    )

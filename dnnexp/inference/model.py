@@ -100,7 +100,7 @@ def load_trained(value: str | Path, key: str = "ckpt") -> TrainedRun:
     """The run `key=value` names (a .ckpt file or a run dir), loaded safely (weights only) and
     rebuilt from its own config; RunError in one line when it is not a usable dnnexp run."""
     from dnnexp.models import build_model
-    from dnnexp.training.safe_load import checkpoint_path, load_run_weights
+    from dnnexp.training.safe_load import checkpoint_path, load_model_weights, load_run_weights
 
     path = checkpoint_path(key, value)
     ckpt = load_run_weights(key, value)
@@ -115,16 +115,11 @@ def load_trained(value: str | Path, key: str = "ckpt") -> TrainedRun:
         cfg.task = {"name": "classification"}
     outputs = hparams["num_outputs"]
     model = build_model(cfg.model, tuple(hparams["input_shape"]), outputs, cfg.reg.dropout)
-    state = ckpt["state_dict"]
-    weights = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        lines = str(err).splitlines()
-        raise RunError(
-            f"{key}={value} does not match the model {cfg.model.name} of its config"
-            f" ({lines[1].strip() if len(lines) > 1 else lines[0]})"
-        ) from None
+    load_model_weights(
+        model,
+        ckpt["state_dict"],
+        f"{key}={value} does not match the model {cfg.model.name} of its config",
+    )
     wrapped = InferenceModel(
         model,
         hparams["preprocess"],
@@ -187,7 +182,8 @@ class EnsembleModel(nn.Module):
 
 def load_source(value: str, ensemble: str | None = None, key: str = "ckpt") -> TrainedRun:
     """One run (a .ckpt or a run dir), or an ensemble: a list `[a,b,...]` of those, or a sweep
-    dir (every completed run in it). Members must share inputs, classes and test split."""
+    dir (every completed run in it). Members must share inputs, classes and the test split (not
+    the training split: the folds of a k-fold sweep make a cross-validation ensemble)."""
     paths = _members(value, key)
     if len(paths) == 1 and ensemble is None:
         return load_trained(paths[0], key)
@@ -198,7 +194,7 @@ def load_source(value: str, ensemble: str | None = None, key: str = "ckpt") -> T
             ("task", lambda r: r.task),
             ("input shape", lambda r: r.input_shape),
             ("classes", lambda r: r.classes or r.hparams["num_outputs"]),
-            ("data splits (fingerprint)", lambda r: r.hparams.get("data_fingerprint")),
+            ("test split (fingerprint)", _test_split),
         ):
             if get(run) != get(first):
                 raise RunError(
@@ -211,6 +207,13 @@ def load_source(value: str, ensemble: str | None = None, key: str = "ckpt") -> T
     model = EnsembleModel([run.model for run in runs], mode).eval()
     root = Path(os.path.commonpath([str(run.run_dir.resolve()) for run in runs]))
     return TrainedRun(model, first.hparams, first.cfg, first.path, None, runs, root, mode)
+
+
+def _test_split(run: TrainedRun) -> str | None:
+    """What an ensemble's members must share besides inputs and classes: the test split (the
+    folds of k-fold do; their training splits differ). Checkpoints from before the test
+    split's own fingerprint: all their splits'."""
+    return run.hparams.get("test_fingerprint") or run.hparams.get("data_fingerprint")
 
 
 def _members(value: str, key: str) -> list[str]:

@@ -4,6 +4,7 @@ the input, also its metrics and confusion matrix (terminal and JSON)."""
 from __future__ import annotations
 
 import csv
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dnnexp.inference.inputs import read_inputs
+from dnnexp.data.local_files import DataError
+from dnnexp.inference.inputs import out_of_range, read_inputs
 from dnnexp.inference.model import TrainedRun, load_trained, predict_batches
 from dnnexp.inference.scoring import score
 from dnnexp.utils.console import console, table_console
@@ -28,9 +30,16 @@ def predict(
     probs: bool = False,
     target: str | None = None,
     batch_size: int = 1024,
+    strict: bool = False,
 ) -> dict[str, Any]:
+    """`strict`: inputs far outside the training range are refused, not only warned about."""
     run = load_trained(ckpt)
     inputs = read_inputs(input_path, run, target)
+    far = out_of_range(inputs.x, run, input_path)
+    if far is not None and strict:
+        raise DataError(far)
+    if far is not None:
+        print(f"warning: {far}", file=sys.stderr)
     started = time.perf_counter()
     outputs = _run(run, inputs.x, batch_size)
     seconds = time.perf_counter() - started

@@ -6,9 +6,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dnnexp.config.metrics import TASK_SCORE, headline, lower_is_better
+from dnnexp.config.metrics import TASK_SCORE, bounds, headline, lower_is_better
 from dnnexp.report import stats
-from dnnexp.report.collect import ReportError, Run, Variant, find_runs, group, pick_baseline
+from dnnexp.report.collect import (
+    ReportError,
+    Run,
+    Variant,
+    find_runs,
+    group,
+    pick_baseline,
+    with_tags,
+)
 
 
 @dataclass
@@ -35,6 +43,11 @@ class Row:
     @property
     def name(self) -> str:
         return self.variant.name
+
+    @property
+    def tags(self) -> list[str]:
+        """The tags of the variant's runs (any of them), sorted."""
+        return sorted({t for r in self.variant.runs for t in r.tags})
 
     @property
     def not_completed(self) -> list[Run]:
@@ -91,10 +104,18 @@ def available_metrics(runs: list[Run]) -> list[str]:
     return sorted({k for r in runs for k in r.metrics})
 
 
-def build(root: Path, metric: str | None = None, baseline: str | None = None) -> Report:
-    """Collect the runs under root, group them, and compare every variant with the baseline.
-    `metric`: None = the task's headline test metric (test/acc, test/r2)."""
+def build(
+    root: Path,
+    metric: str | None = None,
+    baseline: str | None = None,
+    tags: list[str] | None = None,
+) -> Report:
+    """Collect the runs under root (those with every one of `tags`), group them, and compare
+    every variant with the baseline. `metric`: None = the task's headline test metric
+    (test/acc, test/r2)."""
     runs = find_runs(Path(root))
+    if tags:
+        runs = with_tags(runs, tags, Path(root))
     tasks = sorted({r.task for r in runs})
     if len(tasks) > 1:
         raise ReportError(
@@ -112,13 +133,15 @@ def build(root: Path, metric: str | None = None, baseline: str | None = None) ->
     base_pairs = _pairs(base.variant, metric)
     for row in rows:
         if not row.baseline:
-            row.comparison = stats.compare(base_pairs, _pairs(row.variant, metric))
+            row.comparison = stats.compare(
+                base_pairs, _pairs(row.variant, metric), limits=bounds(metric)
+            )
     others = [r for r in rows if not r.baseline]
     adjusted = stats.holm([r.comparison.p_value if r.comparison else None for r in others])
     lower = lower_is_better(metric)
     for row, p_adj in zip(others, adjusted, strict=True):
         row.p_adjusted = p_adj
-        row.verdict = stats.verdict(p_adj, row.comparison.delta if row.comparison else None, lower)
+        row.verdict = stats.verdict(row.comparison, p_adj, lower)
     return Report(root=Path(root), metric=metric, rows=rows, runs=runs, metrics=metrics, task=task)
 
 
@@ -147,11 +170,13 @@ def _row(variant: Variant, metric: str, is_baseline: bool, score: str) -> Row:
     ks = {r.folds for r in variant.runs if r.folds}
     folds = max(ks) if ks else None  # one K per variant (data.folds differs: another variant)
     valued = _valued(variant, metric)
-    cv_score = stats.describe([r.metrics[score] for r in _valued(variant, score)])
+    cv_score = stats.describe(
+        [r.metrics[score] for r in _valued(variant, score)], limits=bounds(score)
+    )
     return Row(
         variant=variant,
         baseline=is_baseline,
-        summary=stats.describe([v for _, v in pairs]),
+        summary=stats.describe([v for _, v in pairs], limits=bounds(metric)),
         seeds=[r.seed for r in valued],
         val_score=_mean_finite(r.metrics.get(score) for r in done),
         gap=_mean_finite(gaps),

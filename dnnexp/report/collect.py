@@ -44,6 +44,7 @@ class Run:
     error: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     pruning: dict[str, Any] | None = None  # summary.json's "pruning" (sparsity, before, ...)
+    tags: list[str] = field(default_factory=list)  # summary.json's "tags" (the run's `tags=`)
 
     @property
     def completed(self) -> bool:
@@ -149,7 +150,20 @@ def read_run(run_dir: Path, root: Path) -> Run:
         error=str(error) if error else None,
         history=read_history(run_dir / HISTORY),
         pruning=summary["pruning"] if isinstance(summary.get("pruning"), dict) else None,
+        tags=[str(t) for t in summary.get("tags") or [] if isinstance(t, (str, int, float))],
     )
+
+
+def with_tags(runs: list[Run], tags: list[str], root: Path) -> list[Run]:
+    """The runs that carry every one of `tags` (`dnnexp report --tags a,b`)."""
+    kept = [r for r in runs if set(tags) <= set(r.tags)]
+    if not kept:
+        found = sorted({t for r in runs for t in r.tags})
+        listed = ", ".join(found) if found else "none (set them with tags=[a,b] when training)"
+        raise ReportError(
+            f"no run under {root} has the tags {', '.join(tags)}; tags found: {listed}"
+        )
+    return kept
 
 
 def _orphan(job_dir: Path, root: Path) -> Run:

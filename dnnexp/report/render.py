@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,18 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from dnnexp.config.metrics import bounds
 from dnnexp.report import stats
 from dnnexp.report.analysis import Report, Row
 from dnnexp.utils import run_files
 
 DASH = "—"
-VERDICT_STYLE = {"better": "bold green", "worse": "bold red", "≈ noise": "yellow"}
+VERDICT_STYLE = {
+    "better": "bold green",
+    "worse": "bold red",
+    "≈ noise": "yellow",
+    stats.TOO_FEW: "dim",
+}
 
 
 def num(x: float | None, digits: int = 4, sign: bool = False) -> str:
@@ -56,7 +63,7 @@ def verdict_cell(row: Row) -> str:
     if row.baseline:
         return "(baseline)"
     if row.verdict is None:
-        return "no test (n < 2)" if row.comparison and row.comparison.delta is not None else DASH
+        return DASH
     return row.verdict
 
 
@@ -88,7 +95,7 @@ def cells(row: Row) -> list[str]:
     ci = DASH if s.ci_low is None else f"[{num(s.ci_low)}, {num(s.ci_high)}]"
     c = row.comparison
     return [
-        row.name,
+        row.name + (f"  [{', '.join(row.tags)}]" if row.tags else ""),
         n_cell(row),
         mean_sd,
         ci,
@@ -137,6 +144,15 @@ def footnote(report: Report) -> str:
             " (the Δ CIs are per comparison, not adjusted)",
             f"≈ noise = p Holm ≥ {stats.ALPHA}",
         ]
+        if any(r.verdict == stats.TOO_FEW for r in report.rows):
+            parts.append(
+                f"{stats.TOO_FEW} = fewer than {stats.MIN_PAIRS} seeds on a side, or the same Δ"
+                " on every seed (a discrete metric's steps, not evidence): no verdict"
+            )
+    low, high = bounds(report.metric)
+    if math.isfinite(low) or math.isfinite(high):
+        shown = ", ".join(f"{v:g}" if math.isfinite(v) else "∞" for v in (low, high))
+        parts.append(f"intervals clipped to {report.metric}'s range [{shown}]")
     return "; ".join(parts) + "."
 
 
@@ -257,6 +273,7 @@ def ranking(report: Report) -> list[str]:
     sign = 1 if report.lower_is_better else -1
     significant.sort(key=lambda r: sign * r.comparison.delta)
     noise = [r for r in others if r.verdict == "≈ noise"]
+    too_few = [r for r in others if r.verdict == stats.TOO_FEW]
     untested = [r for r in others if r.verdict is None]
     k = len(report.compared)
     lines = []
@@ -279,6 +296,14 @@ def ranking(report: Report) -> list[str]:
         lines.append(f"Within noise of the baseline (p Holm ≥ {stats.ALPHA}):")
         lines.append("")
         lines += [f"- `{r.name}`: {_effect(r, m, base.summary.n)}" for r in noise]
+    if too_few:
+        lines.append("")
+        lines.append(
+            f"Too few seeds to tell (fewer than {stats.MIN_PAIRS} on a side, or the same Δ on"
+            " every seed): run more seeds before reading anything into these:"
+        )
+        lines.append("")
+        lines += [f"- `{r.name}`: {_effect(r, m, base.summary.n)}" for r in too_few]
     if untested:
         lines.append("")
         lines.append("Not tested (fewer than 2 completed seeds on a side):")
@@ -292,8 +317,9 @@ def _effect(row: Row, metric: str, base_n: int) -> str:
     ci = ""
     if c.ci_low is not None and c.ci_high is not None:
         ci = f" (95% CI {num(c.ci_low, sign=True)} to {num(c.ci_high, sign=True)})"
+    test = c.test if c.p_value is not None else f"no test ({c.no_verdict})"
     return (
-        f"Δ {metric} = {num(c.delta, sign=True)}{ci}, {c.test}, n = {row.summary.n} vs {base_n}, "
+        f"Δ {metric} = {num(c.delta, sign=True)}{ci}, {test}, n = {row.summary.n} vs {base_n}, "
         f"p = {pval(c.p_value)}, p Holm = {pval(row.p_adjusted)}"
     )
 
@@ -346,6 +372,7 @@ def csv_columns(report: Report) -> list[str]:
         "seed",
         *(["fold"] if report.cross_validation else []),
         "status",
+        "tags",
         *report.metrics,
         "best_epoch",
         "epochs",
@@ -369,6 +396,7 @@ def write_csv(report: Report, path: Path) -> None:
                     "seed": run.seed,
                     **({"fold": run.fold} if report.cross_validation else {}),
                     "status": run.status,
+                    "tags": ";".join(run.tags),
                     **run.metrics,
                     "best_epoch": run.best_epoch,
                     "epochs": run.epochs,
@@ -388,6 +416,7 @@ def json_rows(report: Report) -> list[dict[str, Any]]:
             {
                 "variant": row.name,
                 "overrides": list(row.variant.overrides),
+                "tags": row.tags,
                 "metric": report.metric,
                 "lower_is_better": report.lower_is_better,
                 "n": s.n,

@@ -3,7 +3,12 @@
 Per variant: mean, SD (ddof=1) and the t-interval of the mean. Against the baseline: a paired
 t-test over the seeds when both variants completed the same seeds (n >= 2), Welch's t-test
 otherwise, no test when either side has fewer than 2 values. p-values are Holm-adjusted over the
-comparisons made. scipy is imported inside the functions that need it."""
+comparisons made. Intervals are clipped to the metric's range (`config/metrics.py: BOUNDS`).
+
+A verdict needs at least MIN_PAIRS seeds (pairs, or values on each side) and differences that
+vary: test accuracy moves in steps of 1/N_test, so two seeds whose differences happen to be equal
+give a t-test with zero variance and a p-value near 0 that is an artefact, not evidence.
+scipy is imported inside the functions that need it."""
 
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ ALPHA = 0.05
 CONFIDENCE = 0.95
 PAIRED = "paired t"
 WELCH = "Welch t"
+MIN_PAIRS = 3  # a t-test on 2 seeds has 1 degree of freedom: its p rests on one spread
+TOO_FEW = "too few seeds to tell"
+UNBOUNDED = (-math.inf, math.inf)
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,9 @@ class Comparison:
     p_value: float | None
     statistic: float | None = None
     df: float | None = None
+    n: int = 0  # the pairs (paired) or the smaller side (Welch) the test rests on
+    # why no verdict can be drawn (fewer than MIN_PAIRS, the same Δ on every seed), or None
+    no_verdict: str | None = None
 
 
 def finite(x: float | None) -> float | None:
@@ -75,17 +86,26 @@ def t_interval(
     return m - half, m + half
 
 
-def describe(values: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
-    """n, mean, SD and t-interval of values (NaN/inf dropped first)."""
+def clip(low: float | None, high: float | None, limits: tuple[float, float]) -> tuple:
+    """An interval clipped to limits (a metric's range)."""
+    lo, hi = limits
+    return (None if low is None else max(low, lo)), (None if high is None else min(high, hi))
+
+
+def describe(
+    values: Sequence[float], confidence: float = CONFIDENCE, limits: tuple = UNBOUNDED
+) -> Summary:
+    """n, mean, SD and t-interval of values (NaN/inf dropped first), the interval clipped to
+    `limits` (the metric's range: an accuracy's never reaches above 1)."""
     clean = [float(v) for v in values if finite(v) is not None]
     ci = t_interval(clean, confidence)
-    return Summary(
-        n=len(clean),
-        mean=mean(clean),
-        std=std(clean),
-        ci_low=ci[0] if ci else None,
-        ci_high=ci[1] if ci else None,
-    )
+    low, high = clip(ci[0], ci[1], limits) if ci else (None, None)
+    return Summary(n=len(clean), mean=mean(clean), std=std(clean), ci_low=low, ci_high=high)
+
+
+def _constant(values: Sequence[float]) -> bool:
+    """All equal, up to float rounding: no spread a t-test could rest on."""
+    return max(values) - min(values) <= 1e-9 * max(1.0, *(abs(v) for v in values))
 
 
 def can_pair(base_seeds: Sequence[object], other_seeds: Sequence[object]) -> bool:
@@ -103,28 +123,40 @@ def compare(
     base: Sequence[tuple[object, float]],
     other: Sequence[tuple[object, float]],
     confidence: float = CONFIDENCE,
+    limits: tuple = UNBOUNDED,
 ) -> Comparison:
     """other vs base, each a list of (seed, value): paired t-test over the seeds when
-    can_pair(), else Welch's t-test; no test when a side has fewer than 2 values.
+    can_pair(), else Welch's t-test; no test when a side has fewer than 2 values. The Δ's
+    interval is clipped to what a difference of values within `limits` can be.
 
-    Both sides constant and equal (zero variance, zero difference) is reported as p = 1 with a
-    zero-width interval rather than the undefined 0/0 t statistic."""
+    Both sides constant and equal (zero variance, zero difference: the same runs) is reported
+    as p = 1 with a zero-width interval rather than the undefined 0/0 t statistic. The same
+    non-zero Δ on every seed (or two constant sides) has no spread to test: no test, no
+    verdict. Fewer than MIN_PAIRS seeds: the test is shown, but no verdict is drawn."""
     base_values = [v for _, v in base]
     other_values = [v for _, v in other]
     base_mean, other_mean = mean(base_values), mean(other_values)
     delta = other_mean - base_mean if base_mean is not None and other_mean is not None else None
-    if len(base_values) < 2 or len(other_values) < 2:
-        return Comparison(None, delta, None, None, None)
+    n = min(len(base_values), len(other_values))
+    if n < 2:
+        return Comparison(None, delta, None, None, None, n=n, no_verdict=f"n = {n}")
     from scipy import stats
 
+    paired = can_pair([s for s, _ in base], [s for s, _ in other])
+    if paired:
+        by_seed = dict(base)
+        diffs = [v - by_seed[s] for s, v in other]
+        constant = _constant(diffs)
+    else:
+        constant = _constant(base_values) and _constant(other_values)
+    if constant and delta is not None and abs(delta) > 1e-12:
+        why = "the same Δ on every seed" if paired else "no spread on either side"
+        return Comparison(None, delta, None, None, None, n=n, no_verdict=why)
     with warnings.catch_warnings():  # near-identical data: scipy warns, the result stands
         warnings.simplefilter("ignore", RuntimeWarning)
-        if can_pair([s for s, _ in base], [s for s, _ in other]):
-            by_seed = dict(base)
+        if paired:
             test = PAIRED
-            paired_other = [v for _, v in other]
-            paired_base = [by_seed[s] for s, _ in other]
-            result = stats.ttest_rel(paired_other, paired_base)
+            result = stats.ttest_rel([v for _, v in other], [by_seed[s] for s, _ in other])
         else:
             test = WELCH
             result = stats.ttest_ind(other_values, base_values, equal_var=False)
@@ -133,7 +165,12 @@ def compare(
     low, high = finite(ci.low), finite(ci.high)
     if p is None and delta == 0:
         p, low, high = 1.0, 0.0, 0.0
-    return Comparison(test, delta, low, high, p, finite(result.statistic), finite(result.df))
+    span = limits[1] - limits[0]
+    low, high = clip(low, high, (-span, span))
+    no_verdict = f"n = {n} < {MIN_PAIRS}" if n < MIN_PAIRS else None
+    return Comparison(
+        test, delta, low, high, p, finite(result.statistic), finite(result.df), n, no_verdict
+    )
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
@@ -149,11 +186,19 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
 
 
 def verdict(
-    p_adjusted: float | None, delta: float | None, lower_better: bool, alpha: float = ALPHA
+    comparison: Comparison | None,
+    p_adjusted: float | None,
+    lower_better: bool,
+    alpha: float = ALPHA,
 ) -> str | None:
-    """'better'/'worse' when the adjusted p is below alpha, '≈ noise' otherwise, None without a
-    test."""
-    if p_adjusted is None or delta is None:
+    """'better'/'worse' when the adjusted p is below alpha, '≈ noise' otherwise; TOO_FEW when
+    the data cannot carry a verdict (Comparison.no_verdict); None without a Δ."""
+    delta = None if comparison is None else comparison.delta
+    if delta is None:
+        return None
+    if comparison.no_verdict is not None:
+        return TOO_FEW
+    if p_adjusted is None:
         return None
     if p_adjusted >= alpha or delta == 0:
         return "≈ noise"

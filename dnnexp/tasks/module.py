@@ -62,12 +62,15 @@ class TrainingModule(L.LightningModule):
         teacher: torch.nn.Module | None = None,
         pretrained: list[str] | None = None,
         preprocess: dict | None = None,
+        test_fingerprint: str = "",
     ) -> None:
         """`teacher`: a frozen model for `distill` (training only; not a hyperparameter, not
         a submodule, so never in a checkpoint). `pretrained`: the names of the parameters
         `init_from` loaded (the backbone: its own lr, frozen with freeze=backbone).
         `preprocess`: what a raw input needs before the model (the data module's), kept for
-        `dnnexp predict` and `dnnexp export`."""
+        `dnnexp predict` and `dnnexp export`. `test_fingerprint`: the test split's own (an
+        ensemble's members share it: the folds of k-fold do, though their training splits
+        differ)."""
         super().__init__()
         self.save_hyperparameters(ignore=["teacher"])
         cfg = OmegaConf.create(config)

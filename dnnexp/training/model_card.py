@@ -150,6 +150,7 @@ def _recipe(cfg: DictConfig, summary: dict) -> list[str]:
         "",
         f"- Overrides of the defaults: {shown}",
         f"- Seed: {summary.get('seed')}",
+        f"- Tags: {', '.join(summary.get('tags') or []) or 'none'}",
         f"- Epochs trained: {summary.get('epochs')} (trainer.max_epochs"
         f" {cfg.trainer.max_epochs}); best epoch: {summary.get('best_epoch')} (0-based, step"
         f" {summary.get('best_step')}), its checkpoint tested",

@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,26 +56,24 @@ def train(
     overrides: list[str],
     config_hash: str | None = None,
     label: str | None = None,
+    before_writing: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Train, test the best checkpoint, write summary.json and model_card.md. `label` (a sweep
     job's name) makes the terminal output one line per run instead of the config tree and
-    metrics table."""
+    metrics table. Every check that can refuse the run (bad data, a resume that does not fit)
+    runs before the first write into run_dir; `before_writing` is called then (a resume
+    records its config there)."""
     silence_lightning_noise()
     run_dir = Path(run_dir)
     is_main = rank_zero_only.rank == 0
     resume_from = run_dir / LAST if cfg.get("resume") else None
     if resume_from is not None and not resume_from.is_file():
         raise RunError(f"resume={cfg.resume}: no {LAST} there, nothing to resume from")
-    resume = None if resume_from is None else load_checkpoint(resume_from)
-    if resume is not None:
-        trained = int(resume["epoch"]) + 1
-        if trained > cfg.trainer.max_epochs:
-            raise RunError(
-                f"resume={cfg.resume}: the run has trained {trained} epochs, more than"
-                f" trainer.max_epochs={cfg.trainer.max_epochs}; give a larger one to train longer"
-            )
+    resume = None if resume_from is None else _read_resume(cfg, resume_from)
     data = ArrayDataModule.for_run(cfg)
     data.setup()  # bad data settings (e.g. a class left empty) fail before anything is written
+    if resume is not None:  # what would fail in the middle of fit: refused before any write
+        _check_resume(cfg, resume, data)
     kind = "tabular" if len(data.input_shape) == 1 else "image"
     check_model_input(cfg.model.name, kind, cfg.data.name)  # files: known once they are read
     from dnnexp.training.pruning import check_config as check_pruning
@@ -97,6 +96,7 @@ def train(
         "status": "running",
         "name": cfg.name,
         "seed": cfg.seed,
+        "tags": list(cfg.tags),
         "overrides": overrides,
         "config_hash": config_hash,
         "resumed": resume_from is not None,
@@ -106,11 +106,14 @@ def train(
         **({"sweep_id": os.environ[SWEEP_ID]} if label and SWEEP_ID in os.environ else {}),
     }
     if is_main:
+        if before_writing is not None:
+            before_writing()
         if label is None:
             console.print_config(cfg)
         write_json(run_dir / SUMMARY, summary)
+    signals = _signals_interrupt()
     try:
-        with job_scope(), _signals_interrupt():
+        with job_scope(), signals:
             result = _fit_and_test(
                 cfg, data, run_dir, overrides, resume, label is None, teacher, source
             )
@@ -122,10 +125,16 @@ def train(
         interrupted = isinstance(err, (KeyboardInterrupt, SystemExit)) or failed_write is not None
         summary["status"] = "interrupted" if interrupted else "failed"
         summary["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
+        if interrupted:  # resumable: how far it got, and how to go on
+            summary.update(_progress(run_dir))
         if failed_write is not None:  # resumable once there is space again
             summary["error"] = stopped_line(failed_write, run_dir, label is not None)
             raise RunStopped(summary["error"]) from None
         if interrupted:
+            by = signals.received or ("Ctrl-C" if isinstance(err, KeyboardInterrupt) else None)
+            summary["error"] = f"interrupted by {by}" if by else "interrupted"
+            if signals.received:
+                summary["signal"] = signals.received
             _report_interrupt(run_dir, is_main)
             raise SystemExit(INTERRUPTED_EXIT) from None
         raise
@@ -168,6 +177,73 @@ def train(
             footer.update(footer_lines(summary["pruning"], headline(cfg.task.name)))
         console.print_metrics(f"{cfg.name}: {title}", summary["metrics"], footer)
     return summary
+
+
+def _read_resume(cfg: DictConfig, path: Path) -> dict[str, Any]:
+    """The last.ckpt a resume continues from; one line when it is unreadable or has trained
+    more epochs than trainer.max_epochs allows."""
+    try:
+        resume = load_checkpoint(path)
+    except RunError as err:
+        raise RunError(
+            str(err).replace(f"ckpt={path}", f"resume={cfg.resume}: {LAST}", 1)
+        ) from None
+    trained = int(resume["epoch"]) + 1
+    if trained > cfg.trainer.max_epochs:
+        raise RunError(
+            f"resume={cfg.resume}: the run has trained {trained} epochs, more than"
+            f" trainer.max_epochs={cfg.trainer.max_epochs}; give a larger one to train longer"
+        )
+    return resume
+
+
+def _check_resume(cfg: DictConfig, resume: dict[str, Any], data: ArrayDataModule) -> None:
+    """A resume continues the same run: the same data splits, model, optimizer and schedule.
+    Overrides that change them would fail inside fit (after the run dir was rewritten): each is
+    one line here instead."""
+    what = f"resume={cfg.resume}"
+    earlier = resume["hyper_parameters"]
+    fingerprint = earlier.get("data_fingerprint")
+    if fingerprint and fingerprint != data.fingerprint:
+        raise RunError(
+            f"{what}: the run was trained on other data splits than these overrides give; a"
+            " resume continues the same run: drop the data.* overrides, or start a new run"
+        )
+    for group in ("optimizer", "scheduler"):
+        before = (earlier["config"].get(group) or {}).get("name")
+        if before is not None and before != cfg[group].name:
+            raise RunError(
+                f"{what}: the run trained with {group}={before}, not {cfg[group].name}; a resume"
+                f" continues its {group} state: drop the {group}= override, or start a new run"
+            )
+    from dnnexp.models import build_model
+    from dnnexp.training.safe_load import load_model_weights
+
+    model = build_model(cfg.model, tuple(data.input_shape), data.num_outputs, cfg.reg.dropout)
+    load_model_weights(
+        model,
+        resume["state_dict"],
+        f"{what}: its {LAST} does not match the model {cfg.model.name} these overrides build; a"
+        " resume continues the same model: drop the model.* overrides, or start a new run",
+    )
+
+
+def _progress(run_dir: Path) -> dict[str, Any]:
+    """What an interrupted run's summary says of how far it got: the epochs its last.ckpt holds,
+    the metrics of its last validation there, and the command that resumes it."""
+    if not (run_dir / LAST).is_file():
+        return {"epochs": 0}
+    try:
+        last = load_checkpoint(run_dir / LAST)
+    except RunError:
+        return {}
+    history = TrainingModule.history_of(last)
+    shown = {k: v for k, v in (history[-1] if history else {}).items() if "/" in k}
+    return {
+        "epochs": int(last["epoch"]) + 1,
+        "metrics": shown,  # the last validation's (no test: the run did not get there)
+        "resume": f"dnnexp train resume={run_dir}",
+    }
 
 
 def _write_summary(run_dir: Path, summary: dict[str, Any], in_sweep: bool) -> None:
@@ -220,6 +296,7 @@ def _fit_and_test(
         teacher,
         None if resume is None else resume["hyper_parameters"].get("pretrained"),
         data.preprocess,
+        data.test_fingerprint,
     )
     if source is not None:  # (a resume has the weights already)
         from dnnexp.training.transfer import load_pretrained
@@ -303,22 +380,31 @@ def _best_row(history: list[dict[str, float]], monitor: str, first_epoch: int = 
 
 class _signals_interrupt:
     """SIGTERM (a cluster pre-empting the job) ends the run like Ctrl-C does: Lightning then
-    stops at once, and its own SIGTERM handling (which would exit with status 0) is bypassed."""
+    stops at once, and its own SIGTERM handling (which would exit with status 0) is bypassed.
+    Either signal's name is kept in `received` (Lightning turns the interrupt into exit(1))."""
 
-    def __enter__(self) -> None:
-        self.previous = signal.getsignal(signal.SIGTERM)
-        try:
-            signal.signal(signal.SIGTERM, self._raise)
-        except ValueError:  # not the main thread (e.g. a launcher's worker thread)
-            self.previous = None
+    received: str | None = None
 
-    @staticmethod
-    def _raise(signum: int, frame: Any) -> None:
-        raise Interrupted(f"signal {signal.Signals(signum).name}")
+    def __enter__(self) -> _signals_interrupt:
+        self.previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            handler = signal.getsignal(signum)
+            if signum == signal.SIGINT and handler is not signal.default_int_handler:
+                continue  # someone else's Ctrl-C handling: left alone
+            try:
+                signal.signal(signum, self._raise)
+                self.previous[signum] = handler
+            except ValueError:  # not the main thread (e.g. a launcher's worker thread)
+                break
+        return self
+
+    def _raise(self, signum: int, frame: Any) -> None:
+        self.received = signal.Signals(signum).name
+        raise Interrupted(f"signal {self.received}")
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def _report_interrupt(run_dir: Path, is_main: bool) -> None:

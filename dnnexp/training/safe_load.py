@@ -73,3 +73,15 @@ def load_run_weights(key: str, value: str | Path) -> dict[str, Any]:
         return load_checkpoint(path)
     except RunError as err:
         raise RunError(str(err).replace(f"ckpt={path}", f"{key}={value}", 1)) from None
+
+
+def load_model_weights(model: torch.nn.Module, state_dict: dict[str, Any], what: str) -> None:
+    """Load a checkpoint's `model.*` tensors into `model`; RunError in one line when they do not
+    fit it (another architecture or size): "`what` does not match the model (the first
+    mismatch)"."""
+    weights = {k[len("model.") :]: v for k, v in state_dict.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise RunError(f"{what} ({lines[1] if len(lines) > 1 else lines[0]})") from None
