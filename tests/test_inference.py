@@ -167,7 +167,9 @@ def test_inputs_far_outside_the_training_range_get_a_warning_or_with_strict_a_re
     code, out, err = _cli(capsys, *bytes_args, "strict=true", f"out={tmp_path / 'strict.csv'}")
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert not (tmp_path / "strict.csv").exists()
-    code, out, err = _cli(capsys, "predict", f"ckpt={run}", f"input={tmp_path / 'same.npz'}", "strict=true")
+    code, out, err = _cli(
+        capsys, "predict", f"ckpt={run}", f"input={tmp_path / 'same.npz'}", "strict=true"
+    )
     assert code == 0 and "warning" not in err
 
 
@@ -195,7 +197,9 @@ def test_checkpoints_that_are_not_usable_are_refused_in_one_line(
     for args, message in cases:
         code, out, err = _cli(capsys, *args)
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
-    code, out, err = _cli(capsys, "eval", f"ckpt=[{run},{tmp_path / 'folds.ckpt'}]", "ensemble=mean")
+    code, out, err = _cli(
+        capsys, "eval", f"ckpt=[{run},{tmp_path / 'folds.ckpt'}]", "ensemble=mean"
+    )
     assert code == 0, err
 
 

@@ -87,7 +87,9 @@ def test_an_interrupt_keeps_the_checkpoints_and_says_how_to_resume(
     summary = _summary(tmp_path / "run")
     name = signal.Signals(sig).name
     assert summary["status"] == "interrupted" and summary["error"] == f"interrupted by {name}"
-    assert summary["signal"] == name and summary["resume"] == f"dnnexp train resume={tmp_path / 'run'}"
+    assert (
+        summary["signal"] == name and summary["resume"] == f"dnnexp train resume={tmp_path / 'run'}"
+    )
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert summary["epochs"] == last["epoch"] + 1 >= 1  # what the checkpoint holds
     assert {"val/acc", "val/loss", "train/acc"} <= set(summary["metrics"])  # its last validation
@@ -358,7 +360,9 @@ def test_an_interrupted_run_keeps_the_last_state_taken_within_the_hold_interval(
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def _train_here(*args: str) -> int:
@@ -389,7 +393,11 @@ def test_a_refused_resume_leaves_the_run_dir_byte_for_byte(
         (run, ["model.hidden=[32]"], "does not match the model mlp these overrides build"),
         (run, ["optimizer=sgd"], "the run trained with optimizer=adam, not sgd"),
         (run, ["data.split_seed=1"], "was trained on other data splits than these overrides give"),
-        (run, ["trainer.max_epochs=2"], "the run has trained 3 epochs, more than trainer.max_epochs=2"),
+        (
+            run,
+            ["trainer.max_epochs=2"],
+            "the run has trained 3 epochs, more than trainer.max_epochs=2",
+        ),
         (corrupt, [], "checkpoints/last.ckpt is not a readable checkpoint (truncated or corrupt"),
     ]
     for where, extra, message in refusals:

@@ -233,7 +233,13 @@ def test_no_verdict_from_two_seeds_or_from_the_same_difference_on_every_seed() -
     same_delta = stats.compare(five, [(s, v + 2 * step) for s, v in five])
     assert stats.verdict(same_delta, None, lower_better=False) == stats.TOO_FEW
     # two seeds with differences that vary: tested, but no verdict however small p is
-    two = stats.compare(base, [(0, 0.90), (1, 0.9), ])
+    two = stats.compare(
+        base,
+        [
+            (0, 0.90),
+            (1, 0.9),
+        ],
+    )
     assert two.p_value is not None and two.no_verdict == "n = 2 < 3"
     assert stats.verdict(two, 0.001, lower_better=False) == stats.TOO_FEW
     three = stats.compare([*base, (2, 0.955)], [(0, 0.90), (1, 0.915), (2, 0.91)])
@@ -249,7 +255,9 @@ def test_intervals_are_clipped_to_the_metrics_range() -> None:
     loss = stats.describe([0.01, 0.2, 0.02], limits=bounds("val/loss"))
     assert loss.ci_low == 0.0
     assert bounds("test/r2") == (-math.inf, 1.0) and bounds("test/other") == (-math.inf, math.inf)
-    wide = stats.compare([(0, 0.1), (1, 0.9), (2, 0.5)], [(0, 0.9), (1, 0.1), (2, 0.95)], limits=(0, 1))
+    wide = stats.compare(
+        [(0, 0.1), (1, 0.9), (2, 0.5)], [(0, 0.9), (1, 0.1), (2, 0.95)], limits=(0, 1)
+    )
     assert wide.ci_low >= -1.0 and wide.ci_high <= 1.0
 
 
@@ -510,7 +518,12 @@ def test_two_seeds_never_give_a_verdict_five_with_a_real_difference_do(
 def test_tags_are_kept_shown_and_filtered_on(tmp_path: Path, capsys) -> None:
     sweep = make_sweep(tmp_path, {"reg=none": [0.9, 0.91, 0.92]})
     for i, acc in enumerate([0.93, 0.94, 0.95]):
-        make_run(sweep / str(3 + i), ["reg=dropout", f"seed={i}", *SHARED], acc, extra={"tags": ["v2", "ablation"]})
+        make_run(
+            sweep / str(3 + i),
+            ["reg=dropout", f"seed={i}", *SHARED],
+            acc,
+            extra={"tags": ["v2", "ablation"]},
+        )
     assert main([str(sweep)]) == 0
     out = capsys.readouterr().out
     assert "reg=dropout  [ablation, v2]" in out
