@@ -38,11 +38,13 @@ def test_a_real_checkpoint_holds_plain_containers_only(run_dir: Path) -> None:
         "input_range",
         "pretrained",
         "preprocess",
+        "test_fingerprint",  # the test split's own: the folds of k-fold share it (ensembles)
     }
     # predict and export standardize raw inputs with the training split's own statistics
     preprocess = hparams["preprocess"]
     assert preprocess["dtype"] == "float32" and preprocess["features"] is None
     assert len(preprocess["mean"]) == len(preprocess["std"]) == 1  # one for all pixels
+    assert (preprocess["low"], preprocess["high"]) == ([0.0], [16.0])  # digits' raw range
     assert hparams["num_outputs"] == 10 and hparams["target_stats"] is None
     assert set(hparams["input_range"]) == {"low", "high", "unit"}  # plain lists of floats
     assert hparams["classes"] == [str(i) for i in range(10)] and hparams["input_stats"] is None
