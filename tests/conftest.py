@@ -40,19 +40,100 @@ def user_env(**extra: str) -> dict[str, str]:
     return {**env, "COLUMNS": "120", **extra}
 
 
+_warm: dict[str, object] = {}  # the warm runner's server (tests/warm.py), started on first use
+
+
+def dnnexp_command() -> list[str]:
+    """The command that runs `dnnexp ARGS` as a new process would: through the warm runner
+    (`import lightning` paid once per test session, not per command), or with
+    DNNEXP_TEST_COLD=1 a plain `python -m dnnexp`."""
+    cold = [sys.executable, "-m", "dnnexp"]
+    if os.environ.get("DNNEXP_TEST_COLD") == "1":
+        return cold
+    if "socket" not in _warm:
+        import atexit
+        import tempfile
+
+        where = tempfile.mkdtemp(prefix="dnnexp-warm-")
+        path = os.path.join(where, "socket")
+        server = subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "warm.py"), "serve", path],
+            env=user_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if server.stdout.readline().strip() != "ready":
+            server.kill()
+            _warm["socket"] = None
+        else:
+            _warm["socket"] = path
+            atexit.register(server.kill)
+    if _warm["socket"] is None:
+        return cold
+    return [sys.executable, str(REPO / "tests" / "warm.py"), "run", str(_warm["socket"])]
+
+
+_current: dict[str, pytest.Item] = {}
+
+
+@pytest.fixture(autouse=True)
+def _current_test(request: pytest.FixtureRequest) -> None:
+    _current["item"] = request.node
+
+
+def needs_slow_mark() -> None:
+    """A test that starts dnnexp processes belongs to the full suite: `-m "not slow"` (the fast
+    lane) runs every other test, and this keeps it so."""
+    item = _current.get("item")
+    if item is not None and item.get_closest_marker("slow") is None:
+        raise AssertionError(
+            f"{item.nodeid} starts a dnnexp process: mark it @pytest.mark.slow, or call"
+            " dnnexp.cli.main(argv) in this process instead"
+        )
+
+
 def run_cli(
     *args: str, cwd: Path, timeout: float = 300, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    """`python -m dnnexp ARGS` in `cwd`, as a user would run it."""
+    """`python -m dnnexp ARGS` in `cwd`, as a user would run it (dnnexp_command)."""
+    needs_slow_mark()
     full_env = user_env(PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "dnnexp", *args],
+        [*dnnexp_command(), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
         env=full_env,
     )
+
+
+def run_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`dnnexp ARGS` in this process (`dnnexp.cli.main`), in `cwd`, with a user's environment:
+    for refusals, which end before any run starts; its exit code, stdout and stderr as
+    run_cli gives them."""
+    import contextlib
+    import io
+
+    from dnnexp.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), list(sys.argv)
+    os.environ.clear()
+    os.environ.update(user_env())
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+    return subprocess.CompletedProcess(["dnnexp", *args], code, out.getvalue(), err.getvalue())
 
 
 def summary(run_dir: Path) -> dict:

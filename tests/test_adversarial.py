@@ -100,6 +100,7 @@ def test_attacks_under_regression_are_refused() -> None:
         compose("task=regression", "data=diabetes", "eval.attacks=[pgd]")
 
 
+@pytest.mark.slow
 def test_adversarial_training_and_robust_evaluation_through_the_cli(tmp_path: Path) -> None:
     """A PGD-trained smoke run reports accuracy under both attacks; `dnnexp eval attack=...`
     scores its checkpoint at another budget."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_cli, run_dirs, summary
+from tests.conftest import run_cli, run_dirs, summary, user_env
 
 pytestmark = pytest.mark.slow
 
@@ -352,3 +352,45 @@ def test_flags_may_come_after_overrides() -> None:
         "b=2,3",
         "c=3",
     ]
+
+
+CONFIG_ONLY_REFUSALS = [
+    ["train", "seed=99999999999"],
+    ["train", "reg.dropout=1.5"],
+    ["train", "model=nosuch"],
+    ["train", "tags=[héllo]"],
+    ["train", "prune.end_epoch=3"],
+    ["train", "prune.amount=0.5", "prune.schedule=gradual", "trainer.max_epochs=1"],
+    ["train", "data.folds=3", "data.fold=3"],
+    ["train", "-m", "sweep=kfold", "data.folds=1"],
+    ["prune", "RUN", "amount=1.5"],
+    ["prune", "RUN", "amount=0.5", "scope=row"],
+]
+
+
+def test_config_only_refusals_never_import_torch(tmp_path: Path) -> None:
+    """A rule that needs only the config fails at validation, in about half a second: none of
+    these refusals imports torch (or Lightning)."""
+    from tests.test_report import make_run
+
+    make_run(tmp_path / "RUN", ["seed=0"])
+    (tmp_path / "RUN" / "checkpoints").mkdir()
+    (tmp_path / "RUN" / "checkpoints" / "best.ckpt").write_bytes(b"")
+    code = (
+        "import sys, json\n"
+        "from dnnexp.cli import main\n"
+        "codes = []\n"
+        f"for argv in {CONFIG_ONLY_REFUSALS!r}:\n"
+        "    try:\n"
+        "        codes.append(main(argv))\n"
+        "    except SystemExit as stop:\n"
+        "        codes.append(stop.code)\n"
+        "print(json.dumps([codes, sorted(m for m in ('torch', 'lightning') if m in sys.modules)]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=user_env(), capture_output=True, text=True
+    )
+    codes, imported = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert codes == [2] * len(CONFIG_ONLY_REFUSALS), proc.stderr
+    assert imported == [], f"a config-only refusal imported {imported}"
+    assert proc.stderr.count("error: ") == len(CONFIG_ONLY_REFUSALS), proc.stderr

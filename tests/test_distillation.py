@@ -61,6 +61,7 @@ def test_the_teacher_is_frozen_and_a_bad_one_is_one_line(teacher_run: Path, tmp_
         assert "\n" not in str(err.value) and str(err.value).startswith("distill.teacher=")
 
 
+@pytest.mark.slow
 def test_a_distilled_student_keeps_the_teacher_out_of_its_checkpoint(
     teacher_run: Path, tmp_path: Path
 ) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import metrics_rows, run_cli, run_dirs, summary, user_env
+from tests.conftest import metrics_rows, run_cli, run_dirs, run_here, summary, user_env
 
 SMOKE = [
     "trainer.max_epochs=2",
@@ -162,7 +162,7 @@ NO_GPU = "no GPU is visible to torch here"
 def test_a_gpu_asked_for_where_there_is_none_is_one_line(
     tmp_path: Path, args: list[str], expected: str
 ) -> None:
-    proc = run_cli("train", *args, cwd=tmp_path)
+    proc = run_here("train", *args, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.startswith(expected) and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stdout == ""  # nothing before it: no config tree

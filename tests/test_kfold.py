@@ -15,7 +15,7 @@ from dnnexp.data.splits import random_folds, stratified_folds
 from dnnexp.report import stats
 from dnnexp.report.analysis import build
 from dnnexp.report.collect import find_runs, folds_from, group
-from tests.conftest import compose, run_cli, run_dirs, summary
+from tests.conftest import compose, run_cli, run_dirs, run_here, summary
 from tests.test_report import make_run
 
 
@@ -158,13 +158,14 @@ def test_the_knobs_are_typed_and_sweep_kfold_defaults_to_5_folds() -> None:
 )
 def test_bad_fold_settings_fail_in_one_line(tmp_path, args, message) -> None:
     where = "hydra.sweep.dir" if "-m" in args else "hydra.run.dir"
-    result = run_cli("train", *args, f"{where}={tmp_path / 'out'}", cwd=tmp_path, timeout=120)
+    result = run_here("train", *args, f"{where}={tmp_path / 'out'}", cwd=tmp_path)
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and message in lines[0]
     assert not (tmp_path / "out" / "summary.json").exists() and not run_dirs(tmp_path)
 
 
+@pytest.mark.slow
 def test_sweep_kfold_runs_every_fold_and_report_gives_the_cv_mean_and_sd(tmp_path) -> None:
     sweep = tmp_path / "kfold"
     args = ["-m", "sweep=kfold", "data.folds=3", "trainer=smoke", f"hydra.sweep.dir={sweep}"]

@@ -10,7 +10,7 @@ import torch
 
 from dnnexp.config.errors import ConfigError, RunError
 from dnnexp.data.loader import plan_items
-from tests.conftest import compose, metrics_rows, run_cli, summary
+from tests.conftest import compose, metrics_rows, run_cli, run_here, summary
 
 BASE = (
     "data=synthetic",
@@ -108,7 +108,7 @@ def test_bad_lightning_knobs_fail_in_one_line(override: str, expected: str) -> N
 def test_lightning_names_of_dnnexp_knobs_point_to_them(
     tmp_path: Path, override: str, expected: str
 ) -> None:
-    proc = run_cli("train", override, cwd=tmp_path)
+    proc = run_here("train", override, cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr == expected
     assert not (tmp_path / "outputs").exists()
 

@@ -289,6 +289,7 @@ def test_a_bad_file_is_one_line_and_exit_2_through_the_cli(tmp_path: Path) -> No
     assert wrong.returncode == 2 and "model=cnn reads images" in wrong.stderr
 
 
+@pytest.mark.slow
 def test_a_sweep_over_file_formats_sets_their_root_with_plus_plus(tmp_path: Path) -> None:
     """`-m data=mnist,cifar10 data.root=...` is refused by Hydra's first composition (with the
     default data=digits, which has no root): the line says so and names `++data.root`, which

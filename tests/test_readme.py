@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO, user_env
+from tests.conftest import REPO, dnnexp_command, user_env
 
 README = REPO / "README.md"
 SMOKE = [
@@ -104,11 +104,14 @@ def script(body: str) -> tuple[str, list[str]]:
 
 
 def shims(directory: Path) -> dict[str, str]:
-    """`dnnexp` and `torchrun` as this interpreter runs them, first on PATH."""
+    """`dnnexp` (through the warm runner: conftest.dnnexp_command) and `torchrun` as this
+    interpreter runs them, first on PATH."""
     directory.mkdir()
-    for name, module in (("dnnexp", "dnnexp"), ("torchrun", "torch.distributed.run")):
+    dnnexp = " ".join(shlex.quote(part) for part in dnnexp_command())
+    torchrun = f"{shlex.quote(sys.executable)} -m torch.distributed.run"
+    for name, command in (("dnnexp", dnnexp), ("torchrun", torchrun)):
         shim = directory / name
-        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m {module} "$@"\n')
+        shim.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
         shim.chmod(0o755)
     return user_env(PATH=f"{directory}{os.pathsep}{os.environ.get('PATH', '')}")
 

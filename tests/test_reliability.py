@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dnnexp.tasks.module import TrainingModule
-from tests.conftest import compose, metrics_rows, run_cli
+from tests.conftest import compose, metrics_rows, run_cli, run_here
 
 ARGS = [
     "train",
@@ -148,11 +148,11 @@ def test_checkpoints_held_in_memory_are_written_when_the_run_is_interrupted(
 
 def test_resume_refuses_what_it_cannot_resume(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    proc = run_cli("train", "resume=empty", cwd=tmp_path)
+    proc = run_here("train", "resume=empty", cwd=tmp_path)
     assert proc.returncode == 2 and "not a dnnexp run dir" in proc.stderr
     (tmp_path / "early" / ".hydra").mkdir(parents=True)
     (tmp_path / "early" / ".hydra" / "overrides.yaml").write_text("[]\n")
-    proc = run_cli("train", "resume=early", cwd=tmp_path)
+    proc = run_here("train", "resume=early", cwd=tmp_path)
     assert proc.returncode == 2 and "no checkpoints/last.ckpt" in proc.stderr
 
 
@@ -365,20 +365,8 @@ def _files(root: Path) -> dict[str, bytes]:
     }
 
 
-def _train_here(*args: str) -> int:
-    """`dnnexp train ARGS` in this process (a refusal needs no second Python)."""
-    from dnnexp.cli import main
-
-    try:
-        return main(["train", *args])
-    except SystemExit as stop:
-        return int(stop.code or 0)
-
-
 @pytest.mark.slow
-def test_a_refused_resume_leaves_the_run_dir_byte_for_byte(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_a_refused_resume_leaves_the_run_dir_byte_for_byte(tmp_path: Path) -> None:
     """A resume that cannot continue the run is one line before anything is written: the
     completed run's summary.json, metrics.csv, checkpoints and .hydra/ stay as they were."""
     run = tmp_path / "run"
@@ -401,8 +389,8 @@ def test_a_refused_resume_leaves_the_run_dir_byte_for_byte(
         (corrupt, [], "checkpoints/last.ckpt is not a readable checkpoint (truncated or corrupt"),
     ]
     for where, extra, message in refusals:
-        code = _train_here(f"resume={where}", "trainer.max_epochs=5", *extra)
-        err = capsys.readouterr().err
+        proc = run_here("train", f"resume={where}", "trainer.max_epochs=5", *extra, cwd=tmp_path)
+        code, err = proc.returncode, proc.stderr
         assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: resume={where}: ")
         assert message in err, err
         assert _files(where) == before[where], extra  # byte for byte

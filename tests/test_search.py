@@ -16,7 +16,7 @@ import pytest
 from dnnexp.config.errors import ConfigError
 from dnnexp.search.space import Param, check_keys, parse_space, suggest
 from dnnexp.search.sweeper import options_have
-from tests.conftest import compose, run_cli, summary, user_env
+from tests.conftest import compose, dnnexp_command, run_cli, summary, user_env
 
 optuna = pytest.importorskip("optuna")
 
@@ -135,6 +135,7 @@ def _trials(sweep_dir: Path) -> list:
     return optuna.load_study(study_name="dnnexp", storage=storage).get_trials()
 
 
+@pytest.mark.slow
 def test_a_search_runs_trials_records_failures_and_writes_a_best_yaml(tmp_path: Path) -> None:
     proc = run_cli(
         *SEARCH,
@@ -168,6 +169,7 @@ def test_a_search_runs_trials_records_failures_and_writes_a_best_yaml(tmp_path: 
     assert "hidden:\n  - 32\n" in config and "max_epochs: 1\n" in config
 
 
+@pytest.mark.slow
 def test_a_killed_search_resumes_and_ends_with_exactly_n_trials(tmp_path: Path) -> None:
     """SIGKILL half way: the trial that was running is marked failed on the re-run, the
     trial numbers continue, and the study ends with exactly search.n_trials."""
@@ -252,7 +254,7 @@ def _run_workers(args: list[str], dirs: list[Path]) -> list[str]:
     """`dnnexp *args` in each dir at once; their outputs, once all have exited 0."""
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "dnnexp", *args],
+            [*dnnexp_command(), *args],
             cwd=cwd,
             env=user_env(),
             stdout=subprocess.PIPE,
@@ -266,6 +268,7 @@ def _run_workers(args: list[str], dirs: list[Path]) -> list[str]:
     return outputs
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_and_end_with_exactly_n_trials(tmp_path: Path) -> None:
     """Two processes on the same command and sweep dir: the trial numbers never collide, and
     together they run exactly search.n_trials; then a confirmation on fresh seeds."""
@@ -293,6 +296,7 @@ def test_two_workers_share_one_study_and_end_with_exactly_n_trials(tmp_path: Pat
     assert "## Confirmation on 2 fresh seeds" in (tmp_path / "search" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_two_machines_share_one_postgresql_study(tmp_path: Path, postgres_url: str) -> None:
     """Two workers with their own sweep dirs (as on two machines) share a study only through a
     PostgreSQL server: distinct trial numbers, exactly search.n_trials, each trial's files in
@@ -359,6 +363,7 @@ def _synthetic_search(root: Path, objectives: int) -> None:
     )
 
 
+@pytest.mark.slow
 def test_report_on_a_search_ranks_trials_and_assesses_importance(tmp_path: Path) -> None:
     _synthetic_search(tmp_path / "search", objectives=1)
     proc = run_cli("report", "search", cwd=tmp_path)
@@ -396,6 +401,7 @@ def test_report_on_a_two_objective_search_shows_the_pareto_front(tmp_path: Path)
     assert {p.name for p in written} >= {"pareto_front.png", "search_history.png", "report.md"}
 
 
+@pytest.mark.slow
 def test_a_ddp_trial_is_pruned_on_every_rank_at_the_same_epoch(tmp_path: Path) -> None:
     """Rank 0 reports to the pruner and broadcasts its decision: a pruned DDP trial stops on
     both ranks (no hang), the job completes and the trial counts as pruned."""

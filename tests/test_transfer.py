@@ -116,6 +116,7 @@ def test_the_backbone_gets_its_own_learning_rate() -> None:
     assert len(param_groups(model, 0.01)) == 2  # without a backbone: as before
 
 
+@pytest.mark.slow
 def test_a_frozen_backbone_does_not_move_and_the_head_learns(
     source_run: Path, tmp_path: Path
 ) -> None:

@@ -93,8 +93,7 @@ def train_args(args: list[str]) -> list[str]:
             extra.append(arg)
     amount = _amount(own.get("amount"))
     scope = own.get("scope", "global")
-    if scope not in ("global", "layer"):
-        raise PruneError(f"scope={scope} is not allowed; choose one of: global, layer")
+    _check("scope", "scope", scope)
     epochs = _epochs(own["epochs"]) if "epochs" in own else default_epochs(run_dir)
     from omegaconf import OmegaConf
 
@@ -141,9 +140,20 @@ def _amount(value: str | None) -> float:
         amount = float(value)
     except ValueError:
         raise PruneError(f"amount={value}: expected a number between 0 and 1, e.g. 0.5") from None
-    if not 0 < amount < 1:
-        raise PruneError(f"amount={value} is out of range: must be greater than 0 and less than 1")
+    _check("amount", "amount", amount, gt=0)  # prune.amount's limits; 0 (off) prunes nothing
     return amount
+
+
+def _check(name: str, key: str, value: object, **stricter: object) -> None:
+    """An argument against its prune.* knob's limits in the schema (one line, PruneError)."""
+    from dnnexp.config.errors import ConfigError
+    from dnnexp.config.schema import PruneConfig
+    from dnnexp.config.validate import check_knob
+
+    try:
+        check_knob(PruneConfig, name, key, value, **stricter)
+    except ConfigError as err:
+        raise PruneError(str(err)) from None
 
 
 def _epochs(value: str) -> int:

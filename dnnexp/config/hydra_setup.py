@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -166,12 +167,14 @@ def _describe_cause(cause: Any) -> str:
 def install_one_line_errors(args: list[str] | None = None) -> None:
     """Make Hydra print config errors as one line (exit 2); HYDRA_FULL_ERROR=1 keeps tracebacks.
     `args`: the command line, for the hint on a key of a group that `-m` sweeps."""
-    import hydra._internal.utils as hydra_utils
+    from dnnexp.compat import hydra_error_reporting
 
+    hydra_utils = hydra_error_reporting()
     original = hydra_utils.run_and_report
     if getattr(original, "_dnnexp", False):
         return
 
+    @functools.wraps(original)
     def run_and_report(func: Any) -> Any:
         try:
             return func()
@@ -190,12 +193,11 @@ def register_search_sweeper() -> None:
     """Hydra finds plugins by scanning the `hydra_plugins` namespace on disk, which an editable
     install (`pip install -e .`) hides behind an import hook: register dnnexp's search sweeper
     by name, so `hydra/sweeper: dnnexp_search` works however dnnexp was installed."""
-    from hydra.core.plugins import Plugins
-
     import hydra_plugins.dnnexp_search.search_sweeper as module
+    from dnnexp.compat import hydra_plugin_table
 
     name = f"{module.__name__}.{module.DnnexpSearchSweeper.__name__}"
-    Plugins.instance().class_name_to_class.setdefault(name, module.DnnexpSearchSweeper)
+    hydra_plugin_table().setdefault(name, module.DnnexpSearchSweeper)
 
 
 def swept_group_hint(line: str, args: list[str]) -> str:
@@ -237,10 +239,10 @@ def speed_up_hydra(args: list[str]) -> None:
       composes it again (~0.3 s). dnnexp's configs never set `hydra.mode`; only an override or
       a user's --config-dir could, and then Hydra's own probe runs as before.
     """
-    import functools
 
-    import hydra.version as hydra_version
-    from hydra._internal.hydra import Hydra
+    from dnnexp.compat import hydra_class, hydra_version_module
+
+    hydra_version, Hydra = hydra_version_module(), hydra_class()
 
     if not getattr(hydra_version._get_version, "cache_info", None):
         hydra_version._get_version = functools.lru_cache(maxsize=None)(hydra_version._get_version)
@@ -252,6 +254,7 @@ def speed_up_hydra(args: list[str]) -> None:
         return
     if not getattr(Hydra.get_mode, "_dnnexp", False):
 
+        @functools.wraps(Hydra.get_mode)
         def get_mode(self: Any, config_name: Any, overrides: Any) -> None:
             return None  # no config sets hydra.mode: -m alone decides
 
@@ -265,13 +268,16 @@ def validate_before_run_dir() -> None:
     2-core CPU). A typo then fails sooner and leaves nothing behind. The job validates again:
     it is also what each multirun job runs, where a bad config fails that job alone (~30 ms
     more per run)."""
-    from hydra._internal.hydra import Hydra
     from omegaconf import OmegaConf
 
+    from dnnexp.compat import hydra_class
+
+    Hydra = hydra_class()
     if getattr(Hydra.run, "_dnnexp", False):
         return
     original = Hydra.run
 
+    @functools.wraps(original)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         compose = self.compose_config
 

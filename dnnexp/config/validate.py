@@ -116,6 +116,14 @@ def _check_ranges(node: DictConfig, schema: type, prefix: str) -> None:
             _check_value(prefix + f.name, node[f.name], f.metadata)
 
 
+def check_knob(schema: type, name: str, key: str, value: Any, **stricter: Any) -> None:
+    """`value` against the limits the schema declares for its field `name` (plus `stricter`
+    ones), ConfigError naming `key`: a command's own argument that sets a config knob
+    (`dnnexp prune amount=`) is held to the knob's limits, not to a copy of them."""
+    field = next(f for f in dataclasses.fields(schema) if f.name == name)
+    _check_value(key, value, {**field.metadata, **stricter})
+
+
 def _check_value(key: str, value: Any, limits: Any) -> None:
     choices = limits.get("choices")
     items = list(value) if isinstance(value, (list, ListConfig)) else [value]
@@ -158,6 +166,7 @@ def _check_combinations(cfg: DictConfig) -> None:
     _check_folds(data)
     _check_task(cfg)
     _check_transfer(cfg)
+    _check_pruning(cfg)
     _check_inputs(cfg)
     _check_data_files(data)
     limits = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
@@ -292,6 +301,36 @@ def _check_task(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"{key}={monitor} is not a metric of task={task}; choose one of:"
                 f" {', '.join(metrics)}"
+            )
+
+
+def prune_end_epoch(cfg: DictConfig) -> int:
+    """The first epoch that trains at the full `prune.amount` (0 for schedule=once)."""
+    prune = cfg.prune
+    if prune.schedule != "gradual":
+        return 0
+    return int(prune.end_epoch) if prune.end_epoch is not None else cfg.trainer.max_epochs - 1
+
+
+def _check_pruning(cfg: DictConfig) -> None:
+    """prune.* knobs that cannot work together."""
+    prune = cfg.prune
+    if prune.end_epoch is not None and prune.schedule != "gradual":
+        raise ConfigError(
+            f"prune.end_epoch={prune.end_epoch} ends the ramp of prune.schedule=gradual: set"
+            " it, or leave prune.end_epoch null"
+        )
+    if prune.amount > 0 and prune.schedule == "gradual":
+        epochs = cfg.trainer.max_epochs
+        if epochs < 2:
+            raise ConfigError(
+                "prune.schedule=gradual raises the sparsity epoch by epoch: it needs"
+                " trainer.max_epochs >= 2 (or prune.schedule=once)"
+            )
+        if prune_end_epoch(cfg) > epochs - 1:
+            raise ConfigError(
+                f"prune.end_epoch={prune.end_epoch} must leave an epoch at the full amount:"
+                f" at most trainer.max_epochs - 1 = {epochs - 1}"
             )
 
 

@@ -23,9 +23,8 @@ class TrialPruning(Callback):
         study = optuna.load_study(
             study_name=search.study_name, storage=storage, pruner=pruner(search)
         )
-        trial_id = study._storage.get_trial_id_from_study_id_trial_number(
-            study._study_id, int(search.trial)
-        )
+        study_id = storage.get_study_id_from_name(search.study_name)  # the storage's public API
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(search.trial))
         self.trial = optuna.trial.Trial(study, trial_id)
         self.metric = metric
         self.pruned_at: int | None = None

@@ -86,12 +86,9 @@ def parse_space(params: dict[str, str], arguments: list[str]) -> tuple[list[Para
 
 
 def _param(key: str, sweep: Any, line: str) -> Param:
-    from hydra.core.override_parser.types import (
-        ChoiceSweep,
-        IntervalSweep,
-        Override,
-        RangeSweep,
-    )
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+    from dnnexp.compat import override_value_as_str
 
     tags = set(getattr(sweep, "tags", set()) or set())
     unknown = tags - {"log", "int"}
@@ -105,7 +102,7 @@ def _param(key: str, sweep: Any, line: str) -> Param:
             raise ConfigError(
                 f"search space: {line}: tag(log, ...) applies to interval(), not choice()"
             )
-        choices = tuple(Override._get_value_element_as_str(v) for v in sweep.list)
+        choices = tuple(override_value_as_str(v) for v in sweep.list)
         if not choices:
             raise ConfigError(f"search space: {line}: an empty choice")
         if len(set(choices)) != len(choices):

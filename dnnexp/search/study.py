@@ -182,10 +182,11 @@ def _alive(worker: str) -> bool:
     return not pid.isdigit() or alive(host, int(pid))
 
 
-def recover_killed(study: Any, retry: bool) -> list[int]:
+def recover_killed(study: Any, storage: Any, retry: bool) -> list[int]:
     """Mark failed the trials left RUNNING by a killed worker of this host (Optuna leaves them
     running forever under ask/tell); with `retry`, queue their params to run again. Returns
     their numbers."""
+    import optuna
     from optuna.trial import TrialState
 
     dead = []
@@ -193,7 +194,9 @@ def recover_killed(study: Any, retry: bool) -> list[int]:
         worker = trial.user_attrs.get(WORKER)
         if worker is None or _alive(worker):
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, "error", f"worker {worker} was killed")
+        study_id = storage.get_study_id_from_name(study.study_name)  # the storage's public API
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        optuna.trial.Trial(study, trial_id).set_user_attr("error", f"worker {worker} was killed")
         study.tell(trial.number, state=TrialState.FAIL)
         if retry and trial.params:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})

@@ -85,9 +85,10 @@ class SearchLoop:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
         url = studies.storage_url(search, sweep_dir)
+        storage = studies.open_storage(url)
         study = optuna.create_study(
             study_name=search.study_name,
-            storage=studies.open_storage(url),
+            storage=storage,
             sampler=studies.sampler(search, space, len(directions) > 1),
             pruner=studies.pruner(search),
             directions=directions,
@@ -98,7 +99,7 @@ class SearchLoop:
                 f"search.study_name={search.study_name}: the study in {url} optimizes"
                 f" {[d.name.lower() for d in study.directions]}, not {directions}"
             )
-        killed = studies.recover_killed(study, search.retry_failed)
+        killed = studies.recover_killed(study, storage, search.retry_failed)
         if killed:
             print(f"search: trials {killed} were left running by a killed worker: marked failed")
         batch = search.batch_size or parallel_jobs(config.hydra.launcher)

@@ -37,7 +37,9 @@ _DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE
 def launch_ranks_as_this_job(run_dir: Path, overrides: list[str]) -> None:
     """Lightning starts DDP ranks > 0 by re-running `sys.argv`; under `-m` each rank would run
     the whole sweep. Start them instead with this job's own overrides and run dir."""
-    from lightning.pytorch.strategies.launchers import subprocess_script
+    from dnnexp.compat import lightning_subprocess_launcher
+
+    subprocess_script = lightning_subprocess_launcher()
 
     def job_command(local_rank: int) -> tuple[list[str], str]:
         command = [sys.executable, "-m", "dnnexp", "train", *_config_dir_args(), *overrides]

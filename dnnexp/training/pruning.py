@@ -42,6 +42,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from dnnexp.config.errors import RunError
+from dnnexp.config.validate import prune_end_epoch
 
 PRUNED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -88,41 +89,11 @@ def compute_masks(
     return [m.view(w.shape) for m, w in zip(masks, weights, strict=True)]
 
 
-def end_epoch(cfg: DictConfig) -> int:
-    """The first epoch that trains at the full `amount` (0 for `once`)."""
-    prune = cfg.prune
-    if prune.schedule != "gradual":
-        return 0
-    return int(prune.end_epoch) if prune.end_epoch is not None else cfg.trainer.max_epochs - 1
-
-
 def target_sparsity(amount: float, epoch: int, end: int) -> float:
     """Zhu & Gupta's cubic schedule from 0 at epoch 0 to `amount` at epoch `end`."""
     if epoch >= end:
         return amount
     return amount * (1.0 - (1.0 - epoch / end) ** 3)
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Cross-field rules of `prune` (RunError, one line), before anything is written."""
-    prune = cfg.prune
-    if prune.end_epoch is not None and prune.schedule != "gradual":
-        raise RunError(
-            f"prune.end_epoch={prune.end_epoch} ends the ramp of prune.schedule=gradual: set"
-            " it, or leave prune.end_epoch null"
-        )
-    if prune.amount > 0 and prune.schedule == "gradual":
-        epochs = cfg.trainer.max_epochs
-        if epochs < 2:
-            raise RunError(
-                "prune.schedule=gradual raises the sparsity epoch by epoch: it needs"
-                " trainer.max_epochs >= 2 (or prune.schedule=once)"
-            )
-        if end_epoch(cfg) > epochs - 1:
-            raise RunError(
-                f"prune.end_epoch={prune.end_epoch} must leave an epoch at the full amount:"
-                f" at most trainer.max_epochs - 1 = {epochs - 1}"
-            )
 
 
 class MagnitudePruning(Callback):
@@ -139,7 +110,7 @@ class MagnitudePruning(Callback):
     @classmethod
     def from_config(cls, cfg: DictConfig) -> MagnitudePruning:
         p = cfg.prune
-        return cls(float(p.amount), p.scope, p.schedule, end_epoch(cfg))
+        return cls(float(p.amount), p.scope, p.schedule, prune_end_epoch(cfg))
 
     def target(self, epoch: int) -> float:
         if self.schedule == "once":
@@ -288,7 +259,7 @@ def summarize(
     p = cfg.prune
     entry: dict[str, Any] = {"amount": p.amount, "scope": p.scope, "schedule": p.schedule}
     if p.schedule == "gradual":
-        entry["end_epoch"] = end_epoch(cfg)
+        entry["end_epoch"] = prune_end_epoch(cfg)
     if best is not None and best.is_file():
         entry.update(measure(model_state(load_checkpoint(best)), model))
         entry.update(file_sizes(best))

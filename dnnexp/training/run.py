@@ -76,9 +76,6 @@ def train(
         _check_resume(cfg, resume, data)
     kind = "tabular" if len(data.input_shape) == 1 else "image"
     check_model_input(cfg.model.name, kind, cfg.data.name)  # files: known once they are read
-    from dnnexp.training.pruning import check_config as check_pruning
-
-    check_pruning(cfg)  # prune.* that cannot work together: one line, before anything is written
     source = None  # init_from's checkpoint: a bad one is one line, before anything is written
     if cfg.init_from is not None and resume is None:
         from dnnexp.training.transfer import read_source
@@ -323,9 +320,10 @@ def _fit_and_test(
     )
     first_epoch, pruned = 0, None
     if cfg.prune.amount > 0:
-        from dnnexp.training.pruning import end_epoch, summarize
+        from dnnexp.config.validate import prune_end_epoch
+        from dnnexp.training.pruning import summarize
 
-        first_epoch = end_epoch(cfg)  # gradual: the best checkpoint is one at the full sparsity
+        first_epoch = prune_end_epoch(cfg)  # gradual: the best one is at the full sparsity
         best_file = run_dir / CHECKPOINT if best_path else None
         pruned = summarize(cfg, task.model, best_file, data.fingerprint)
     best = _best_row(history, cfg.reg.early_stopping.monitor, first_epoch)

@@ -1,0 +1,99 @@
+"""Every private name of Hydra, Lightning and Optuna that dnnexp uses, in one place.
+
+Each accessor checks that the internal is still there in the shape dnnexp relies on, and raises
+CompatError naming the upstream symbol when it is not: an upgrade that renames one breaks
+loudly (in `tests/test_compat.py` first), never by silently skipping what the patch did.
+Nothing heavy is imported at module level (the config layer imports this before torch).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+
+class CompatError(RuntimeError):
+    """An internal of a library dnnexp patches or calls has changed."""
+
+
+def _require(owner: Any, name: str, why: str, params: tuple[str, ...] | None = None) -> Any:
+    """owner.name, checked to exist (and, for a function, to take `params` first)."""
+    where = getattr(owner, "__name__", type(owner).__name__)
+    if not hasattr(owner, name):
+        raise CompatError(f"{where}.{name} is gone; dnnexp needs it to {why} (dnnexp/compat.py)")
+    value = getattr(owner, name)
+    if params is not None:
+        original = inspect.unwrap(value)  # under dnnexp's own patch (functools.wraps)
+        got = tuple(inspect.signature(original).parameters)[: len(params)]
+        if got != params:
+            raise CompatError(
+                f"{where}.{name} now takes {got}, not {params}; dnnexp needs it to {why}"
+                " (dnnexp/compat.py)"
+            )
+    return value
+
+
+# --- Hydra 1.3 ------------------------------------------------------------------------------
+
+
+def hydra_error_reporting() -> Any:
+    """`hydra._internal.utils`, whose `run_and_report(func)` dnnexp wraps to print config errors
+    as one line."""
+    import hydra._internal.utils as module
+
+    _require(module, "run_and_report", "print config errors as one line", ("func",))
+    return module
+
+
+def hydra_class() -> Any:
+    """`hydra._internal.hydra.Hydra`: `run` (validation before the run dir is claimed) and
+    `get_mode` (the second composition it costs) are wrapped, `compose_config` called."""
+    from hydra._internal.hydra import Hydra
+
+    _require(Hydra, "run", "validate a run before its dir is created", ("self", "config_name"))
+    _require(Hydra, "get_mode", "skip the composition that only reads hydra.mode", ("self",))
+    _require(Hydra, "compose_config", "validate the composed config", ("self", "config_name"))
+    return Hydra
+
+
+def hydra_version_module() -> Any:
+    """`hydra.version`, whose `_get_version(str)` parse dnnexp memoizes (~650 calls per
+    composition)."""
+    import hydra.version as module
+
+    _require(module, "_get_version", "memoize Hydra's version parsing", ("ver",))
+    return module
+
+
+def hydra_plugin_table() -> dict[str, type]:
+    """Hydra's class table of plugins (`Plugins.instance().class_name_to_class`), where the
+    search sweeper is registered by name (an editable install hides it from Hydra's scan)."""
+    from hydra.core.plugins import Plugins
+
+    table = _require(Plugins.instance(), "class_name_to_class", "register the search sweeper")
+    if not isinstance(table, dict):
+        raise CompatError("Plugins.class_name_to_class is no longer a dict (dnnexp/compat.py)")
+    return table
+
+
+def override_value_as_str(value: Any) -> str:
+    """A sweep value as Hydra writes it into an override (`Override._get_value_element_as_str`),
+    for the search's choice() values."""
+    from hydra.core.override_parser.types import Override
+
+    to_str = _require(Override, "_get_value_element_as_str", "write a choice() value back")
+    return to_str(value)
+
+
+# --- Lightning 2.x --------------------------------------------------------------------------
+
+
+def lightning_subprocess_launcher() -> Any:
+    """`lightning.pytorch.strategies.launchers.subprocess_script`, whose
+    `_hydra_subprocess_cmd(local_rank)` builds the command of DDP ranks > 0 under Hydra: dnnexp
+    replaces it so a rank runs this job, not the whole sweep."""
+    from lightning.pytorch.strategies.launchers import subprocess_script
+
+    why = "start DDP ranks as this job"
+    _require(subprocess_script, "_hydra_subprocess_cmd", why, ("local_rank",))
+    return subprocess_script
