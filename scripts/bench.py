@@ -53,7 +53,7 @@ def plain_loop(cfg, data, epochs: int, same_optimizer: bool = False) -> float:
     import torch.nn.functional as F
 
     from dnnexp.models import build_model
-    from dnnexp.training.optim import build_optimizer, param_groups
+    from dnnexp.tasks.optim import build_optimizer, param_groups
 
     torch.manual_seed(0)
     model = build_model(cfg.model, data.input_shape, data.num_classes, 0.0)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dnnexp.config.errors import RunError
-from dnnexp.training.safe_load import load_checkpoint
+from dnnexp.models.weights import load_checkpoint
 from tests.conftest import compose
 
 
@@ -123,7 +123,7 @@ def test_weights_from_an_earlier_run_are_loaded_safely_and_refused_under_their_k
 ) -> None:
     """`init_from` and `distill.teacher` take a run dir (its best.ckpt) or a .ckpt file, through
     the same safe loader; a refusal names their key, in one line."""
-    from dnnexp.training.safe_load import load_run_weights
+    from dnnexp.models.weights import load_run_weights
 
     assert set(load_run_weights(key, str(run_dir))) >= {"state_dict", "hyper_parameters"}
     monkeypatch.chdir(tmp_path)

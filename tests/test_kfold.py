@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from dnnexp import stats
 from dnnexp.config.errors import ConfigError
 from dnnexp.data import digits
 from dnnexp.data.splits import random_folds, stratified_folds
-from dnnexp.report import stats
 from dnnexp.report.analysis import build
 from dnnexp.report.collect import find_runs, folds_from, group
 from tests.conftest import compose, run_cli, run_dirs, run_here, summary

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from scipy import stats as sps
 
+from dnnexp import stats
 from dnnexp.commands.report import main
-from dnnexp.report import stats
 from dnnexp.report.analysis import build
 from dnnexp.report.collect import ReportError, find_runs, group, natural_key, read_history
 

@@ -13,7 +13,7 @@ from torch import nn
 from dnnexp.config.schema import MODEL_SCHEMAS
 from dnnexp.tasks.metrics import ClassificationStats
 from dnnexp.tasks.module import TrainingModule
-from dnnexp.training.optim import param_groups
+from dnnexp.tasks.optim import param_groups
 from tests.conftest import compose, metrics_rows
 
 
@@ -53,7 +53,7 @@ def test_weight_decay_only_on_weights() -> None:
 def test_optimizer_kernels_agree_and_auto_picks_the_fastest(name: str) -> None:
     """fused / foreach / for_loop take the same steps up to float rounding; auto is fused where
     torch has it (sgd, adam, adamw), else foreach."""
-    from dnnexp.training.optim import build_optimizer
+    from dnnexp.tasks.optim import build_optimizer
 
     weights = {}
     for implementation in ("for_loop", "foreach", "fused", "auto"):

@@ -103,7 +103,7 @@ def test_layers_match_by_name_and_shape_and_the_head_is_new_when_the_classes_dif
 
 
 def test_the_backbone_gets_its_own_learning_rate() -> None:
-    from dnnexp.training.optim import param_groups
+    from dnnexp.tasks.optim import param_groups
 
     model = _mlp([16])
     backbone = {n for n, _ in model.named_parameters() if not n.startswith(head_name(model))}

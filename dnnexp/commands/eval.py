@@ -38,7 +38,7 @@ def main(args: list[str]) -> int:
         ensemble = next((o.split("=", 1)[1] for o in overrides if o.startswith("ensemble=")), None)
         if ensemble is not None or _several(str(ckpt)):
             return _ensemble(str(ckpt), ensemble, out, overrides)
-        from dnnexp.training.safe_load import checkpoint_path, load_checkpoint
+        from dnnexp.models.weights import checkpoint_path, load_checkpoint
 
         path = checkpoint_path("ckpt", ckpt)
         loaded = load_checkpoint(path)  # a bad file is one line before Lightning is imported

@@ -288,6 +288,7 @@ def _train_job(
             config_hash=cfg_hash,
             label=f"{label} ({' '.join(shown)})" if multirun else None,
             before_writing=record,
+            callbacks=_trial_callbacks(cfg),
         )
         return job.score(summary)
     except RunStopped as err:  # a write failed: this job stops, and so does the sweep
@@ -316,6 +317,18 @@ def _train_job(
         # train() has written status "failed" and the error into the job's summary.json
         print(f"{label} failed: {type(err).__name__}: {err}".splitlines()[0], file=sys.stderr)
         return None
+
+
+def _trial_callbacks(cfg: DictConfig) -> list[Any]:
+    """A search trial reports its validations to Optuna and stops when pruned (TrialPruning,
+    given to the trainer: training knows nothing of searches)."""
+    search = cfg.get("search")
+    if search is None or search.trial is None or int(cfg.trainer.fast_dev_run):
+        return []
+    from dnnexp.config.metrics import TASK_SCORE
+    from dnnexp.search.pruning import TrialPruning  # optuna: only in search trials
+
+    return [TrialPruning(search, search.metric or TASK_SCORE[cfg.task.name])]
 
 
 def _save_hydra_files(run_dir: Path, cfg: DictConfig, hydra_cfg: Any, overrides: list) -> None:

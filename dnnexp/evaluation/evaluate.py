@@ -12,8 +12,8 @@ from omegaconf.errors import OmegaConfBaseException
 from dnnexp.config.errors import ConfigError, RunError, describe_omegaconf_error
 from dnnexp.config.validate import validate
 from dnnexp.data.datamodule import ArrayDataModule
+from dnnexp.models.weights import load_checkpoint, load_model_weights
 from dnnexp.tasks.module import TrainingModule
-from dnnexp.training.safe_load import load_checkpoint, load_model_weights
 from dnnexp.utils import console
 from dnnexp.utils.quiet import silence_lightning_noise
 from dnnexp.utils.run_files import write_json

@@ -100,7 +100,7 @@ def load_trained(value: str | Path, key: str = "ckpt") -> TrainedRun:
     """The run `key=value` names (a .ckpt file or a run dir), loaded safely (weights only) and
     rebuilt from its own config; RunError in one line when it is not a usable dnnexp run."""
     from dnnexp.models import build_model
-    from dnnexp.training.safe_load import checkpoint_path, load_model_weights, load_run_weights
+    from dnnexp.models.weights import checkpoint_path, load_model_weights, load_run_weights
 
     path = checkpoint_path(key, value)
     ckpt = load_run_weights(key, value)

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dnnexp import stats
 from dnnexp.config.metrics import TASK_SCORE, bounds, headline, lower_is_better
-from dnnexp.report import stats
 from dnnexp.report.collect import (
     ReportError,
     Run,

@@ -9,8 +9,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from dnnexp.report import stats
+from dnnexp import stats
 from dnnexp.report.analysis import Report
+from dnnexp.utils.plotting import pyplot
 
 SCORE_NAMES = {"val/acc": "validation accuracy", "val/r2": "validation R²"}
 
@@ -24,15 +25,6 @@ def curves(report: Report) -> tuple[tuple[str, str], tuple[str, str]]:
 def metric_filename(metric: str) -> str:
     """metric_test_acc.png for test/acc."""
     return "metric_" + re.sub(r"[^A-Za-z0-9._-]+", "_", metric).strip("_") + ".png"
-
-
-def pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _label(name: str, width: int = 24) -> str:

@@ -14,8 +14,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from dnnexp import stats
 from dnnexp.config.metrics import bounds
-from dnnexp.report import stats
 from dnnexp.report.analysis import Report, Row
 from dnnexp.utils import run_files
 

@@ -43,7 +43,7 @@ def held_elsewhere(sweep_dir: Path, jobs: list[list[str]]) -> Any:
 def compare_runs(sweep_dir: Path, count: int, best: Any, metric: str) -> dict[str, Any]:
     """Read the confirmation runs, compare best against start, write confirmation.json."""
     from dnnexp.config.metrics import headline
-    from dnnexp.report.stats import compare, describe
+    from dnnexp.stats import compare, describe
 
     values: dict[str, list[tuple[int, float]]] = {v: [] for v in VARIANTS}
     task = "classification"

@@ -54,7 +54,7 @@ def load_teacher(
     from omegaconf import OmegaConf
 
     from dnnexp.models import build_model
-    from dnnexp.training.safe_load import load_run_weights
+    from dnnexp.models.weights import load_run_weights
 
     key = "distill.teacher"
     ckpt = load_run_weights(key, path)

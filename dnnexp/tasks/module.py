@@ -31,8 +31,8 @@ from dnnexp.config.schema import DATA_SCHEMAS, MODEL_SCHEMAS
 from dnnexp.models import build_model
 from dnnexp.tasks import build_objective
 from dnnexp.tasks.attacks import test_attacks
+from dnnexp.tasks.optim import build_optimizer, build_scheduler, param_groups
 from dnnexp.tasks.regularizers import batch_transforms, loss_terms
-from dnnexp.training.optim import build_optimizer, build_scheduler, param_groups
 
 NAN_ADVICE = (
     "Lower optimizer.lr or set reg.grad_clip; the weights of the last good epoch are in"

@@ -241,7 +241,7 @@ def _per_class(confusion: list[list[int]], names: list[str]) -> list[list[str]]:
 
 def _plot_confusion(confusion: list[list[int]], names: list[str], path: Path) -> None:
     """Cells coloured by the share of their row (the recall on the diagonal), with counts."""
-    from dnnexp.report.plots import pyplot
+    from dnnexp.utils.plotting import pyplot
 
     plt = pyplot()
     c = len(confusion)

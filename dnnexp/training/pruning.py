@@ -254,7 +254,7 @@ def summarize(
 ) -> dict[str, Any]:
     """summary.json's `pruning`: the knobs, what best.ckpt (else the model in memory) holds,
     its sizes, and `before`: the init_from run's (see `source_before`)."""
-    from dnnexp.training.safe_load import load_checkpoint
+    from dnnexp.models.weights import load_checkpoint
 
     p = cfg.prune
     entry: dict[str, Any] = {"amount": p.amount, "scope": p.scope, "schedule": p.schedule}
@@ -276,7 +276,7 @@ def source_before(init_from: str | None, model: nn.Module, fingerprint: str) -> 
     best.ckpt, when init_from is a run dir (or its checkpoints/best.ckpt) whose checkpoint was
     trained on the same data splits (the data fingerprint in its hyperparameters equals this
     run's): otherwise its metrics would not be comparable, and there is no `before`."""
-    from dnnexp.training.safe_load import load_run_weights
+    from dnnexp.models.weights import load_run_weights
 
     if not init_from:
         return None

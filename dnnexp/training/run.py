@@ -24,10 +24,10 @@ from dnnexp.config.errors import RunError, RunStopped
 from dnnexp.config.metrics import TASK_SCORE, headline, lower_is_better
 from dnnexp.config.validate import check_model_input
 from dnnexp.data.datamodule import ArrayDataModule
+from dnnexp.models.weights import load_checkpoint
 from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.ddp import job_scope
 from dnnexp.training.model_card import MODEL_CARD, write_model_card
-from dnnexp.training.safe_load import load_checkpoint
 from dnnexp.training.trainer import build_trainer
 from dnnexp.utils import console
 from dnnexp.utils.quiet import silence_lightning_noise
@@ -57,12 +57,13 @@ def train(
     config_hash: str | None = None,
     label: str | None = None,
     before_writing: Callable[[], None] | None = None,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train, test the best checkpoint, write summary.json and model_card.md. `label` (a sweep
     job's name) makes the terminal output one line per run instead of the config tree and
     metrics table. Every check that can refuse the run (bad data, a resume that does not fit)
     runs before the first write into run_dir; `before_writing` is called then (a resume
-    records its config there)."""
+    records its config there). `callbacks`: more Lightning callbacks (a search trial's)."""
     silence_lightning_noise()
     run_dir = Path(run_dir)
     is_main = rank_zero_only.rank == 0
@@ -112,7 +113,7 @@ def train(
     try:
         with job_scope(), signals:
             result = _fit_and_test(
-                cfg, data, run_dir, overrides, resume, label is None, teacher, source
+                cfg, data, run_dir, overrides, resume, label is None, teacher, source, callbacks
             )
         confusion = result.pop("test_confusion")  # for the model card, not the summary
         summary.update(result)
@@ -214,7 +215,7 @@ def _check_resume(cfg: DictConfig, resume: dict[str, Any], data: ArrayDataModule
                 f" continues its {group} state: drop the {group}= override, or start a new run"
             )
     from dnnexp.models import build_model
-    from dnnexp.training.safe_load import load_model_weights
+    from dnnexp.models.weights import load_model_weights
 
     model = build_model(cfg.model, tuple(data.input_shape), data.num_outputs, cfg.reg.dropout)
     load_model_weights(
@@ -277,6 +278,7 @@ def _fit_and_test(
     show_details: bool,
     teacher: Any = None,
     source: dict | None = None,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """`resume`: the last.ckpt a resumed run continues from; `teacher`: distill's; `source`:
     init_from's checkpoint."""
@@ -304,7 +306,9 @@ def _fit_and_test(
             console.console.print(escape(line))
     if teacher is not None and not task.transforms_batches:  # fixed inputs: teach them once
         data.teacher_outputs = task.teacher_outputs(data.splits["train"][0])
-    trainer = build_trainer(cfg, run_dir, overrides, model_summary=show_details, resume=resume)
+    trainer = build_trainer(
+        cfg, run_dir, overrides, show_details, resume, extra_callbacks=callbacks or ()
+    )
     ckpt_path = None if resume is None else run_dir / LAST
     trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     if trainer.interrupted:

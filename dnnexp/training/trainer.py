@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichModelSummary
 from omegaconf import DictConfig
 
-from dnnexp.config.metrics import TASK_SCORE, mode
+from dnnexp.config.metrics import mode
 from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint, RNGState
 from dnnexp.training.csv_logger import MetricsCSV
@@ -23,8 +24,10 @@ def build_trainer(
     overrides: list[str],
     model_summary: bool = True,
     resume: dict | None = None,
+    extra_callbacks: Sequence[Callback] = (),
 ) -> L.Trainer:
-    """`resume`: the checkpoint a resumed run continues from."""
+    """`resume`: the checkpoint a resumed run continues from; `extra_callbacks`: given by the
+    caller (a search trial's TrialPruning: the trainer knows nothing of searches)."""
     t, reg = cfg.trainer, cfg.reg
     monitor = reg.early_stopping.monitor  # "best" means the same thing to checkpoints and stopping
     once_per_epoch = t.val_check_interval == 1.0 and t.check_val_every_n_epoch == 1
@@ -57,11 +60,7 @@ def build_trainer(
                 check_on_train_epoch_end=None if once_per_epoch else False,
             )
         )
-    search = cfg.get("search")
-    if search is not None and search.trial is not None and not int(t.fast_dev_run):
-        from dnnexp.search.pruning import TrialPruning  # optuna: only in search trials
-
-        callbacks.append(TrialPruning(search, search.metric or TASK_SCORE[cfg.task.name]))
+    callbacks += list(extra_callbacks)  # the caller's: a search trial's pruning
     if t.progress_bar:
         callbacks.append(ThrottledRichProgressBar())
     model_summary = model_summary and t.model_summary

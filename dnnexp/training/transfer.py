@@ -28,7 +28,7 @@ def head_name(model: nn.Module) -> str:
 def read_source(path: str, input_shape: list[int]) -> dict[str, Any]:
     """The checkpoint of `init_from=path`, loaded safely; RunError (one line) for a file that
     is missing, corrupt, unsafe or not dnnexp's, or one built for other inputs."""
-    from dnnexp.training.safe_load import load_run_weights
+    from dnnexp.models.weights import load_run_weights
 
     ckpt = load_run_weights("init_from", path)
     shape = list(ckpt["hyper_parameters"]["input_shape"])
