@@ -23,6 +23,7 @@ PAIRED = "paired t"
 WELCH = "Welch t"
 MIN_PAIRS = 3  # a t-test on 2 seeds has 1 degree of freedom: its p rests on one spread
 TOO_FEW = "too few seeds to tell"
+TOO_FEW_WHY = f"fewer than {MIN_PAIRS} seeds on a side, or the same Δ on every seed"
 UNBOUNDED = (-math.inf, math.inf)
 
 

@@ -99,10 +99,7 @@ def _resume_args(args: list[str]) -> tuple[list[str], str | None]:
 
     training = holder(run_dir)
     if training is not None:  # checked again, atomically, when the job claims the dir
-        return args, (
-            f"resume={value}: {training.describe()} is training in it; wait for it to end"
-            " (or stop it), then resume"
-        )
+        return args, _resume_refused(value, training)
     from omegaconf import OmegaConf
 
     earlier = [
@@ -227,12 +224,19 @@ def _claimed_elsewhere(
         print(f"{label}: running in {holder.describe()}, skipped{clear}")
         return None
     if cfg.get("resume"):
-        line = f"resume={cfg.resume}: {holder.describe()} is training in it; wait for it to end"
-        line += " (or stop it), then resume"
+        line = _resume_refused(cfg.resume, holder)
     else:
         line = f"hydra.run.dir={run_dir}: {holder.describe()} is training in it; pick a new one"
     print(f"error: {line}{clear}", file=sys.stderr)
     sys.exit(2)
+
+
+def _resume_refused(value: str, holder: Any) -> str:
+    """The line for a resume of a run that another live process is training."""
+    return (
+        f"resume={value}: {holder.describe()} is training in it; wait for it to end (or stop"
+        " it), then resume"
+    )
 
 
 def _train_job(
@@ -240,7 +244,6 @@ def _train_job(
 ) -> float | None:
     from dnnexp.config.errors import ConfigError, RunError, RunStopped
     from dnnexp.config.hardware import check_devices
-    from dnnexp.config.ranks import secondary_rank
     from dnnexp.config.validate import validate
     from dnnexp.sweep import job
     from dnnexp.utils.run_files import SUMMARY, SWEEP_ID, write_json
@@ -276,7 +279,7 @@ def _train_job(
         from dnnexp.training.run import train  # heavy: torch + lightning
 
         record = None
-        if cfg.resume and not multirun and secondary_rank() is None:  # see _resume_args
+        if cfg.resume and not multirun and claim is not None:  # rank 0 (see _resume_args)
 
             def record() -> None:
                 _save_hydra_files(run_dir, composed, hydra_cfg, overrides)

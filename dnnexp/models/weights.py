@@ -14,41 +14,41 @@ from dnnexp.config.errors import RunError
 REQUIRED = ("state_dict", "hyper_parameters")
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's contents, or RunError naming what is wrong and what to do.
+def load_checkpoint(path: str | Path, name: str | None = None) -> dict[str, Any]:
+    """The checkpoint's contents, or RunError naming what is wrong and what to do; `name` is
+    how the errors call it (default `ckpt=PATH`; `init_from=RUN`, `resume=RUN: ...`).
 
     Never falls back to `weights_only=False`: unpickling a crafted file runs arbitrary code.
     """
     path = Path(path)
+    name = name or f"ckpt={path}"
     if not path.exists():
-        raise RunError(f"ckpt={path}: no such file; pass a run's checkpoints/best.ckpt")
+        raise RunError(f"{name}: no such file; pass a run's checkpoints/best.ckpt")
     if path.is_dir():
         raise RunError(
-            f"ckpt={path} is a directory; pass a .ckpt file, e.g. {path}/checkpoints/best.ckpt"
+            f"{name} is a directory; pass a .ckpt file, e.g. {path}/checkpoints/best.ckpt"
         )
     if path.stat().st_size == 0:
-        raise RunError(f"ckpt={path} is empty (0 bytes): the run that wrote it did not finish")
+        raise RunError(f"{name} is empty (0 bytes): the run that wrote it did not finish")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except torch.serialization.pickle.UnpicklingError as err:
         if "global" in str(err).lower():  # a class or function that only pickle can rebuild
             raise RunError(
-                f"ckpt={path} refused: it holds Python objects that only a full unpickle could"
+                f"{name} refused: it holds Python objects that only a full unpickle could"
                 " load, which can run arbitrary code; dnnexp loads weights only"
             ) from None
-        raise RunError(f"ckpt={path} is not a readable checkpoint (not a torch file)") from None
+        raise RunError(f"{name} is not a readable checkpoint (not a torch file)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise RunError(
-            f"ckpt={path} is not a readable checkpoint (truncated or corrupt: {first})"
+            f"{name} is not a readable checkpoint (truncated or corrupt: {first})"
         ) from None
     if not isinstance(ckpt, dict) or any(key not in ckpt for key in REQUIRED):
-        raise RunError(f"ckpt={path} is not a dnnexp checkpoint (no state_dict/hyper_parameters)")
+        raise RunError(f"{name} is not a dnnexp checkpoint (no state_dict/hyper_parameters)")
     hparams = ckpt["hyper_parameters"]
     if not isinstance(hparams, dict) or "config" not in hparams:
-        raise RunError(
-            f"ckpt={path} was not written by dnnexp train (no config in its hyperparameters)"
-        )
+        raise RunError(f"{name} was not written by dnnexp train (no config in its hyperparameters)")
     return ckpt
 
 
@@ -68,11 +68,7 @@ def checkpoint_path(key: str, value: str | Path) -> Path:
 def load_run_weights(key: str, value: str | Path) -> dict[str, Any]:
     """The checkpoint that `key=value` names (a .ckpt file, or a run dir: its best.ckpt),
     loaded safely; errors name `key` (distill.teacher, init_from, ckpt), one line each."""
-    path = checkpoint_path(key, value)
-    try:
-        return load_checkpoint(path)
-    except RunError as err:
-        raise RunError(str(err).replace(f"ckpt={path}", f"{key}={value}", 1)) from None
+    return load_checkpoint(checkpoint_path(key, value), f"{key}={value}")
 
 
 def load_model_weights(model: torch.nn.Module, state_dict: dict[str, Any], what: str) -> None:

@@ -146,8 +146,8 @@ def footnote(report: Report) -> str:
         ]
         if any(r.verdict == stats.TOO_FEW for r in report.rows):
             parts.append(
-                f"{stats.TOO_FEW} = fewer than {stats.MIN_PAIRS} seeds on a side, or the same Δ"
-                " on every seed (a discrete metric's steps, not evidence): no verdict"
+                f"{stats.TOO_FEW} = {stats.TOO_FEW_WHY} (a discrete metric's steps, not"
+                " evidence): no verdict"
             )
     low, high = bounds(report.metric)
     if math.isfinite(low) or math.isfinite(high):
@@ -299,8 +299,8 @@ def ranking(report: Report) -> list[str]:
     if too_few:
         lines.append("")
         lines.append(
-            f"Too few seeds to tell (fewer than {stats.MIN_PAIRS} on a side, or the same Δ on"
-            " every seed): run more seeds before reading anything into these:"
+            f"Too few seeds to tell ({stats.TOO_FEW_WHY}): run more seeds before reading"
+            " anything into these:"
         )
         lines.append("")
         lines += [f"- `{r.name}`: {_effect(r, m, base.summary.n)}" for r in too_few]

@@ -180,12 +180,7 @@ def train(
 def _read_resume(cfg: DictConfig, path: Path) -> dict[str, Any]:
     """The last.ckpt a resume continues from; one line when it is unreadable or has trained
     more epochs than trainer.max_epochs allows."""
-    try:
-        resume = load_checkpoint(path)
-    except RunError as err:
-        raise RunError(
-            str(err).replace(f"ckpt={path}", f"resume={cfg.resume}: {LAST}", 1)
-        ) from None
+    resume = load_checkpoint(path, f"resume={cfg.resume}: {LAST}")
     trained = int(resume["epoch"]) + 1
     if trained > cfg.trainer.max_epochs:
         raise RunError(

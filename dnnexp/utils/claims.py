@@ -40,6 +40,10 @@ class Holder:
     def local(self) -> bool:
         return self.host == socket.gethostname()
 
+    def alive(self) -> bool:
+        """Whether this holder may still be running (see `alive`)."""
+        return alive(self.host, self.pid, self.process_start, self.boot)
+
     def describe(self) -> str:
         """'pid 1234 on this host' / 'pid 1234 on host node7'."""
         return f"pid {self.pid} on " + ("this host" if self.local else f"host {self.host}")
@@ -65,9 +69,7 @@ def holder(run_dir: Path) -> Holder | None:
     """The live or remote holder of run_dir's claim; None when it is free or its holder died
     here (a stale claim, which `claim` takes over)."""
     found = _read(Path(run_dir) / CLAIM)
-    if found is None or not alive(found.host, found.pid, found.process_start, found.boot):
-        return None
-    return found
+    return found if found is not None and found.alive() else None
 
 
 class Claim:
@@ -90,7 +92,7 @@ class Claim:
                 if found is None and self.path.exists():
                     return _unreadable(self.path)
                 if found is not None:
-                    if alive(found.host, found.pid, found.process_start, found.boot):
+                    if found.alive():
                         return found
                     self.path.unlink(missing_ok=True)
                     self.took_over = found
