@@ -97,3 +97,20 @@ def lightning_subprocess_launcher() -> Any:
     why = "start DDP ranks as this job"
     _require(subprocess_script, "_hydra_subprocess_cmd", why, ("local_rank",))
     return subprocess_script
+
+
+def check_lightning_optimizer_hooks(optimizer: Any) -> None:
+    """A `LightningOptimizer` still has `_on_before_step` and `_on_after_step`: Lightning's
+    manual-optimization loop sets them per batch (its step count and before/after-step
+    callbacks), and the task calls them around the steps it takes itself (`lightning_step`)."""
+    for name in ("_on_before_step", "_on_after_step"):
+        _require(optimizer, name, "count an optimizer step that the task takes itself")
+
+
+def lightning_step(optimizer: Any, step: Any) -> None:
+    """`step()` between the `LightningOptimizer`'s own before/after-step hooks (checked by
+    `check_lightning_optimizer_hooks` when training starts): what `LightningOptimizer.step()`
+    does on one fp32 device, without the precision plugin's detour."""
+    optimizer._on_before_step()
+    step()
+    optimizer._on_after_step()

@@ -15,6 +15,7 @@ import torch
 
 from dnnexp.config.errors import ConfigError
 from dnnexp.data.local_files import DataError
+from dnnexp.data.spec import DataSpec
 from tests.conftest import compose, run_cli, summary
 
 RNG = np.random.default_rng(0)
@@ -134,9 +135,7 @@ def test_uint8_images_are_normalized_per_batch_with_the_training_statistics(tmp_
     write_cifar(tmp_path / "c")
     cfg = compose("data=cifar10", f"data.root={tmp_path / 'c'}", "model.hidden=[8]")
     data = load("data=cifar10", f"data.root={tmp_path / 'c'}")
-    module = TrainingModule(
-        OmegaConf.to_container(cfg), list(data.input_shape), 10, "", None, data.input_stats
-    )
+    module = TrainingModule(OmegaConf.to_container(cfg), data.spec)
     x = data.splits["train"][0]
     normalized = module.normalize(x)
     assert normalized.dtype == torch.float32
@@ -354,6 +353,6 @@ def test_augmentation_suits_the_data(tmp_path: Path, overrides: list[str], ops: 
         overrides = [*overrides, f"data.root={tmp_path / 'c'}"]
     cfg = compose("reg=augment", *overrides)
     shape = [3, 32, 32] if "data=cifar10" in overrides else [1, 8, 8]
-    module = TrainingModule(OmegaConf.to_container(cfg), shape, 10)
+    module = TrainingModule(OmegaConf.to_container(cfg), DataSpec(list(shape), 10))
     (augment,) = module._batch_transforms
     assert [getattr(op, "func", op).__name__ for op in augment.ops] == ops

@@ -17,7 +17,7 @@ from torch import nn
 
 from dnnexp.config.errors import ConfigError
 from dnnexp.models import build_model
-from dnnexp.training.pruning import (
+from dnnexp.training.weight_pruning import (
     MagnitudePruning,
     compute_masks,
     prunable_weights,

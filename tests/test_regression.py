@@ -210,9 +210,7 @@ def test_each_loss_trains_and_reports_in_target_units() -> None:
         cfg = compose(
             "task=regression", "data=synthetic_regression", f"task.loss={loss}", "model.hidden=[16]"
         )
-        module = TrainingModule(
-            OmegaConf.to_container(cfg), list(data.input_shape), 2, "", data.target_stats
-        )
+        module = TrainingModule(OmegaConf.to_container(cfg), data.spec)
         value = module._loss(x[:32], y[:32])
         assert value.ndim == 0 and value.requires_grad and torch.isfinite(value)
         value = value.detach()
@@ -270,9 +268,9 @@ def test_a_regression_sweep_returns_val_r2_and_reports_with_directions(tmp_path:
     assert proc.stdout.count(": test/r2 ") == 4
     dirs = run_dirs(sweep)
     assert len(dirs) == 4 and all(summary(d)["status"] == "completed" for d in dirs)
-    from dnnexp.sweep.job import score
+    from dnnexp.sweep.job import objective_value
 
-    assert score(summary(dirs[0])) == summary(dirs[0])["metrics"]["val/r2"]
+    assert objective_value(summary(dirs[0])) == summary(dirs[0])["metrics"]["val/r2"]
     report = run_cli("report", str(sweep), cwd=tmp_path)  # the default metric follows the task
     assert report.returncode == 0, report.stderr
     assert "test/r2 over seeds" in report.stdout and "val r2" in report.stdout

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dnnexp.data.datamodule import ArrayDataModule
+from dnnexp.data.spec import DataSpec
 from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.trainer import build_trainer
 from tests.conftest import compose
@@ -19,7 +20,7 @@ ALL = "reg=[dropout,weight_decay,l1,label_smoothing,grad_clip,early_stopping]"
 
 def test_list_composed_regs_reach_the_model_and_the_optimizer() -> None:
     cfg = compose(ALL, "reg.dropout=0.3", "reg.weight_decay=0.01")
-    task = TrainingModule(OmegaConf.to_container(cfg), [1, 8, 8], 10)
+    task = TrainingModule(OmegaConf.to_container(cfg), DataSpec([1, 8, 8], 10))
     assert {m.p for m in task.model.modules() if isinstance(m, nn.Dropout)} == {0.3}
     fake = {"estimated_stepping_batches": 10, "datamodule": None, "max_epochs": 3, "max_steps": -1}
     task.trainer = type("T", (), fake)()  # what Lightning provides
@@ -54,7 +55,7 @@ def _fit(tmp_path: Path, *overrides: str) -> tuple[L.Trainer, TrainingModule, _G
     )
     data = ArrayDataModule(cfg.data, seed=0)
     data.setup()
-    task = TrainingModule(OmegaConf.to_container(cfg), list(data.input_shape), data.num_classes)
+    task = TrainingModule(OmegaConf.to_container(cfg), data.spec)
     trainer = build_trainer(cfg, tmp_path, [])
     norms = _GradNorms()
     trainer.callbacks.append(norms)

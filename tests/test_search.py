@@ -88,8 +88,8 @@ def test_a_family_key_is_suggested_only_in_that_familys_trials() -> None:
 
 
 def test_pruning_stops_a_trial_below_the_median_of_earlier_ones(tmp_path: Path) -> None:
-    from dnnexp.search.pruning import TrialPruning
     from dnnexp.search.study import open_storage
+    from dnnexp.search.trial_pruning import TrialPruning
 
     url = f"journal:{tmp_path / 'search.journal'}"
     study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")

@@ -198,8 +198,8 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path: Path) -> None:
 
 
 def test_a_job_returns_its_validation_score_never_a_test_metric() -> None:
-    from dnnexp.sweep.job import score
+    from dnnexp.sweep.job import objective_value
 
     summary = {"metrics": {"test/acc": 0.9, "val/acc": 0.8, "val/loss": 0.5}}
-    assert score(summary) == 0.8
-    assert score({"status": "failed", "metrics": {}}) is None
+    assert objective_value(summary) == 0.8
+    assert objective_value({"status": "failed", "metrics": {}}) is None

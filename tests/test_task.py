@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dnnexp.config.schema import MODEL_SCHEMAS
+from dnnexp.data.spec import DataSpec
 from dnnexp.tasks.metrics import ClassificationStats
 from dnnexp.tasks.module import TrainingModule
 from dnnexp.tasks.optim import param_groups
@@ -19,7 +20,7 @@ from tests.conftest import compose, metrics_rows
 
 def make_task(*overrides: str) -> TrainingModule:
     cfg = compose(*overrides)
-    return TrainingModule(OmegaConf.to_container(cfg, resolve=True), [1, 8, 8], 10)
+    return TrainingModule(OmegaConf.to_container(cfg, resolve=True), DataSpec([1, 8, 8], 10))
 
 
 def test_epoch_stats_match_scikit_learn() -> None:
@@ -160,17 +161,18 @@ def test_steps_per_call_changes_nothing_but_speed(tmp_path: Path, scheduler: str
     assert len({r["lr"] for r in rows_one}) == (1 if name == "plateau" else 3)  # schedules ran
 
 
-def test_direct_optimizer_step_matches_lightnings_wrapper(
+def test_plain_optimizer_step_matches_lightnings_wrapper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On one fp32 device the task steps the optimizer itself: the same steps, clipping and
-    step count (checkpoints, schedules) as through Lightning's optimizer wrapper."""
+    step count (checkpoints, schedules) as through Lightning's optimizer wrapper (the private
+    hooks it calls are dnnexp/compat.py's)."""
     paths = []
     original = TrainingModule.on_train_start
 
     def recording(self: TrainingModule) -> None:
         original(self)
-        paths.append(self._step_directly)
+        paths.append(self._skip_step_wrapper)
 
     monkeypatch.setattr(TrainingModule, "on_train_start", recording)
     common = ("scheduler=onecycle", "reg=[dropout,grad_clip]", "reg.grad_clip=0.5")
@@ -178,8 +180,8 @@ def test_direct_optimizer_step_matches_lightnings_wrapper(
 
     def through_lightning(self: TrainingModule) -> None:
         original(self)
-        self._step_directly = False
-        paths.append(self._step_directly)
+        self._skip_step_wrapper = False
+        paths.append(self._skip_step_wrapper)
 
     monkeypatch.setattr(TrainingModule, "on_train_start", through_lightning)
     wrapped, rows_wrapped = _train_rows(tmp_path / "wrapped", *common)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from dnnexp.utils.run_files import BEST_CKPT
+
 USAGE = """\
 usage: dnnexp prune RUN_DIR amount=A [scope=global|layer] [epochs=N] [key=value ...]
 
@@ -128,7 +130,7 @@ def _run_dir(value: str) -> Path:
         raise PruneError(f"{value} is a file: give the run dir (the one holding checkpoints/)")
     if not (path / ".hydra" / "overrides.yaml").is_file():
         raise PruneError(f"{value}: not a dnnexp run dir (no .hydra/overrides.yaml there)")
-    if not (path / "checkpoints" / "best.ckpt").is_file():
+    if not (path / BEST_CKPT).is_file():
         raise PruneError(f"{value}: no checkpoints/best.ckpt there (no epoch finished)")
     return path.resolve()
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from dnnexp.utils.run_files import LAST_CKPT
+
 
 def main(args: list[str]) -> int:
     if "--help" in args or "-h" in args:
@@ -90,7 +92,7 @@ def _resume_args(args: list[str]) -> tuple[list[str], str | None]:
         )
     if not (run_dir / ".hydra" / "overrides.yaml").is_file():
         return args, f"resume={value}: not a dnnexp run dir (no .hydra/overrides.yaml there)"
-    if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+    if not (run_dir / LAST_CKPT).is_file():
         return (
             args,
             f"resume={value}: no checkpoints/last.ckpt there (no epoch finished): start anew",
@@ -267,7 +269,7 @@ def _train_job(
                     else f"already completed in {run_dir}"
                 )
                 print(f"{label}: {by}, skipped")
-                return job.score(earlier)
+                return job.objective_value(earlier)
             if kind == "resumable":
                 ended = "killed" if earlier["status"] == "running" else earlier["status"]
                 print(f"{label}: {ended} earlier, resumes from its last checkpoint")
@@ -293,7 +295,7 @@ def _train_job(
             before_writing=record,
             callbacks=_trial_callbacks(cfg),
         )
-        return job.score(summary)
+        return job.objective_value(summary)
     except RunStopped as err:  # a write failed: this job stops, and so does the sweep
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -329,7 +331,7 @@ def _trial_callbacks(cfg: DictConfig) -> list[Any]:
     if search is None or search.trial is None or int(cfg.trainer.fast_dev_run):
         return []
     from dnnexp.config.metrics import TASK_SCORE
-    from dnnexp.search.pruning import TrialPruning  # optuna: only in search trials
+    from dnnexp.search.trial_pruning import TrialPruning  # optuna: only in search trials
 
     return [TrialPruning(search, search.metric or TASK_SCORE[cfg.task.name])]
 

@@ -615,7 +615,7 @@ class DistillConfig:
 @dataclass
 class PruneConfig:
     """Magnitude pruning of the Linear, Conv and recurrent weight matrices (biases and norms stay
-    dense): `dnnexp/training/pruning.py`; `dnnexp prune RUN_DIR amount=A` sets it up."""
+    dense): `dnnexp/training/weight_pruning.py`; `dnnexp prune RUN_DIR amount=A` sets it up."""
 
     amount: float = knob(0.0, ge=0, lt=1, doc="share of the weights set to zero; 0 = off")
     scope: str = knob(

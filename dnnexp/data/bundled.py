@@ -1,4 +1,4 @@
-"""scikit-learn's bundled data files, read without importing sklearn (about 1 s).
+"""scikit-learn's bundled data files, read without importing sklearn (a second of startup).
 
 Nothing is downloaded: the files ship inside the scikit-learn package. Should a future
 scikit-learn move them, the loaders fall back to its public `load_*` functions.

@@ -18,6 +18,7 @@ from dnnexp.data.local_files import (
     class_indices,
     keep_classes,
 )
+from dnnexp.data.spec import DataSpec
 from dnnexp.data.splits import (
     channel_statistics,
     fold_split,
@@ -168,6 +169,21 @@ class ArrayDataModule(L.LightningDataModule):
                 digest.update(x.numpy())  # the buffer itself: no copy of the split
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
+
+    @property
+    def spec(self) -> DataSpec:
+        """What the task, and a checkpoint's later readers, know of this data (after setup)."""
+        return DataSpec(
+            list(self.input_shape),
+            self.num_outputs,
+            self.fingerprint,
+            self.test_fingerprint,
+            self.target_stats,
+            self.input_stats,
+            self.classes,
+            self.input_range,
+            self.preprocess,
+        )
 
     @property
     def input_shape(self) -> tuple[int, ...]:

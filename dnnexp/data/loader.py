@@ -3,7 +3,7 @@
 Each epoch's order is a function of (seed, epoch) only, so a resumed run sees the same batches.
 A training loader can serve `batches_per_item` consecutive batches as one item (one tensor
 slice): the task then takes that many optimizer steps in one Lightning `training_step`, so the
-Lightning loop's fixed cost per item (~1 ms on a 2-core CPU, a third of a digits MLP step) is
+Lightning loop's fixed cost per item (a large share of a small model's step) is
 paid once per item instead of once per batch.
 Under DDP every rank takes a strided shard of the same permutation: training shards are padded
 to equal length (gradient sync needs as many steps on every rank), evaluation shards are not

@@ -12,6 +12,7 @@ from omegaconf.errors import OmegaConfBaseException
 from dnnexp.config.errors import ConfigError, RunError, describe_omegaconf_error
 from dnnexp.config.validate import validate
 from dnnexp.data.datamodule import ArrayDataModule
+from dnnexp.data.spec import DataSpec
 from dnnexp.models.weights import load_checkpoint, load_model_weights
 from dnnexp.tasks.module import TrainingModule
 from dnnexp.utils import console
@@ -36,18 +37,11 @@ def evaluate(
     cfg = validate(cfg)
 
     data = run_data(cfg, hparams, ckpt_path)
-    outputs = hparams.get("num_outputs", hparams.get("num_classes"))
-    task = TrainingModule(
-        OmegaConf.to_container(cfg, resolve=True),
-        hparams["input_shape"],
-        outputs,
-        data.fingerprint,
-        hparams.get("target_stats"),
-        hparams.get("input_stats"),
-        hparams.get("classes"),
-        data.input_range,  # the same splits as the run's (the fingerprint says so)
-        preprocess=data.preprocess,
+    # the same splits as the run's (the fingerprint says so): their range and preprocessing
+    spec = DataSpec.from_hparams(hparams).replace(
+        fingerprint=data.fingerprint, input_range=data.input_range, preprocess=data.preprocess
     )
+    task = TrainingModule(OmegaConf.to_container(cfg, resolve=True), spec)
     what = f"ckpt={ckpt_path} does not match the model {cfg.model.name} of its config"
     load_model_weights(task.model, ckpt["state_dict"], what)
     trainer = L.Trainer(

@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from dnnexp.inference.model import TrainedRun, predict_batches, raw_test_split
-from dnnexp.inference.scoring import score
+from dnnexp.inference.scoring import metrics_of
 from dnnexp.utils.console import table_console
 from dnnexp.utils.run_files import unique_path, write_json
 
@@ -21,8 +21,10 @@ def evaluate_ensemble(source: TrainedRun, out: Path | None = None) -> dict[str, 
     members = {}
     for member in source.members:
         name = str(member.run_dir.resolve().relative_to(source.run_dir.resolve())) or "."
-        members[name], _ = score(predict_batches(member.model, x), labels, member.cfg, target_stats)
-    metrics, _ = score(predict_batches(source.model, x), labels, source.cfg, target_stats)
+        members[name], _ = metrics_of(
+            predict_batches(member.model, x), labels, member.cfg, target_stats
+        )
+    metrics, _ = metrics_of(predict_batches(source.model, x), labels, source.cfg, target_stats)
     if source.ensemble == "vote":
         metrics.pop("loss")  # vote shares are not probabilities: no log-loss
     mean_member = {key: sum(m[key] for m in members.values()) / len(members) for key in metrics}

@@ -31,8 +31,8 @@ from dnnexp.utils.run_files import unique_path, versions, write_json
 TOLERANCE = 1e-5  # the largest difference of any output allowed between exported and PyTorch
 INSTALL = "pip install 'dnnexp[export]'"
 # the operators quantized to int8: matrix products and LSTMs. Convolutions stay float32:
-# onnxruntime's ConvInteger took 17.4 ms per batch of 256 for the digits CNN here, against
-# 1.3 ms in float32 (scripts/bench_inference.py)
+# onnxruntime's ConvInteger is an order of magnitude slower than float32 convolutions on the
+# CPU (scripts/bench_inference.py prints both; the README's table)
 INT8_OPS = ("MatMul", "Gemm", "LSTM")
 
 

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dnnexp.config.errors import RunError
+from dnnexp.utils.run_files import BEST_CKPT
 
 
 class InferenceModel(nn.Module):
@@ -99,8 +100,7 @@ class TrainedRun:
 def load_trained(value: str | Path, key: str = "ckpt") -> TrainedRun:
     """The run `key=value` names (a .ckpt file or a run dir), loaded safely (weights only) and
     rebuilt from its own config; RunError in one line when it is not a usable dnnexp run."""
-    from dnnexp.models import build_model
-    from dnnexp.models.weights import checkpoint_path, load_model_weights, load_run_weights
+    from dnnexp.models.weights import checkpoint_path, load_run_weights, rebuild_model
 
     path = checkpoint_path(key, value)
     ckpt = load_run_weights(key, value)
@@ -113,13 +113,8 @@ def load_trained(value: str | Path, key: str = "ckpt") -> TrainedRun:
     cfg = OmegaConf.create(hparams["config"])
     if "task" not in cfg:
         cfg.task = {"name": "classification"}
-    outputs = hparams["num_outputs"]
-    model = build_model(cfg.model, tuple(hparams["input_shape"]), outputs, cfg.reg.dropout)
-    load_model_weights(
-        model,
-        ckpt["state_dict"],
-        f"{key}={value} does not match the model {cfg.model.name} of its config",
-    )
+    what = f"{key}={value} does not match the model {cfg.model.name} of its config"
+    model = rebuild_model(ckpt, what, cfg)
     wrapped = InferenceModel(
         model,
         hparams["preprocess"],
@@ -225,11 +220,11 @@ def _members(value: str, key: str) -> list[str]:
             raise RunError(f"{key}=[]: no checkpoints given")
         return items
     path = Path(text)
-    if path.is_dir() and not (path / "checkpoints" / "best.ckpt").is_file():
+    if path.is_dir() and not (path / BEST_CKPT).is_file():
         runs = [
             summary.parent
             for summary in sorted(path.glob("**/summary.json"), key=_natural)
-            if (summary.parent / "checkpoints" / "best.ckpt").is_file()
+            if (summary.parent / BEST_CKPT).is_file()
             and json.loads(summary.read_text()).get("status") == "completed"
         ]
         if not runs:

@@ -16,7 +16,7 @@ from rich.table import Table
 from dnnexp.data.local_files import DataError
 from dnnexp.inference.inputs import out_of_range, read_inputs
 from dnnexp.inference.model import TrainedRun, load_trained, predict_batches
-from dnnexp.inference.scoring import score
+from dnnexp.inference.scoring import metrics_of
 from dnnexp.utils.console import console, table_console
 from dnnexp.utils.run_files import unique_path, write_json
 
@@ -60,7 +60,9 @@ def predict(
     }
     console.print(f"{n} predictions -> {out} ({result['rows_per_s']:.0f} rows/s)", soft_wrap=True)
     if inputs.labels is not None:
-        metrics, confusion = score(outputs, inputs.labels, run.cfg, run.hparams.get("target_stats"))
+        metrics, confusion = metrics_of(
+            outputs, inputs.labels, run.cfg, run.hparams.get("target_stats")
+        )
         result["metrics"] = metrics
         if confusion is not None:
             result["classes"] = run.classes

@@ -10,7 +10,7 @@ from dnnexp.tasks import build_objective
 from dnnexp.tasks.metrics import ClassificationStats
 
 
-def score(
+def metrics_of(
     outputs: torch.Tensor, labels: torch.Tensor, cfg, target_stats: dict | None
 ) -> tuple[dict[str, float], list[list[int]] | None]:
     """Metrics of `outputs` (probabilities, or values in the targets' units) and, for

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from dnnexp.config.errors import RunError
+from dnnexp.utils.run_files import BEST_CKPT
 
 REQUIRED = ("state_dict", "hyper_parameters")
 
@@ -56,8 +57,8 @@ def checkpoint_path(key: str, value: str | Path) -> Path:
     """The .ckpt file `key=value` names: a .ckpt file, or a run dir's checkpoints/best.ckpt;
     RunError naming `key` when it is neither."""
     path = Path(value)
-    if path.is_dir() and (path / "checkpoints" / "best.ckpt").is_file():
-        return path / "checkpoints" / "best.ckpt"
+    if path.is_dir() and (path / BEST_CKPT).is_file():
+        return path / BEST_CKPT
     if path.is_dir():
         raise RunError(f"{key}={value}: a directory without checkpoints/best.ckpt (not a run dir)")
     if not path.exists():
@@ -81,3 +82,19 @@ def load_model_weights(model: torch.nn.Module, state_dict: dict[str, Any], what:
     except RuntimeError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise RunError(f"{what} ({lines[1] if len(lines) > 1 else lines[0]})") from None
+
+
+def rebuild_model(ckpt: dict[str, Any], what: str, cfg: Any = None) -> torch.nn.Module:
+    """The network of a loaded checkpoint, with its weights: built from `cfg` (default: the
+    checkpoint's own config; a resume passes its overrides') at the checkpoint's input shape and
+    outputs. RunError "`what` (the first mismatch)" when the weights do not fit it."""
+    from omegaconf import OmegaConf
+
+    from dnnexp.models import build_model
+
+    hparams = ckpt["hyper_parameters"]
+    cfg = cfg if cfg is not None else OmegaConf.create(hparams["config"])
+    outputs = hparams.get("num_outputs", hparams.get("num_classes"))  # older checkpoints
+    model = build_model(cfg.model, tuple(hparams["input_shape"]), outputs, cfg.reg.dropout)
+    load_model_weights(model, ckpt["state_dict"], what)
+    return model

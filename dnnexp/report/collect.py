@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from dnnexp.config.metrics import TASK_SCORE
-from dnnexp.utils.run_files import SUMMARY
+from dnnexp.utils.run_files import METRICS_CSV, SUMMARY
 
-HISTORY = "metrics.csv"
 NO_SUMMARY = "no summary.json"
 SKIP_DIRS = {"checkpoints", "lightning_logs", "tensorboard", "eval", "__pycache__"}
 
@@ -148,7 +147,7 @@ def read_run(run_dir: Path, root: Path) -> Run:
         duration_s=float(summary["duration_s"]) if _is_number(summary.get("duration_s")) else None,
         params=summary["params"] if _is_int(summary.get("params")) else None,
         error=str(error) if error else None,
-        history=read_history(run_dir / HISTORY),
+        history=read_history(run_dir / METRICS_CSV),
         pruning=summary["pruning"] if isinstance(summary.get("pruning"), dict) else None,
         tags=[str(t) for t in summary.get("tags") or [] if isinstance(t, (str, int, float))],
     )

@@ -16,11 +16,11 @@ from dnnexp.report.search import EVALUATORS, SearchReport, TrialRow
 from dnnexp.utils import run_files
 
 STATE_STYLE = {"complete": "green", "pruned": "yellow", "fail": "red", "running": "cyan"}
-HISTORY = "search_history.png"
+HISTORY_PNG = "search_history.png"
 PARETO = "pareto_front.png"
 
 
-def _num(x: float | None, digits: int = 4) -> str:
+def _significant(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
 
@@ -51,7 +51,7 @@ def headline(report: SearchReport) -> str:
 
 def _values(trial: TrialRow, report: SearchReport) -> list[str]:
     if trial.values:
-        return [_num(v) for v in trial.values]
+        return [_significant(v) for v in trial.values]
     return ["-"] * len(report.directions)
 
 
@@ -71,8 +71,8 @@ def trials_table(report: SearchReport) -> Table:
             str(trial.number) + (" *" if best else ""),
             Text(trial.state, style=STATE_STYLE.get(trial.state, "")),
             *_values(trial, report),
-            _num(trial.epochs),
-            _num(trial.duration_s, 2),
+            _significant(trial.epochs),
+            _significant(trial.duration_s, 2),
             params_text(trial.params),
             trial.error or "",
             style="bold" if best else None,
@@ -86,7 +86,7 @@ def importance_table(report: SearchReport) -> Table:
     for name in EVALUATORS:
         table.add_column(name, justify="right")
     for param, values in report.importance.items():
-        table.add_row(param, *[_num(values.get(name), 3) for name in EVALUATORS])
+        table.add_row(param, *[_significant(values.get(name), 3) for name in EVALUATORS])
     return table
 
 
@@ -139,8 +139,8 @@ def markdown(report: SearchReport, images: list[str]) -> str:
             f"**{t.number}**" if t.number in report.best else str(t.number),
             t.state,
             *_values(t, report),
-            _num(t.epochs),
-            _num(t.duration_s, 2),
+            _significant(t.epochs),
+            _significant(t.duration_s, 2),
             params_text(t.params),
             t.error or "",
         ]
@@ -154,7 +154,10 @@ def markdown(report: SearchReport, images: list[str]) -> str:
         lines += ["", f"## Parameter importance for {report.metric}", ""]
         lines += _md(
             ["param", *EVALUATORS],
-            [[p, *[_num(v.get(e), 3) for e in EVALUATORS]] for p, v in report.importance.items()],
+            [
+                [p, *[_significant(v.get(e), 3) for e in EVALUATORS]]
+                for p, v in report.importance.items()
+            ],
         )
     if report.notes:
         lines += ["", *[f"- {note}" for note in report.notes]]
@@ -167,9 +170,9 @@ def markdown(report: SearchReport, images: list[str]) -> str:
                 [
                     name,
                     str(c[v]["n"]),
-                    _num(c[v]["mean"]),
-                    _num(c[v]["std"]),
-                    f"[{_num(c[v]['ci_low'])}, {_num(c[v]['ci_high'])}]",
+                    _significant(c[v]["mean"]),
+                    _significant(c[v]["std"]),
+                    f"[{_significant(c[v]['ci_low'])}, {_significant(c[v]['ci_high'])}]",
                 ]  # fmt: skip
                 for v, name in (("start", "start"), ("best", f"best (trial {c['best_trial']})"))
             ],
@@ -284,7 +287,7 @@ def _save(fig: Any, ax: Any, path: Path, report: SearchReport, title: str) -> bo
 
 def write(report: SearchReport, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    images = [out_dir / HISTORY] if plot_history(report, out_dir / HISTORY) else []
+    images = [out_dir / HISTORY_PNG] if plot_history(report, out_dir / HISTORY_PNG) else []
     if plot_pareto(report, out_dir / PARETO):
         images.append(out_dir / PARETO)
     paths = [out_dir / "report.md", out_dir / "report.csv", out_dir / "report.json"]

@@ -14,10 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 from dnnexp.config.errors import RunError
 from dnnexp.config.metrics import TASK_SCORE
 from dnnexp.utils.claims import Holder
-from dnnexp.utils.run_files import SUMMARY
+from dnnexp.utils.run_files import LAST_CKPT, SUMMARY
 
 
-def score(summary: dict[str, Any]) -> float | None:
+def objective_value(summary: dict[str, Any]) -> float | None:
     """A run's score for whatever drives the sweep (Hydra's return value, a search): the
     validation metric its task names (`config/metrics.py`: val/acc, val/r2) at the best
     checkpoint. The test split is only ever reported."""
@@ -54,7 +54,7 @@ def earlier_run(run_dir: Path, cfg_hash: str) -> tuple[str, dict[str, Any] | Non
             )
         return "completed", summary
     resumable = summary.get("status") in ("interrupted", "running")
-    if same and resumable and (run_dir / "checkpoints" / "last.ckpt").is_file():
+    if same and resumable and (run_dir / LAST_CKPT).is_file():
         return "resumable", summary
     return "new", None
 

@@ -111,3 +111,43 @@ def test_attacks(eval_cfg: Any, input_range: dict | None) -> dict[str, Attack]:
         name: Attack(name, eval_cfg.eps, bounds, eval_cfg.steps, eval_cfg.get("alpha"))
         for name in eval_cfg.attacks
     }
+
+
+class RobustAccuracy:
+    """Accuracy under each of `eval.attacks` on the test split: each test batch is attacked
+    (`update`), the hits are summed over ranks once at the end (`compute`)."""
+
+    def __init__(self, eval_cfg: Any, input_range: dict | None) -> None:
+        self.attacks = test_attacks(eval_cfg, input_range)  # name -> Attack
+        self._hits: dict[str, list[torch.Tensor]] = {name: [] for name in self.attacks}
+        self._attacked = 0  # test samples attacked on this rank
+
+    def __bool__(self) -> bool:
+        return bool(self.attacks)
+
+    def update(self, model: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Attack the standardized batch `x` with each attack; count the predictions that
+        stay right."""
+        self._attacked += len(y)
+        # Lightning tests under inference mode; an attack needs the input's gradient
+        with torch.inference_mode(False):
+            x, y = x.clone(), y.clone()
+            for name, attack in self.attacks.items():
+                adversarial = attack(model, loss, x, y)
+                with torch.no_grad():
+                    self._hits[name].append((model(adversarial).argmax(1) == y).sum())
+
+    def compute(
+        self, reduce_sum: Callable[[torch.Tensor], torch.Tensor], device: torch.device
+    ) -> dict[str, float]:
+        """`test/acc_<attack>` over all ranks (`reduce_sum`: the strategy's sum, of a tensor on
+        `device`); resets for the next test."""
+        metrics = {}
+        for name, hits in self._hits.items():
+            correct = float(torch.stack(hits).sum()) if hits else 0.0
+            sums = torch.tensor([correct, self._attacked], dtype=torch.float64, device=device)
+            correct, attacked = reduce_sum(sums).tolist()
+            metrics[f"test/acc_{name}"] = correct / attacked
+            hits.clear()
+        self._attacked = 0
+        return metrics

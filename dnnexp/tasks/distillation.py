@@ -53,8 +53,7 @@ def load_teacher(
     RunError (one line) when it cannot teach this student."""
     from omegaconf import OmegaConf
 
-    from dnnexp.models import build_model
-    from dnnexp.models.weights import load_run_weights
+    from dnnexp.models.weights import load_run_weights, rebuild_model
 
     key = "distill.teacher"
     ckpt = load_run_weights(key, path)
@@ -74,13 +73,8 @@ def load_teacher(
             f"{key}={path} was trained on other data splits than this run (data.* differ):"
             " its standardized inputs would not match; train it with the same data settings"
         )
-    teacher = build_model(cfg.model, tuple(input_shape), outputs, 0.0)
-    prefix = "model."
-    weights = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    try:
-        teacher.load_state_dict(weights)
-    except RuntimeError:
-        raise RunError(f"{key}={path}: its weights do not fit its model {cfg.model.name}") from None
+    what = f"{key}={path}: its weights do not fit its model {cfg.model.name}"
+    teacher = rebuild_model(ckpt, what)
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher

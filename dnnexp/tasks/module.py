@@ -3,12 +3,12 @@
 
 Hot path: a training step is forward + loss + the objective's per-batch bookkeeping
 (`tasks/metrics.py`: list appends). Metrics are computed and logged once per epoch: a per-step
-`self.log` costs about as much as a whole MLP step, and a torchmetrics collection update ~30x
-more than a bincount (measured: 390 us vs 14 us per batch of 64).
+`self.log` costs about as much as a whole MLP step, and a torchmetrics collection update an
+order of magnitude more than a bincount.
 
 Optimization is manual so that one Lightning `training_step` can take several optimizer steps
-(`trainer.steps_per_call` batches arrive as one item): Lightning's loop costs ~1 ms per item on
-a 2-core CPU, a third of a digits MLP step. Steps go through `manual_backward` and the
+(`trainer.steps_per_call` batches arrive as one item): Lightning's loop has a fixed cost per item,
+a large share of a small model's step. Steps go through `manual_backward` and the
 LightningOptimizer wherever those do more than hooks and a step count (DDP gradient sync, a
 gradient scaler, mixed precision), so everything works as in automatic optimization; on one
 fp32 device the task calls them directly (`on_train_start`). Learning-rate schedules are
@@ -27,10 +27,12 @@ import lightning as L
 import torch
 from omegaconf import OmegaConf
 
+from dnnexp import compat
 from dnnexp.config.schema import DATA_SCHEMAS, MODEL_SCHEMAS
+from dnnexp.data.spec import DataSpec
 from dnnexp.models import build_model
 from dnnexp.tasks import build_objective
-from dnnexp.tasks.attacks import test_attacks
+from dnnexp.tasks.attacks import RobustAccuracy
 from dnnexp.tasks.optim import build_optimizer, build_scheduler, param_groups
 from dnnexp.tasks.regularizers import batch_transforms, loss_terms
 
@@ -52,31 +54,23 @@ class TrainingModule(L.LightningModule):
     def __init__(
         self,
         config: dict,
-        input_shape: list[int],
-        num_outputs: int,
-        data_fingerprint: str = "",
-        target_stats: dict | None = None,
-        input_stats: dict | None = None,
-        classes: list[str] | None = None,
-        input_range: dict | None = None,
+        data: DataSpec,
         teacher: torch.nn.Module | None = None,
         pretrained: list[str] | None = None,
-        preprocess: dict | None = None,
-        test_fingerprint: str = "",
     ) -> None:
-        """`teacher`: a frozen model for `distill` (training only; not a hyperparameter, not
-        a submodule, so never in a checkpoint). `pretrained`: the names of the parameters
-        `init_from` loaded (the backbone: its own lr, frozen with freeze=backbone).
-        `preprocess`: what a raw input needs before the model (the data module's), kept for
-        `dnnexp predict` and `dnnexp export`. `test_fingerprint`: the test split's own (an
-        ensemble's members share it: the folds of k-fold do, though their training splits
-        differ)."""
+        """`config`: the resolved config as a plain dict; `data`: what the task knows of its
+        data (kept whole in the hyperparameters). `teacher`: a frozen model for `distill`
+        (training only; not a hyperparameter, not a submodule, so never in a checkpoint).
+        `pretrained`: the names of the parameters `init_from` loaded (the backbone: its own
+        lr, frozen with freeze=backbone)."""
         super().__init__()
-        self.save_hyperparameters(ignore=["teacher"])
+        self.save_hyperparameters({"config": config, **data.hparams(), "pretrained": pretrained})
         cfg = OmegaConf.create(config)
         self.cfg = cfg
-        self.objective = build_objective(cfg, num_outputs, target_stats)
-        self.model = build_model(cfg.model, tuple(input_shape), num_outputs, cfg.reg.dropout)
+        self.objective = build_objective(cfg, data.num_outputs, data.target_stats)
+        self.model = build_model(
+            cfg.model, tuple(data.input_shape), data.num_outputs, cfg.reg.dropout
+        )
         # not a registered submodule: the checkpoint keeps only `model.*` keys
         object.__setattr__(
             self, "_forward", torch.compile(self.model) if cfg.trainer.compile else self.model
@@ -93,16 +87,14 @@ class TrainingModule(L.LightningModule):
         natural = DATA_SCHEMAS[cfg.data.name].natural_images
         self._batch_transforms = batch_transforms(
             cfg.reg,
-            tuple(input_shape),
+            tuple(data.input_shape),
             reads_rows,
             natural,
             self.model,
             self.objective.eval_loss,
-            input_range,
+            data.input_range,
         )
-        self._attacks = test_attacks(cfg.get("eval"), input_range)  # name -> Attack
-        self._attack_hits: dict[str, list[torch.Tensor]] = {name: [] for name in self._attacks}
-        self._attacked = 0  # test samples attacked on this rank
+        self._robust = RobustAccuracy(cfg.get("eval"), data.input_range)  # eval.attacks
         self._loss_terms = loss_terms(cfg.reg, self.model, cfg.get("distill"), teacher)
         self._task_weight = math.prod(getattr(t, "task_weight", 1.0) for t in self._loss_terms)
         object.__setattr__(self, "_teacher", teacher)  # moved with the model (on_fit_start)
@@ -117,7 +109,7 @@ class TrainingModule(L.LightningModule):
         # this epoch's training loader: batches per item and in all (on_train_epoch_start)
         self._batches_per_item, self._epoch_batches = 1, 1
         self._backward: Any = self.manual_backward
-        self._step_directly = False  # decided in on_train_start
+        self._skip_step_wrapper = False  # decided in on_train_start
         self._scheduler_monitor: str | None = None  # ReduceLROnPlateau's metric
         self._channels_last = bool(cfg.trainer.channels_last)
         if self._channels_last:
@@ -125,7 +117,8 @@ class TrainingModule(L.LightningModule):
         self.automatic_optimization = False
         # uint8 images are normalized per batch, on the batch's device (not kept as float32)
         shape = (1, -1, 1, 1)
-        mean, std = (input_stats or {}).get("mean", [0.0]), (input_stats or {}).get("std", [1.0])
+        stats = data.input_stats or {}
+        mean, std = stats.get("mean", [0.0]), stats.get("std", [1.0])
         self.register_buffer("_input_mean", torch.tensor(mean).view(shape), persistent=False)
         self.register_buffer("_input_std", torch.tensor(std).view(shape), persistent=False)
 
@@ -149,7 +142,7 @@ class TrainingModule(L.LightningModule):
         batches of n gives the gradient of one batch of k*n."""
         x, y, *extra = batch  # extra: a teacher's outputs for these batches, if precomputed
         optimizer, scheduler, backward = self.optimizers(), self._step_scheduler, self._backward
-        step = partial(self._direct_step, optimizer) if self._step_directly else optimizer.step
+        step = partial(self._plain_step, optimizer) if self._skip_step_wrapper else optimizer.step
         b, k, done, first_step = self._batch_size, self._accumulate, 0, self.global_step
         first = batch_idx * self._batches_per_item  # this item's first batch in the epoch
         for start in range(0, len(y), b):
@@ -233,10 +226,10 @@ class TrainingModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         """On one device without a gradient scaler, `manual_backward` only adds hook calls
-        (~75 us per step on a 2-core CPU): call `backward` directly there. With plain fp32 as
+        per step: call `backward` directly there. With plain fp32 as
         well, and no callback that hooks `on_before_optimizer_step`, Lightning's optimizer
-        wrapper does nothing but hooks and its step count around `optimizer.step()` (~0.2 ms
-        per step): `_direct_step` does the same without the detour."""
+        wrapper does nothing but hooks and its step count around `optimizer.step()`, at a
+        cost per step: `_plain_step` does the same without the detour."""
         from lightning.pytorch.callbacks import Callback
         from lightning.pytorch.plugins.precision import Precision
         from lightning.pytorch.strategies import SingleDeviceStrategy
@@ -249,7 +242,7 @@ class TrainingModule(L.LightningModule):
         )
         self._max_steps = int(trainer.max_steps)
         self._backward = torch.Tensor.backward if plain else self.manual_backward
-        self._step_directly = (
+        self._skip_step_wrapper = (
             plain
             and type(trainer.precision_plugin) is Precision  # 32-true: no autocast, no casts
             and all(
@@ -257,15 +250,18 @@ class TrainingModule(L.LightningModule):
                 for c in trainer.callbacks
             )
         )
+        if self._skip_step_wrapper:
+            compat.check_lightning_optimizer_hooks(self.optimizers())
 
-    def _direct_step(self, optimizer: Any) -> None:
+    def _plain_step(self, optimizer: Any) -> None:
         """What `LightningOptimizer.step()` does on one device in fp32: Lightning's step count
         (its before/after-step callbacks), this module's `on_before_optimizer_step` (gradient
         clipping), then the optimizer's own step."""
-        optimizer._on_before_step()
-        self.on_before_optimizer_step(optimizer.optimizer)
-        optimizer.optimizer.step()
-        optimizer._on_after_step()
+        compat.lightning_step(optimizer, partial(self._clip_and_step, optimizer.optimizer))
+
+    def _clip_and_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.on_before_optimizer_step(optimizer)
+        optimizer.step()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Called by the precision plugin after it unscaled the gradients (16-mixed). A frozen
@@ -289,18 +285,9 @@ class TrainingModule(L.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step("test", batch)
-        if not self._attacks:
-            return
-        x, y = self.normalize(batch[0]), batch[1]
-        # Lightning tests under inference mode; an attack needs the input's gradient
-        self._attacked += len(y)
-        with torch.inference_mode(False):
-            x, y = x.clone(), y.clone()
-            for name, attack in self._attacks.items():
-                adversarial = attack(self._forward, self.objective.eval_loss, x, y)
-                with torch.no_grad():
-                    hits = (self._forward(adversarial).argmax(1) == y).sum()
-                self._attack_hits[name].append(hits)
+        if self._robust:
+            x = self.normalize(batch[0])
+            self._robust.update(self._forward, self.objective.eval_loss, x, batch[1])
 
     # ------------------------------------------------------------------------------ epochs
     def _compute(self, stage: str) -> dict[str, float]:
@@ -400,8 +387,8 @@ class TrainingModule(L.LightningModule):
     def _publish(self, metrics: dict[str, float]) -> None:
         """Hand the epoch's validation metrics to the callbacks (checkpoint, early stopping)
         and the progress bar: what `self.log(key, value, logger=False)` does for each key,
-        without its cost (~0.3 ms per call on a 2-core CPU, as each call walks all logged
-        results; several ms per epoch, more than an MLP's whole training step)."""
+        without its cost (each call walks all logged results: per epoch, more than an MLP's
+        whole training step)."""
         self.trainer.callback_metrics.update(
             {k: torch.tensor(v) for k, v in metrics.items() if k.startswith("val/")}
         )
@@ -409,8 +396,8 @@ class TrainingModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # one JSON string: loads with weights_only=True and is copied in no time (a list of
-        # dicts costs ~0.25 ms per checkpoint held in memory after 20 epochs). Rows are encoded
-        # once each: encoding the whole history at every save costs ~1 ms after 200 epochs.
+        # dicts is deep-copied for each checkpoint held in memory). Rows are encoded once each:
+        # encoding the whole history at every save grows with the epochs.
         encoded = self._history_json
         encoded.extend(json.dumps(row) for row in self.history[len(encoded) :])
         checkpoint["dnnexp_history"] = "[" + ",".join(encoded) + "]"
@@ -432,14 +419,9 @@ class TrainingModule(L.LightningModule):
         c = getattr(self.stats["test"], "c", None)  # classification (ClassificationStats)
         if c is not None and self._summed is not None:  # for the model card
             self.test_confusion = self._summed[: c * c].reshape(c, c).long().tolist()
-        for name, hits in self._attack_hits.items():  # accuracy under attack, over all ranks
-            sums = torch.tensor(
-                [float(torch.stack(hits).sum()), self._attacked], device=self.device
-            )
-            correct, total = self.trainer.strategy.reduce(sums.double(), reduce_op="sum").tolist()
-            self.test_metrics[f"test/acc_{name}"] = correct / total
-            hits.clear()
-        self._attacked = 0
+        if self._robust:  # accuracy under attack, over all ranks
+            reduce_sum = partial(self.trainer.strategy.reduce, reduce_op="sum")
+            self.test_metrics.update(self._robust.compute(reduce_sum, self.device))
         # float64: the values reach the main process exactly after ddp_spawn
         exact = {k: torch.tensor(v, dtype=torch.float64) for k, v in self.test_metrics.items()}
         self.log_dict(exact, logger=False)

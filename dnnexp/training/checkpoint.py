@@ -36,12 +36,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Rate-limited: a save that comes sooner than `interval_s` after the last write is kept as an
     in-memory copy (tensors cloned to the CPU) and written at the next save that is due, when
     the trainer tears down (the end of fit, an error, Ctrl-C or SIGTERM) or before that file is
-    read. On digits an epoch takes ~20-40 ms and one `torch.save` ~5-9 ms, so writing best.ckpt
-    and last.ckpt after every epoch would halve the training speed; when epochs are longer than
-    the interval, every epoch is written as it ends. Only a SIGKILL or a power cut can lose
-    the unwritten epochs, at most `interval_s` seconds of training (an interruption that tears
-    down loses at most BestAndLastCheckpoint.HOLD_INTERVAL_S). `interval_s=0` writes every
-    save at once.
+    read. On small data an epoch can take less than two `torch.save` calls, so writing
+    best.ckpt and last.ckpt after every epoch would halve the training speed; when epochs are
+    longer than the interval, every epoch is written as it ends. Only a SIGKILL or a power cut
+    can lose the unwritten epochs, at most `interval_s` seconds of training (an interruption
+    that tears down loses at most BestAndLastCheckpoint.HOLD_INTERVAL_S). `interval_s=0`
+    writes every save at once.
     """
 
     def __init__(self, interval_s: float = 0.0, hold_dir: Path | None = None) -> None:
@@ -112,8 +112,8 @@ class BestAndLastCheckpoint(ModelCheckpoint):
 
     - best.ckpt is weights-only (Lightning's `save_weights_only`: weights, loop counters,
       hyperparameters and history; no optimizer or callback state): it is what `eval`, the
-      test split and transfer learning read. On the digits MLP with Adam that is a third of
-      the file and of the ~2 ms it costs to collect and copy the state at every new best.
+      test split and transfer learning read. With Adam that leaves out two thirds of the
+      file, and of the cost of collecting and copying the state at every new best.
     - Lightning >= 2.6 writes last.ckpt only at steps where it also writes a top-k checkpoint,
       so last.ckpt would be a copy of best.ckpt and a resume would restart from the best epoch,
       not the latest: here last.ckpt is saved at every save point.
@@ -157,8 +157,8 @@ class BestAndLastCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _monitor_candidates(self, trainer: Any) -> dict[str, torch.Tensor]:
-        """Lightning deep-copies all callback metrics for each save point (~0.1 ms per tensor on
-        a 2-core CPU); the task publishes new tensors each epoch, so clones are enough."""
+        """Lightning deep-copies all callback metrics for each save point; the task publishes
+        new tensors each epoch, so clones are enough."""
         candidates = {
             key: value.detach().clone() if isinstance(value, torch.Tensor) else value
             for key, value in trainer.callback_metrics.items()

@@ -6,8 +6,8 @@ confusion_matrix.png, which it links to.
 summary, the data module's splits and the test split's confusion matrix
 (`TrainingModule.test_confusion`; None when the test ran in spawned processes, ddp_spawn: the
 card then has no per-class numbers and says so). `model_card_files(run_dir)` are the files to
-copy next to an exported model (the card's link to the PNG is relative). Writing them costs
-about 0.1-0.2 s on a 2-core CPU (rendering the PNG; matplotlib is imported only then).
+copy next to an exported model (the card's link to the PNG is relative). Rendering the PNG is
+most of their cost; matplotlib is imported only then.
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ from dnnexp.training.trainer import build_trainer
 from dnnexp.utils import console
 from dnnexp.utils.quiet import silence_lightning_noise
 from dnnexp.utils.run_files import (
+    BEST_CKPT,
+    LAST_CKPT,
     SUMMARY,
     SWEEP_ID,
     WriteFailed,
@@ -41,8 +43,6 @@ from dnnexp.utils.run_files import (
     write_json,
 )
 
-CHECKPOINT = "checkpoints/best.ckpt"
-LAST = "checkpoints/last.ckpt"
 INTERRUPTED_EXIT = 130
 
 
@@ -67,9 +67,9 @@ def train(
     silence_lightning_noise()
     run_dir = Path(run_dir)
     is_main = rank_zero_only.rank == 0
-    resume_from = run_dir / LAST if cfg.get("resume") else None
+    resume_from = run_dir / LAST_CKPT if cfg.get("resume") else None
     if resume_from is not None and not resume_from.is_file():
-        raise RunError(f"resume={cfg.resume}: no {LAST} there, nothing to resume from")
+        raise RunError(f"resume={cfg.resume}: no {LAST_CKPT} there, nothing to resume from")
     resume = None if resume_from is None else _read_resume(cfg, resume_from)
     data = ArrayDataModule.for_run(cfg)
     data.setup()  # bad data settings (e.g. a class left empty) fail before anything is written
@@ -170,7 +170,7 @@ def train(
             )
         footer = {"run dir": str(run_dir), "time": f"{summary['duration_s']:.1f} s"}
         if "pruning" in summary:
-            from dnnexp.training.pruning import footer_lines
+            from dnnexp.training.weight_pruning import footer_lines
 
             footer.update(footer_lines(summary["pruning"], headline(cfg.task.name)))
         console.print_metrics(f"{cfg.name}: {title}", summary["metrics"], footer)
@@ -180,7 +180,7 @@ def train(
 def _read_resume(cfg: DictConfig, path: Path) -> dict[str, Any]:
     """The last.ckpt a resume continues from; one line when it is unreadable or has trained
     more epochs than trainer.max_epochs allows."""
-    resume = load_checkpoint(path, f"resume={cfg.resume}: {LAST}")
+    resume = load_checkpoint(path, f"resume={cfg.resume}: {LAST_CKPT}")
     trained = int(resume["epoch"]) + 1
     if trained > cfg.trainer.max_epochs:
         raise RunError(
@@ -209,25 +209,24 @@ def _check_resume(cfg: DictConfig, resume: dict[str, Any], data: ArrayDataModule
                 f"{what}: the run trained with {group}={before}, not {cfg[group].name}; a resume"
                 f" continues its {group} state: drop the {group}= override, or start a new run"
             )
-    from dnnexp.models import build_model
-    from dnnexp.models.weights import load_model_weights
+    from dnnexp.models.weights import rebuild_model
 
-    model = build_model(cfg.model, tuple(data.input_shape), data.num_outputs, cfg.reg.dropout)
-    load_model_weights(
-        model,
-        resume["state_dict"],
-        f"{what}: its {LAST} does not match the model {cfg.model.name} these overrides build; a"
-        " resume continues the same model: drop the model.* overrides, or start a new run",
+    rebuild_model(
+        resume,
+        f"{what}: its {LAST_CKPT} does not match the model {cfg.model.name} these overrides"
+        " build; a resume continues the same model: drop the model.* overrides, or start a new"
+        " run",
+        cfg,
     )
 
 
 def _progress(run_dir: Path) -> dict[str, Any]:
     """What an interrupted run's summary says of how far it got: the epochs its last.ckpt holds,
     the metrics of its last validation there, and the command that resumes it."""
-    if not (run_dir / LAST).is_file():
+    if not (run_dir / LAST_CKPT).is_file():
         return {"epochs": 0}
     try:
-        last = load_checkpoint(run_dir / LAST)
+        last = load_checkpoint(run_dir / LAST_CKPT)
     except RunError:
         return {}
     history = TrainingModule.history_of(last)
@@ -254,7 +253,7 @@ def stopped_line(failed: WriteFailed, run_dir: Path, in_sweep: bool) -> str:
     """The one line a run ends with when a write fails: the file, the reason, what is kept and
     how to go on."""
     fix = "free some space" if failed.out_of_space else "make it writable again"
-    if not (run_dir / LAST).is_file():
+    if not (run_dir / LAST_CKPT).is_file():
         return f"{failed}; no epoch had been saved: {fix}, then start the run again"
     go_on = (
         "run the same command again: this job resumes from it"
@@ -280,17 +279,9 @@ def _fit_and_test(
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     task = TrainingModule(
         OmegaConf.to_container(cfg, resolve=True),  # plain dict: loads with weights_only=True
-        list(data.input_shape),
-        data.num_outputs,
-        data.fingerprint,
-        data.target_stats,
-        data.input_stats,
-        data.classes,
-        data.input_range,
+        data.spec,
         teacher,
         None if resume is None else resume["hyper_parameters"].get("pretrained"),
-        data.preprocess,
-        data.test_fingerprint,
     )
     if source is not None:  # (a resume has the weights already)
         from dnnexp.training.transfer import load_pretrained
@@ -304,14 +295,14 @@ def _fit_and_test(
     trainer = build_trainer(
         cfg, run_dir, overrides, show_details, resume, extra_callbacks=callbacks or ()
     )
-    ckpt_path = None if resume is None else run_dir / LAST
+    ckpt_path = None if resume is None else run_dir / LAST_CKPT
     trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     if trainer.interrupted:
         raise Interrupted("training interrupted")
     # before test() loads the best checkpoint (and its history)
     history, epochs = list(task.history), trainer.current_epoch
-    if not history and (run_dir / LAST).is_file():  # ddp_spawn/ddp_fork trained elsewhere
-        last = load_checkpoint(run_dir / LAST)
+    if not history and (run_dir / LAST_CKPT).is_file():  # ddp_spawn/ddp_fork trained elsewhere
+        last = load_checkpoint(run_dir / LAST_CKPT)
         history, epochs = TrainingModule.history_of(last), int(last["epoch"]) + 1
     best_path = trainer.checkpoint_callback.best_model_path
     trainer.test(
@@ -320,10 +311,10 @@ def _fit_and_test(
     first_epoch, pruned = 0, None
     if cfg.prune.amount > 0:
         from dnnexp.config.validate import prune_end_epoch
-        from dnnexp.training.pruning import summarize
+        from dnnexp.training.weight_pruning import summarize
 
         first_epoch = prune_end_epoch(cfg)  # gradual: the best one is at the full sparsity
-        best_file = run_dir / CHECKPOINT if best_path else None
+        best_file = run_dir / BEST_CKPT if best_path else None
         pruned = summarize(cfg, task.model, best_file, data.fingerprint)
     best = _best_row(history, cfg.reg.early_stopping.monitor, first_epoch)
     at_best = history[best] if history else {}
@@ -345,7 +336,7 @@ def _fit_and_test(
         "epochs": epochs,
         "params": sum(p.numel() for p in task.model.parameters()),
         "test_confusion": task.test_confusion,  # None under ddp_spawn (tested elsewhere)
-        "checkpoint": CHECKPOINT if best_path else None,
+        "checkpoint": BEST_CKPT if best_path else None,
         "task": cfg.task.name,
         "input_shape": list(data.input_shape),
         **(
@@ -407,7 +398,7 @@ class _signals_interrupt:
 def _report_interrupt(run_dir: Path, is_main: bool) -> None:
     if not is_main:
         return
-    last = run_dir / LAST
+    last = run_dir / LAST_CKPT
     where = "from the end of its last full epoch" if last.is_file() else "(no epoch had finished)"
     print(
         f"interrupted: {run_dir} keeps its checkpoints; continue it {where} with:\n"

@@ -16,6 +16,7 @@ from dnnexp.training.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint
 from dnnexp.training.csv_logger import MetricsCSV
 from dnnexp.training.ddp import launch_ranks_as_this_job
 from dnnexp.training.progress import ThrottledRichProgressBar
+from dnnexp.utils.run_files import METRICS_CSV
 
 
 def build_trainer(
@@ -47,7 +48,7 @@ def build_trainer(
         RNGState(),
     ]
     if cfg.prune.amount > 0:  # before EarlyStopping: gradual pruning restarts its patience
-        from dnnexp.training.pruning import MagnitudePruning
+        from dnnexp.training.weight_pruning import MagnitudePruning
 
         callbacks.append(MagnitudePruning.from_config(cfg))
     if reg.early_stopping.enabled:
@@ -123,9 +124,9 @@ def _limit(value: float) -> float | int:
 def _loggers(name: str, run_dir: Path, resume: dict | None) -> list:
     if name == "csv":
         if resume is None:
-            return [MetricsCSV(run_dir / "metrics.csv")]
+            return [MetricsCSV(run_dir / METRICS_CSV)]
         rows = TrainingModule.history_of(resume)
-        return [MetricsCSV(run_dir / "metrics.csv", rows, int(resume["global_step"]))]
+        return [MetricsCSV(run_dir / METRICS_CSV, rows, int(resume["global_step"]))]
     if name == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
 

@@ -13,7 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# a run dir's files, by the names every command reads them under
 SUMMARY = "summary.json"
+METRICS_CSV = "metrics.csv"  # one row per validation (training/csv_logger.py)
+BEST_CKPT = "checkpoints/best.ckpt"
+LAST_CKPT = "checkpoints/last.ckpt"
 # set by each `dnnexp train -m` for its jobs (its launchers' workers inherit it): a job's
 # summary.json says which invocation ran it, so that several processes sharing one sweep dir
 # each tell the jobs they ran from those the others ran

@@ -43,6 +43,7 @@ from torch.nn.utils import prune as torch_prune
 
 from dnnexp.config.errors import RunError
 from dnnexp.config.validate import prune_end_epoch
+from dnnexp.utils.run_files import BEST_CKPT, SUMMARY
 
 PRUNED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -172,8 +173,8 @@ class MagnitudePruning(Callback):
 
     @torch.no_grad()
     def _apply(self) -> None:
-        """A multiplication: ~25x faster than masked_fill_ on the CPU (7 vs 180 us for a
-        256x256 weight on one thread)."""
+        """A multiplication: much faster than masked_fill_ on the CPU, and it runs after
+        every optimizer step."""
         for weight, mask in zip(self._weights, self._masks or [], strict=False):
             weight.mul_(mask)
 
@@ -285,7 +286,7 @@ def source_before(init_from: str | None, model: nn.Module, fingerprint: str) -> 
     if path.is_file() and (path.name != "best.ckpt" or path.parent.name != "checkpoints"):
         return None
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads((run_dir / SUMMARY).read_text())
         ckpt = load_run_weights("init_from", str(init_from))
     except (OSError, ValueError, RunError):
         return None
@@ -298,7 +299,7 @@ def source_before(init_from: str | None, model: nn.Module, fingerprint: str) -> 
         "run": str(run_dir.resolve()),
         "metrics": {k: v for k, v in metrics.items() if k.startswith("test/")},
         **measure(model_state(ckpt), model),
-        **file_sizes(run_dir / "checkpoints" / "best.ckpt"),
+        **file_sizes(run_dir / BEST_CKPT),
     }
 
 
