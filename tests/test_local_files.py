@@ -121,7 +121,8 @@ def test_each_format_loads_with_its_own_test_split(tmp_path: Path) -> None:
     regression = load(
         "data=csv", f"data.path={tmp_path / 't.csv'}", "data.target=[f1,f2]", task="regression"
     )
-    assert regression.input_shape == (1,) and regression.num_outputs == 2  # f3 is the feature
+    # the features: f3, and the text column label one-hot (cat, dog, missing, unseen)
+    assert regression.input_shape == (5,) and regression.num_outputs == 2
     write_npz(tmp_path / "a.npz")
     arrays = load("data=npz", f"data.path={tmp_path / 'a.npz'}", "data.layout=nhwc")
     assert arrays.input_shape == (1, 8, 8) and arrays.num_classes == 3
@@ -208,6 +209,8 @@ def _broken(tmp_path: Path, name: str) -> list[str]:
         elif name == "csv-lonely":
             lines.append("z,0.5,0.5,99,bird")
         path.write_text("\n".join(lines) + ("\n" if lines else ""))
+        if name == "csv-empty-cell":  # missing cells are imputed, unless refused on purpose
+            return ["data=csv", f"data.path={path}", "data.missing=error"]
         return ["data=csv", f"data.path={path}"]
     path = tmp_path / f"{name}.npz"
     if name == "npz-missing":
@@ -244,7 +247,7 @@ BAD_FILES = [
     ("folder-sizes", "set data.image_size to resize them all"),
     ("csv-target", "no column 'species'; the columns are: id, f1, f2, f3, label"),
     ("csv-text", "row 3, column 'f1' is not a number: 'abc'"),
-    ("csv-empty-cell", "row 4, column 'f2' is empty or NaN"),
+    ("csv-empty-cell", "row 4, column 'f2' is missing (data.missing=error;"),
     ("csv-empty", "empty (expected a header row and at least one data row)"),
     ("csv-lonely", "class 'bird' has 1 sample; a stratified split needs at least 2 per class"),
     ("npz-missing", "no array y; it holds labels, x"),
@@ -278,7 +281,12 @@ def test_a_bad_file_is_one_line_and_exit_2_through_the_cli(tmp_path: Path) -> No
     proc = run_cli("train", *overrides, "hydra.run.dir=run", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert (
-        proc.stderr.strip().splitlines()[-1].endswith("row 3, column 'f1' is not a number: 'abc'")
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "row 3, column 'f1' is not a number: 'abc' (a marker of a missing value? add it to"
+            " data.na_values)"
+        )
     )
     assert not (tmp_path / "run").exists()  # no run dir that looks like a run
     write_csv(tmp_path / "ok.csv")

@@ -85,6 +85,7 @@ def test_the_card_of_a_classification_run(tmp_path: Path) -> None:
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "best.ckpt").write_bytes(b"x" * 3072)
     data = SimpleNamespace(
+        preprocess={},
         splits={
             "train": _split([0] * 6 + [1] * 3 + [2]),
             "val": _split([0, 1, 2]),
@@ -133,6 +134,7 @@ def test_the_card_of_a_classification_run(tmp_path: Path) -> None:
 
 def test_without_a_confusion_matrix_the_card_says_why_and_links_no_png(tmp_path: Path) -> None:
     data = SimpleNamespace(
+        preprocess={},
         splits={s: _split([0, 1, 1]) for s in ("train", "val", "test")},
         classes=None,
         target_stats=None,
@@ -148,6 +150,7 @@ def test_without_a_confusion_matrix_the_card_says_why_and_links_no_png(tmp_path:
 def test_a_regression_card_has_target_statistics_in_the_targets_units(tmp_path: Path) -> None:
     standardized = torch.tensor([[-1.0], [0.0], [1.0]])  # mean 100, std 10 once scaled back
     data = SimpleNamespace(
+        preprocess={},
         splits={s: (torch.zeros(3, 4), standardized) for s in ("train", "val", "test")},
         classes=None,
         target_stats={"mean": [100.0], "std": [10.0]},

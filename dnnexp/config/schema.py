@@ -211,17 +211,38 @@ class ImageFolderConfig(ImageFilesConfig):
     channels: int = knob(3, choices=(1, 3), doc="1 = grey, 3 = RGB")
 
 
-@data_schema("csv")
+@data_schema("table")
 @dataclass
-class CSVConfig(FilesConfig):
+class TableConfig(FilesConfig):
+    """A table file: CSV or TSV (optionally gzipped), Parquet, Feather/Arrow IPC, by suffix."""
+
     inputs: ClassVar[str] = "tabular"
     files: ClassVar[Optional[tuple[str, str]]] = ("path", "file")
-    path: Optional[str] = knob(None, doc="the CSV file (a header row, one sample per row)")
-    test_path: Optional[str] = knob(None, doc="a CSV file of the same columns: the test split")
+    path: Optional[str] = knob(None, doc="the table file (a header row, one sample per row)")
+    test_path: Optional[str] = knob(None, doc="a table file of the same columns: the test split")
     target: Any = knob("label", doc="the label column, or a list of numeric target columns")
     features: Optional[list[str]] = knob(
-        None, doc="feature columns; null = every other numeric one"
+        None, doc="feature columns; null = every other usable column (numeric or text)"
     )
+    missing: str = knob(
+        "impute",
+        choices=("impute", "drop", "error"),
+        doc="missing features: the training median (+ a was-missing column), drop the row, refuse",
+    )
+    categorical: list[str] = knob([], doc="columns taken as categories (e.g. integer codes)")
+    ignore: list[str] = knob([], doc="columns left out (ids)")
+    max_categories: int = knob(
+        50, ge=2, doc="a text column with more distinct values is ignored (unless categorical)"
+    )
+    na_values: Optional[list[str]] = knob(
+        None, doc="cell spellings read as missing; null = the default list (README)"
+    )
+
+
+@data_schema("csv")
+@dataclass
+class CSVConfig(TableConfig):
+    """data=csv: the table option under its first name."""
 
 
 @data_schema("npz")

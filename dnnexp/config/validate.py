@@ -388,7 +388,7 @@ def _check_data_files(data: DictConfig) -> None:
     if files is None:
         return
     key, kind = files
-    keys = [key] + (["test_path"] if data.name == "csv" else [])
+    keys = [key] + (["test_path"] if "test_path" in data else [])
     for name in keys:
         value = data.get(name)
         if value is None:

@@ -20,6 +20,7 @@ DATASETS: dict[str, Callable[..., Arrays]] = {
     "cifar10": cifar.load_cifar10,
     "cifar100": cifar.load_cifar100,
     "image_folder": image_folder.load,
-    "csv": table.load,
+    "table": table.load,
+    "csv": table.load,  # data=table under its first name
     "npz": npz.load,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -17,6 +17,8 @@ class Arrays(NamedTuple):
     x_test, y_test: the format's own test split, if it has one (then it is the test split, and
        validation is carved from x, y).
     features: the names of tabular feature columns (a CSV's header), in x's column order.
+    columns: a table's ColumnPlan (`data/columns.py`): x is then its raw column matrix, which
+       the data module encodes with statistics of the training split alone.
     """
 
     x: torch.Tensor
@@ -25,3 +27,4 @@ class Arrays(NamedTuple):
     x_test: torch.Tensor | None = None
     y_test: torch.Tensor | None = None
     features: list[str] | None = None
+    columns: Any = None

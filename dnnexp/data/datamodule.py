@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from dnnexp.data import DATASETS
+from dnnexp.data.columns import ColumnEncoder, encoded_names, fit_columns, recode
 from dnnexp.data.loader import InMemoryLoader, plan_items
 from dnnexp.data.local_files import (
     DataError,
@@ -77,6 +78,7 @@ class ArrayDataModule(L.LightningDataModule):
         self._placed_for: torch.device | None = None
         self._fingerprint = ""
         self.test_fingerprint = ""  # the raw test split's alone (set up by setup())
+        self.raw_test: torch.Tensor | None = None  # a table's test rows, raw columns
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -125,7 +127,16 @@ class ArrayDataModule(L.LightningDataModule):
             train = train[random_subsample(len(train), cfg.train_fraction, seed)]
         xs = [x[train], x[val], x_test if own_test else x[test]]
         self.test_fingerprint = _digest(xs[2], y[test])  # raw: before any fold's standardization
+        columns = arrays.columns
         del x, x_test, arrays  # only the splits stay in memory
+        spec = None
+        if columns is not None:  # a table's raw columns, encoded by the training split's stats
+            spec = fit_columns(columns, xs[0], cfg.missing)
+            encoder = ColumnEncoder(spec)
+            xs = [recode(xi, columns, spec) for xi in xs]
+            self.raw_test = xs[2]  # what `dnnexp export` checks the exported model on
+            xs = [encoder(xi) for xi in xs]
+            features = encoded_names(spec)
         if xs[0].dtype == torch.uint8:  # images as the files hold them: normalized per batch
             mean, std = channel_statistics(xs[0])
             self.input_stats = {"mean": mean, "std": std}
@@ -133,6 +144,8 @@ class ArrayDataModule(L.LightningDataModule):
         else:  # images: one mean and std; tabular features and sequences: one per feature
             per_column = xs[0].ndim == 2
             stats = statistics(xs[0], per_column)
+            if spec is not None:  # a slot training never fills (unseen, missing) stays 0 or 1
+                stats = (stats[0], torch.where(stats[1] > 1e-6, stats[1], 1.0))
             mean, std = (_as_list(t) for t in stats)
             low, high = (_as_list(t) for t in _extremes(xs[0], per_column))
             xs = standardize(*xs, stats=stats)  # the statistics once, not again
@@ -145,6 +158,8 @@ class ArrayDataModule(L.LightningDataModule):
             "high": list(high),
             "features": features,
         }
+        if spec is not None:  # the raw columns a new input needs, and how they are encoded
+            self.preprocess["columns"] = spec
         if regression:
             y = y.reshape(len(y), -1).float()
             mean, std = statistics(y[train], per_column=True)

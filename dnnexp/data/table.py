@@ -1,110 +1,134 @@
-"""A CSV table: `data.target` (one label column, or numeric target columns for regression),
-features = `data.features` or every other numeric column; `data.test_path` for a test split."""
+"""A table file (CSV, TSV, Parquet, Feather): `data.target` (one label column, or numeric
+target columns for regression); features = `data.features` or every other usable column, each
+numeric or categorical (`data/columns.py`); `data.test_path` for a test split. Rows whose target
+is missing are dropped; missing features are `data.missing`'s to handle."""
 
 from __future__ import annotations
 
-import csv
-import math
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from dnnexp.data.arrays import Arrays
+from dnnexp.data.columns import (
+    ColumnPlan,
+    extend_vocab,
+    missing_cells,
+    numbers,
+    plan_columns,
+    raw_matrix,
+)
 from dnnexp.data.local_files import DataError, existing
+from dnnexp.data.table_io import FORMATS, read_table
+
+MISSING_HELP = (
+    "data.missing=impute fills missing cells from the training split, data.missing=drop drops"
+    " their rows"
+)
 
 
-def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
-    try:
-        with open(path, newline="") as f:
-            table = [row for row in csv.reader(f) if row]
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"{path}: not a readable CSV file ({err})") from None
-    if len(table) < 2:
-        raise DataError(f"{path}: empty (expected a header row and at least one data row)")
-    header = [name.strip() for name in table[0]]
-    for number, row in enumerate(table[1:], start=2):
-        if len(row) != len(header):
-            raise DataError(f"{path}: row {number} has {len(row)} cells, the header {len(header)}")
-    return header, table[1:]
+def say(line: str) -> None:
+    """One line at the start of the run, from the first rank only."""
+    if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0":
+        from dnnexp.utils.console import console
+
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def _number(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
+def _target_missing(table: Any, plan: ColumnPlan) -> np.ndarray:
+    mask = np.zeros(table.num_rows, dtype=bool)
+    for name in plan.targets:
+        mask |= table.column(name).is_null().to_numpy(zero_copy_only=False)
+    return mask
 
 
-def _numbers(path: Path, rows: list[list[str]], column: int, name: str) -> np.ndarray:
-    try:  # numpy's own conversion, faster than the checked loop below
-        values = np.array([row[column] for row in rows], dtype=np.float64)
-        if not np.isnan(values).any():
-            return values
-    except ValueError:
-        pass  # an empty or non-numeric cell: the loop below names its row
-    values = np.empty(len(rows), dtype=np.float64)
-    for i, row in enumerate(rows):
-        value = _number(row[column].strip())
-        if row[column].strip() == "" or (value is not None and math.isnan(value)):
-            raise DataError(f"{path}: row {i + 2}, column {name!r} is empty or NaN")
-        if value is None:
-            raise DataError(
-                f"{path}: row {i + 2}, column {name!r} is not a number: {row[column]!r}"
-            )
-        values[i] = value
-    return values
+def _targets(
+    table: Any, plan: ColumnPlan, path: Path, classes: list[str] | None, training: bool
+) -> tuple[torch.Tensor, list[str] | None]:
+    """Class indices named by text labels, or float targets (numeric labels are named later,
+    by the data module, as every format's are)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-
-def _columns(
-    cfg, header: list[str], rows: list[list[str]], path: Path
-) -> tuple[list[str], list[str]]:
-    targets = [cfg.target] if isinstance(cfg.target, str) else list(cfg.target)
-    for name in targets + list(cfg.features or []):
-        if name not in header:
-            raise DataError(f"{path}: no column {name!r}; the columns are: {', '.join(header)}")
-    if cfg.features:
-        return targets, list(cfg.features)
-    numeric = [
-        name
-        for i, name in enumerate(header)
-        if name not in targets and _number(rows[0][i].strip()) is not None
-    ]
-    if not numeric:
-        raise DataError(f"{path}: no numeric feature column besides {', '.join(targets)}")
-    return targets, numeric
-
-
-def _read(cfg, path: Path, columns: tuple[list[str], list[str]] | None, classes: list[str] | None):
-    header, rows = _rows(path)
-    targets, features = columns or _columns(cfg, header, rows, path)
-    for name in targets + features:
-        if name not in header:
-            raise DataError(f"{path}: no column {name!r}; the columns are: {', '.join(header)}")
-    x = np.stack([_numbers(path, rows, header.index(n), n) for n in features], axis=1)
-    target_cells = [[row[header.index(n)].strip() for row in rows] for n in targets]
-    if len(targets) == 1 and any(_number(c) is None for c in target_cells[0]):  # class names
-        names = classes or sorted(set(target_cells[0]))
-        unknown = sorted(set(target_cells[0]) - set(names))
+    first = table.column(plan.targets[0])
+    if training and len(plan.targets) == 1 and pc.count_distinct(first).as_py() == 1:
+        raise DataError(
+            f"{path}: the target column {plan.targets[0]!r} has one value"
+            f" ({first[0].as_py()!r}) in every row: there is nothing to learn"
+        )
+    text = pa.types.is_string(first.type) or pa.types.is_large_string(first.type)
+    if len(plan.targets) == 1 and (text or pa.types.is_boolean(first.type)):
+        cells = first.cast(pa.string()).to_pylist()
+        names = classes or sorted(set(cells))
+        unknown = sorted(set(cells) - set(names))
         if unknown:
             raise DataError(f"{path}: labels {unknown} are not among the training labels {names}")
         index = {name: i for i, name in enumerate(names)}
-        y = torch.tensor([index[c] for c in target_cells[0]], dtype=torch.int64)
-    else:
-        names = None
-        y = torch.from_numpy(
-            np.stack([_numbers(path, rows, header.index(n), n) for n in targets], axis=1)
-        ).float()
-        y = y[:, 0] if len(targets) == 1 else y
-    return torch.from_numpy(x).float(), y, names, (targets, features)
+        return torch.tensor([index[c] for c in cells], dtype=torch.int64), names
+    y = np.stack([numbers(table.column(n), n, path) for n in plan.targets], axis=1)
+    y = torch.from_numpy(y).float()
+    return (y[:, 0] if len(plan.targets) == 1 else y), None
 
 
-def load(cfg) -> Arrays:
-    path = existing(cfg.path, "data.path", "a CSV file with a header row")
-    x, y, classes, columns = _read(cfg, path, None, None)
-    features = columns[1]
-    if cfg.test_path is None:
-        return Arrays(x, y, classes, features=features)
-    test = existing(cfg.test_path, "data.test_path", "a CSV file with the same columns")
-    x_test, y_test, _, _ = _read(cfg, test, columns, classes)
-    return Arrays(x, y, classes, x_test, y_test, features)
+def _read(
+    cfg: Any, path: Path, plan: ColumnPlan | None, classes: list[str] | None
+) -> tuple[Any, ColumnPlan]:
+    """The file's rows that have a target, and the plan (the training file's)."""
+    table = read_table(path, cfg.get("na_values"))
+    training = plan is None
+    plan = plan or plan_columns(table, cfg, path)
+    absent = [name for name in plan.targets if name not in table.column_names]
+    if absent:
+        raise DataError(
+            f"{path}: no column {absent[0]!r}; the columns are: {', '.join(table.column_names)}"
+        )
+    dropped = _target_missing(table, plan)
+    if dropped.any():
+        table = table.filter(~dropped)
+        say(f"{path}: dropped {int(dropped.sum())} rows whose target is missing")
+        if table.num_rows == 0:
+            raise DataError(f"{path}: every row's target is missing")
+    if training:
+        extend_vocab(plan, table)
+    return table, plan
+
+
+def _features(cfg: Any, table: Any, plan: ColumnPlan, path: Path) -> tuple[Any, np.ndarray]:
+    """The raw column matrix, with data.missing applied (drop: rows go; error: refused)."""
+    x = raw_matrix(table, plan, plan.vocab, path)
+    if cfg.missing == "impute":
+        return table, x
+    if cfg.missing == "error":
+        line = missing_cells(x, plan.raw_columns, path)
+        if line:
+            raise DataError(f"{line} (data.missing=error; {MISSING_HELP})")
+        return table, x
+    keep = ~np.isnan(x).any(axis=1)
+    if not keep.all():
+        say(f"{path}: dropped {int((~keep).sum())} rows with a missing feature (data.missing=drop)")
+        if not keep.any():
+            raise DataError(f"{path}: every row has a missing feature (data.missing=drop)")
+        table, x = table.filter(keep), x[keep]
+    return table, x
+
+
+def load(cfg: Any) -> Arrays:
+    path = existing(cfg.path, "data.path", f"{FORMATS} with a header row")
+    table, plan = _read(cfg, path, None, None)
+    test_table = None
+    if cfg.test_path is not None:
+        test = existing(cfg.test_path, "data.test_path", f"{FORMATS} of the same columns")
+        test_table, _ = _read(cfg, test, plan, None)
+        extend_vocab(plan, test_table)  # coded now; the categories are the training split's
+    table, x = _features(cfg, table, plan, path)
+    y, classes = _targets(table, plan, path, None, training=True)
+    say(plan.line())
+    arrays = Arrays(torch.from_numpy(x), y, classes, features=plan.raw_columns, columns=plan)
+    if test_table is None:
+        return arrays
+    test_table, x_test = _features(cfg, test_table, plan, test)
+    y_test, _ = _targets(test_table, plan, test, classes, training=False)
+    return arrays._replace(x_test=torch.from_numpy(x_test), y_test=y_test)

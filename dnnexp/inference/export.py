@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from dnnexp.config.errors import RunError
+from dnnexp.data.columns import raw_columns
 from dnnexp.utils.console import console
 from dnnexp.utils.run_files import unique_path, versions, write_json
 
@@ -34,6 +35,11 @@ INSTALL = "pip install 'dnnexp[export]'"
 # onnxruntime's ConvInteger is an order of magnitude slower than float32 convolutions on the
 # CPU (scripts/bench_inference.py prints both; the README's table)
 INT8_OPS = ("MatMul", "Gemm", "LSTM")
+TABLE_INPUT = (
+    "one float32 row per sample, input.columns in that order: a numeric column as its value, NaN"
+    " where missing; a categorical column as the index of its value in"
+    " preprocess.columns.categorical[column], NaN where missing, -1 for a value not listed there"
+)
 
 
 def exported_runner(path: Path, fmt: str) -> Any:
@@ -207,6 +213,10 @@ def export(
         "export_s": round(seconds, 2),
         "versions": _versions(fmt),
     }
+    spec = run.hparams["preprocess"].get("columns")
+    if spec:  # a table: how to build a row from the raw columns (the graph encodes them)
+        sidecar["input"]["columns"] = raw_columns(spec)
+        sidecar["input"]["how"] = TABLE_INPUT
     if quantize:
         sidecar["int8"] = _quantize(out, runner, x, labels, reference, batch, run.task, scale)
     sidecar_path = out.with_name(out.name + ".json")

@@ -9,17 +9,20 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from dnnexp.data import cifar, idx, image_folder, npz, table
+from dnnexp.data import cifar, columns, idx, image_folder, npz, table_io
+from dnnexp.data.columns import ColumnPlan
 from dnnexp.data.local_files import DataError
 from dnnexp.inference.model import TrainedRun
 
+TABLE_DATA = ("table", "csv")
 FORMATS = (
-    "an .npz file, a .csv file, an IDX images file (*-idx3-ubyte[.gz]), a CIFAR .bin file,"
-    " an image file or a folder of images"
+    "an .npz file, a table (.csv, .tsv, .parquet, .feather), an IDX images file"
+    " (*-idx3-ubyte[.gz]), a CIFAR .bin file, an image file or a folder of images"
 )
 
 
@@ -44,8 +47,8 @@ def read_inputs(path: Path, run: TrainedRun, target: str | None = None) -> Input
         inputs = Inputs(_image(path, run)[None], columns={"file": [path.name]})
     elif suffix == ".npz":
         inputs = _npz(path, run)
-    elif suffix == ".csv":
-        inputs = _csv(path, run, target)
+    elif table_io.table_format(path) is not None:
+        inputs = _table(path, run, target)
     elif suffix == ".bin":
         inputs = _cifar(path, run)
     elif "idx3-ubyte" in path.name:
@@ -139,52 +142,97 @@ def _labels(y: torch.Tensor, run: TrainedRun, path: Path) -> torch.Tensor:
     return _check_indices(y.long(), run, path)
 
 
-def _csv(path: Path, run: TrainedRun, target: str | None) -> Inputs:
-    header, rows = table._rows(path)
+def _table(path: Path, run: TrainedRun, target: str | None) -> Inputs:
+    """A table file (any format `data=table` reads): the model's columns, its labels if the
+    target columns are there, every other column passed through."""
+    import pyarrow as pa
+
     data = run.cfg.data
-    trained_on_csv = data.name == "csv"
+    table = table_io.read_table(path, data.get("na_values"))
+    header = table.column_names
     if target is not None:
         targets = [target]
-    elif trained_on_csv:
+    elif data.name in TABLE_DATA:
         targets = [data.target] if isinstance(data.target, str) else list(data.target)
     else:
         targets = ["label"]
-    features = run.hparams["preprocess"].get("features")
-    if features:
-        missing = [name for name in features if name not in header]
-        if missing:
-            raise DataError(
-                f"input={path}: no column {', '.join(repr(m) for m in missing)}"
-                f" (the model's features); the columns are: {', '.join(header)}"
-            )
-    else:  # trained on unnamed features: every numeric column that is not a label
-        first = rows[0]
-        features = [
-            name
-            for i, name in enumerate(header)
-            if name not in targets and table._number(first[i].strip()) is not None
-        ]
-        if not features:
-            raise DataError(f"input={path}: no numeric feature column")
-        wanted = int(np.prod(run.input_shape))
-        if len(features) != wanted:
-            raise DataError(
-                f"input={path}: {len(features)} numeric columns besides {', '.join(targets)}"
-                f" ({', '.join(features[:3])}, ...), but the model takes {wanted} features, which"
-                f" its training data did not name: keep only those (an id column can be text)"
-            )
-    x = np.stack([table._numbers(path, rows, header.index(n), n) for n in features], axis=1)
+    pre = run.hparams["preprocess"]
+    spec = pre.get("columns")
+    if spec:  # raw columns, encoded inside the model as in training
+        plan = ColumnPlan(targets, list(spec["numeric"]), list(spec["categorical"]))
+        _check_columns(path, header, plan.raw_columns, run)
+        x = columns.raw_matrix(table, plan, spec["categorical"], path)
+        if spec.get("missing") != "impute":
+            line = columns.missing_cells(x[:, : len(plan.numeric)], plan.numeric, path)
+            if line:
+                raise DataError(
+                    f"{line}; the model was trained with data.missing={spec['missing']}, which"
+                    " keeps no imputation for it (train with data.missing=impute)"
+                )
+        features = plan.raw_columns
+    else:  # a run from before column encoding: numeric features only
+        features = pre.get("features") or _numeric_columns(table, targets, run, path)
+        _check_columns(path, header, features, run)
+        x = np.stack([columns.numbers(table.column(n), n, path) for n in features], axis=1)
+        line = columns.missing_cells(x, features, path)
+        if line:
+            raise DataError(f"{line} (the model was trained before missing values were handled)")
     labels = None
-    present = [name for name in targets if name in header]
-    if present and len(present) == len(targets):
+    if all(name in header for name in targets):
         if run.task == "regression":
-            y = np.stack([table._numbers(path, rows, header.index(n), n) for n in targets], 1)
+            y = np.stack([columns.numbers(table.column(n), n, path) for n in targets], 1)
             labels = torch.from_numpy(y).float()
         else:
-            labels = _class_index([row[header.index(targets[0])] for row in rows], run, path)
+            cells = table.column(targets[0]).cast(pa.string()).to_pylist()
+            labels = _class_index(["" if c is None else c for c in cells], run, path)
     kept = [name for name in header if name not in features and name not in targets]
-    columns = {name: [row[header.index(name)] for row in rows] for name in kept}
-    return Inputs(torch.from_numpy(x).float(), labels, columns)
+    passed = {}
+    for name in kept:
+        cells = table.column(name).cast(pa.string()).to_pylist()
+        passed[name] = ["" if c is None else c for c in cells]
+    return Inputs(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), labels, passed)
+
+
+def _check_columns(path: Path, header: list[str], wanted: list[str], run: TrainedRun) -> None:
+    """The model's columns are in the file; else one line naming the missing ones and the
+    columns the training file did not have."""
+    missing = [name for name in wanted if name not in header]
+    if not missing:
+        return
+    known = set(wanted) | set(
+        ((run.hparams["preprocess"].get("columns") or {}).get("ignored")) or {}
+    )
+    extra = [name for name in header if name not in known]
+    also = f"; columns the training data did not have: {', '.join(extra)}" if extra else ""
+    raise DataError(
+        f"input={path}: no column {', '.join(repr(m) for m in missing)} (the model's"
+        f" features){also}; the columns are: {', '.join(header)}"
+    )
+
+
+def _numeric_columns(table: Any, targets: list[str], run: TrainedRun, path: Path) -> list[str]:
+    """Trained on unnamed features: every numeric column that is not a label."""
+    import pyarrow as pa
+
+    features = [
+        name
+        for name in table.column_names
+        if name not in targets
+        and (
+            pa.types.is_integer(table.column(name).type)
+            or pa.types.is_floating(table.column(name).type)
+        )
+    ]
+    if not features:
+        raise DataError(f"input={path}: no numeric feature column")
+    wanted = int(np.prod(run.input_shape))
+    if len(features) != wanted:
+        raise DataError(
+            f"input={path}: {len(features)} numeric columns besides {', '.join(targets)}"
+            f" ({', '.join(features[:3])}, ...), but the model takes {wanted} features, which"
+            f" its training data did not name: keep only those (an id column can be text)"
+        )
+    return features
 
 
 def _cifar(path: Path, run: TrainedRun) -> Inputs:
@@ -263,6 +311,14 @@ def out_of_range(x: torch.Tensor, run: TrainedRun, path: Path) -> str | None:
     if not low or not high or len(x) == 0:
         return None
     values = x.float()
+    model = run.members[0].model if run.members else run.model
+    if getattr(model, "columns", None) is not None:  # a table: its numeric columns, imputed
+        numeric = model.columns.numeric
+        with torch.no_grad():
+            values = model.columns(values)[:, :numeric]
+        low, high = low[:numeric], high[:numeric]
+        if not numeric:
+            return None
     if len(low) == 1:
         seen = [(float(values.min()), float(values.max()))]
     else:  # per channel of (N, C, H, W) images, or per feature of (N, F) rows

@@ -15,13 +15,15 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dnnexp.config.errors import RunError
+from dnnexp.data.columns import ColumnEncoder, raw_columns
 from dnnexp.utils.run_files import BEST_CKPT
 
 
 class InferenceModel(nn.Module):
-    """standardize (the training split's mean and std) -> the model -> softmax, or under
-    regression the outputs scaled back to the targets' units. Takes float or uint8 inputs of
-    the training inputs' shape, any batch size."""
+    """[a table's columns encoded] -> standardize (the training split's mean and std) -> the
+    model -> softmax, or under regression the outputs scaled back to the targets' units. Takes
+    float or uint8 inputs of the training inputs' shape (a table's raw columns: numbers with
+    NaN for missing, categories as codes), any batch size."""
 
     def __init__(
         self,
@@ -33,6 +35,8 @@ class InferenceModel(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
+        spec = preprocess.get("columns")
+        self.columns = ColumnEncoder(spec) if spec else None
         shape = _broadcast_shape(preprocess, input_shape)
         self.register_buffer("mean", torch.tensor(preprocess["mean"]).view(shape))
         self.register_buffer("std", torch.tensor(preprocess["std"]).view(shape))
@@ -43,6 +47,8 @@ class InferenceModel(nn.Module):
             self.register_buffer("target_std", torch.tensor(target_stats["std"]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.columns is not None:
+            x = self.columns(x.to(self.mean.dtype))
         out = self.model((x.to(self.mean.dtype) - self.mean) / self.std)
         if self.regression:
             return out * self.target_std + self.target_mean
@@ -87,7 +93,10 @@ class TrainedRun:
 
     @property
     def input_shape(self) -> list[int]:
-        return list(self.hparams["input_shape"])
+        """What a new input holds per sample: the training inputs' shape, or a table's raw
+        columns (the model's features are encoded from them)."""
+        spec = (self.hparams.get("preprocess") or {}).get("columns")
+        return [len(raw_columns(spec))] if spec else list(self.hparams["input_shape"])
 
     @property
     def run_dir(self) -> Path:
@@ -149,7 +158,9 @@ def raw_test_split(run: TrainedRun) -> tuple[torch.Tensor, torch.Tensor]:
     data = run_data(run.cfg, run.hparams, run.path)
     x, y = data.splits["test"]
     model = run.members[0].model if run.members else run.model  # its preprocessing
-    if x.dtype != torch.uint8:
+    if data.raw_test is not None:  # a table: its raw columns, before they were encoded
+        x = data.raw_test
+    elif x.dtype != torch.uint8:
         x = x * model.std + model.mean
     if run.task == "regression":
         y = y * model.target_std + model.target_mean

@@ -106,6 +106,9 @@ def _data(cfg: DictConfig, data: Any, regression: bool, names: list[str]) -> lis
         f"- Split sizes: {sizes}",
         "",
     ]
+    spec = (data.preprocess or {}).get("columns")
+    if spec:
+        lines += _columns(spec)
     if regression:
         lines += ["Target statistics per split (in the target's units):", ""]
         lines += _target_table(ys, data.target_stats)
@@ -117,6 +120,27 @@ def _data(cfg: DictConfig, data: Any, regression: bool, names: list[str]) -> lis
             [[name, *(f"{counts[s][i]:,}" for s in SPLITS)] for i, name in enumerate(names)],
         )
     return lines
+
+
+def _columns(spec: dict[str, Any]) -> list[str]:
+    """A table's columns and what training did with each (statistics of the training split)."""
+    rows = []
+    for name, median in zip(spec["numeric"], spec["medians"], strict=True):
+        missing = (
+            "; missing: the median + a was-missing column" if name in spec["indicators"] else ""
+        )
+        rows.append([name, "numeric", f"standardized; median {median:.6g}{missing}"])
+    for name, categories in spec["categorical"].items():
+        shown = ", ".join(categories[:8]) + (
+            f", ... ({len(categories)})" if len(categories) > 8 else ""
+        )
+        rows.append(
+            [name, "categorical", f"one-hot: {shown}; missing and unseen values: a slot each"]
+        )
+    for name, why in spec["ignored"].items():
+        rows.append([name, "ignored", why])
+    head = [f"Columns (missing values: `data.missing={spec['missing']}`):", ""]
+    return head + _table(["column", "kind", "treatment"], rows) + [""]
 
 
 def _target_table(ys: dict[str, torch.Tensor], target_stats: dict) -> list[str]:

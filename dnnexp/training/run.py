@@ -345,6 +345,7 @@ def _fit_and_test(
             else {"num_classes": data.num_classes, "classes": data.classes}
         ),
         **({"input_stats": data.input_stats} if data.input_stats is not None else {}),
+        **({"columns": data.preprocess["columns"]} if "columns" in data.preprocess else {}),
         **({"fast_dev_run": fast_dev_run} if fast_dev_run else {}),
         **(
             {"search": {"trial": search.trial, "pruned_at_epoch": pruning.pruned_at}}
