@@ -121,8 +121,8 @@ def test_each_format_loads_with_its_own_test_split(tmp_path: Path) -> None:
     regression = load(
         "data=csv", f"data.path={tmp_path / 't.csv'}", "data.target=[f1,f2]", task="regression"
     )
-    # the features: f3, and the text column label one-hot (cat, dog, missing, unseen)
-    assert regression.input_shape == (5,) and regression.num_outputs == 2
+    # the features: f3, and the text column label one-hot (cat, dog)
+    assert regression.input_shape == (3,) and regression.num_outputs == 2
     write_npz(tmp_path / "a.npz")
     arrays = load("data=npz", f"data.path={tmp_path / 'a.npz'}", "data.layout=nhwc")
     assert arrays.input_shape == (1, 8, 8) and arrays.num_classes == 3

@@ -79,7 +79,8 @@ def test_text_categories_ids_and_codes_get_their_own_treatment(tmp_path: Path, c
     assert spec["categorical"] == {"island": list(ISLANDS), "origin": ["1", "2", "3"]}
     assert data.preprocess["features"][:3] == ["mass", "bill", "mass_missing"]
     assert "island=<missing>" in data.preprocess["features"]
-    assert data.input_shape == (3 + 5 + 5,)
+    assert spec["missing_slots"] == ["island"]  # NA cells: a category of their own
+    assert data.input_shape == (3 + 4 + 3,)
     x = data.splits["train"][0]
     assert torch.isfinite(x).all()
     as_number = load(f"data.path={tmp_path / 't.csv'}")  # an integer code is a number by default
@@ -109,11 +110,12 @@ def test_statistics_never_see_validation_or_test_rows(tmp_path: Path) -> None:
     assert spec["medians"][0] < 100 and spec["indicators"] == ["mass"]  # bill: none in training
     assert "Poison" not in spec["categorical"]["island"]
     assert data.preprocess["mean"][0] < 100  # the standardization too
-    names = data.preprocess["features"]
-    unseen = names.index("island=<unseen>")
-    mean, std = data.preprocess["mean"][unseen], data.preprocess["std"][unseen]
-    test_x = data.splits["test"][0][:, unseen] * std + mean
-    assert torch.allclose(test_x, torch.ones(len(test)))  # every test row: the unseen slot
+    first = data.preprocess["features"].index("island=Biscoe")
+    shares = torch.tensor(spec["frequencies"]["island"])  # the training rows' shares
+    assert shares.sum().item() == pytest.approx(1.0)
+    assert data.preprocess["mean"][first:] == [0.0] * len(shares)  # one-hot stays 0/1
+    test_x = data.splits["test"][0][:, first : first + len(shares)]
+    assert torch.allclose(test_x, shares.expand_as(test_x))  # a value training never saw
 
 
 def test_k_fold_fits_the_statistics_on_each_folds_training_part(tmp_path: Path) -> None:

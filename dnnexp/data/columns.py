@@ -25,7 +25,7 @@ from torch import nn
 from dnnexp.data.local_files import DataError
 
 UNSEEN = -1.0  # the raw code of a category value that training did not see
-MISSING_SLOT, UNSEEN_SLOT = "<missing>", "<unseen>"
+MISSING_SLOT = "<missing>"
 NUMERIC_SHARE = 0.5  # a text column mostly of numbers: numeric, with typos or missing markers
 
 
@@ -70,13 +70,18 @@ def _is_number(kind: Any) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
 
 
+NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
 def _numeric_share(column: Any) -> float:
-    """The share of a text column's non-missing cells that read as numbers."""
+    """The share of a text column's non-missing cells that read as numbers (in its first
+    100,000 rows: a share, not a count)."""
     import pyarrow.compute as pc
 
-    counts = pc.value_counts(column.drop_null()).to_pylist()
-    total = sum(c["counts"] for c in counts) or 1
-    return sum(c["counts"] for c in counts if _float_or_none(c["values"]) is not None) / total
+    column = column.slice(0, 100_000)
+    present = len(column) - column.null_count
+    numbers = pc.sum(pc.match_substring_regex(column.cast("string"), NUMBER)).as_py() or 0
+    return numbers / max(present, 1)
 
 
 def _float_or_none(text: Any) -> float | None:
@@ -241,16 +246,24 @@ def fit_columns(plan: ColumnPlan, train: torch.Tensor, policy: str) -> dict[str,
             medians = np.nanmedian(x[:, :n], axis=0) if n and len(x) else np.zeros(n)
     medians = np.where(np.isnan(medians), 0.0, medians)
     indicators = [j for j in range(n) if np.isnan(x[:, j]).any()]
-    categories = {}
+    categories, frequencies, missing_slots = {}, {}, []
     for j, name in enumerate(plan.categorical, start=n):
         codes = x[:, j]
-        seen = np.unique(codes[np.isfinite(codes) & (codes >= 0)]).astype(np.int64)
+        present = codes[np.isfinite(codes) & (codes >= 0)].astype(np.int64)
+        seen, counts = np.unique(present, return_counts=True)
         categories[name] = [plan.vocab[name][c] for c in seen]
+        counts = counts.tolist()
+        if np.isnan(codes).any():  # missing cells in training: a category of their own
+            missing_slots.append(name)
+            counts.append(int(np.isnan(codes).sum()))
+        frequencies[name] = (np.array(counts, np.float64) / max(len(codes), 1)).tolist()
     return {
         "numeric": list(plan.numeric),
         "medians": medians.tolist(),
         "indicators": [plan.numeric[j] for j in indicators],
         "categorical": categories,  # name -> the training split's categories, in code order
+        "missing_slots": missing_slots,  # categorical columns with missing cells in training
+        "frequencies": frequencies,  # each slot's share of the training rows
         "ignored": dict(plan.ignored),
         "file_columns": list(plan.header),
         "missing": policy,
@@ -277,7 +290,8 @@ def encoded_names(spec: dict[str, Any]) -> list[str]:
     """The model's feature names, in the encoder's output order."""
     names = list(spec["numeric"]) + [f"{name}_missing" for name in spec["indicators"]]
     for name, categories in spec["categorical"].items():
-        names += [f"{name}={value}" for value in (*categories, MISSING_SLOT, UNSEEN_SLOT)]
+        slots = (*categories, MISSING_SLOT) if name in spec["missing_slots"] else categories
+        names += [f"{name}={value}" for value in slots]
     return names
 
 
@@ -287,7 +301,13 @@ def raw_columns(spec: dict[str, Any]) -> list[str]:
 
 class ColumnEncoder(nn.Module):
     """Raw rows (numeric with NaN, categorical codes) -> the model's features. Exportable to
-    ONNX (isnan, where, comparisons, concat): an exported model takes the raw rows too."""
+    ONNX (isnan, where, comparisons, concat): an exported model takes the raw rows too.
+
+    A categorical value is one-hot over the training split's categories (and a missing slot
+    where training had missing cells). A value training never saw, or a missing cell where
+    training had none, is encoded as the training split's category shares: after
+    standardization exactly zero, the input a model reads as "no information" (a slot of its
+    own would be one that training never filled, whose weights are never learned)."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__()
@@ -295,9 +315,13 @@ class ColumnEncoder(nn.Module):
         self.register_buffer("medians", torch.tensor(spec["medians"], dtype=torch.float32))
         index = [spec["numeric"].index(name) for name in spec["indicators"]]
         self.register_buffer("indicators", torch.tensor(index, dtype=torch.int64))
-        self.sizes = [len(categories) for categories in spec["categorical"].values()]
-        for j, k in enumerate(self.sizes):  # slots 0..k-1: the categories; k: missing; k+1: unseen
-            self.register_buffer(f"slots{j}", torch.arange(k + 2, dtype=torch.float32))
+        self.missing_slot: list[float] = []  # per column: the missing slot's code, or -1
+        for j, (name, categories) in enumerate(spec["categorical"].items()):
+            shares = torch.tensor(spec["frequencies"][name], dtype=torch.float32)
+            self.register_buffer(f"slots{j}", torch.arange(len(shares), dtype=torch.float32))
+            self.register_buffer(f"shares{j}", shares.unsqueeze(0))
+            has_slot = name in spec["missing_slots"]
+            self.missing_slot.append(float(len(categories)) if has_slot else UNSEEN)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values = x[:, : self.numeric]
@@ -305,9 +329,10 @@ class ColumnEncoder(nn.Module):
         parts = [torch.where(missing, self.medians, values)]
         if len(self.indicators):
             parts.append(missing[:, self.indicators].to(x.dtype))
-        for j, k in enumerate(self.sizes):
+        for j, missing_code in enumerate(self.missing_slot):
             code = x[:, self.numeric + j]
-            known = (code >= 0) & (code < k) & (code == torch.floor(code))
-            slot = torch.where(torch.isnan(code), float(k), torch.where(known, code, float(k + 1)))
-            parts.append((slot.unsqueeze(1) == getattr(self, f"slots{j}")).to(x.dtype))
+            code = torch.where(torch.isnan(code), missing_code, code)
+            hits = code.unsqueeze(1) == getattr(self, f"slots{j}")
+            known = hits.any(dim=1, keepdim=True)  # else: unseen, as the training shares
+            parts.append(torch.where(known, hits.to(x.dtype), getattr(self, f"shares{j}")))
         return torch.cat(parts, dim=1)

@@ -144,8 +144,9 @@ class ArrayDataModule(L.LightningDataModule):
         else:  # images: one mean and std; tabular features and sequences: one per feature
             per_column = xs[0].ndim == 2
             stats = statistics(xs[0], per_column)
-            if spec is not None:  # a slot training never fills (unseen, missing) stays 0 or 1
-                stats = (stats[0], torch.where(stats[1] > 1e-6, stats[1], 1.0))
+            if spec is not None:  # indicators and one-hot columns stay 0/1: numbers only
+                numeric = len(spec["numeric"])
+                stats[0][numeric:], stats[1][numeric:] = 0.0, 1.0
             mean, std = (_as_list(t) for t in stats)
             low, high = (_as_list(t) for t in _extremes(xs[0], per_column))
             xs = standardize(*xs, stats=stats)  # the statistics once, not again

@@ -134,9 +134,9 @@ def _columns(spec: dict[str, Any]) -> list[str]:
         shown = ", ".join(categories[:8]) + (
             f", ... ({len(categories)})" if len(categories) > 8 else ""
         )
-        rows.append(
-            [name, "categorical", f"one-hot: {shown}; missing and unseen values: a slot each"]
-        )
+        missing = "missing: a category of its own; " if name in spec["missing_slots"] else ""
+        treatment = f"one-hot: {shown}; {missing}a value not seen in training: their shares"
+        rows.append([name, "categorical", treatment])
     for name, why in spec["ignored"].items():
         rows.append([name, "ignored", why])
     head = [f"Columns (missing values: `data.missing={spec['missing']}`):", ""]
