@@ -1,6 +1,6 @@
 """A messy copy of two bundled tables, trained on as they are (no hand cleaning).
 
-    python scripts/messy_tables.py [--dir DIR] [--seeds 5]
+    python scripts/messy_tables.py [--dir DIR] [--seeds 5] [--write-only]
 
 From scikit-learn's breast_cancer (classification) and diabetes (regression): an 80/20 split
 into a training and a test file, written twice. The clean copy as it is; the messy copy with
@@ -9,6 +9,7 @@ into a training and a test file, written twice. The clean copy as it is; the mes
 training file lacks. Then the default MLP (`dnnexp train -m data=table ... seed=0..4`) on each
 copy, and scikit-learn's HistGradientBoosting on the messy one (NaN and categories natively),
 five seeds each; prints the test accuracy (R² for diabetes), mean ± SD, as a markdown table.
+`--write-only`: write the four files of each table into DIR and stop.
 """
 
 from __future__ import annotations
@@ -126,7 +127,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--write-only", action="store_true")
     args = parser.parse_args()
+    if args.write_only:
+        directory = args.dir or Path(".")
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in ("breast_cancer", "diabetes"):
+            for path in make_copies(name, directory).values():
+                print(path)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = args.dir or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
