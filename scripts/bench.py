@@ -92,7 +92,7 @@ def dnnexp_fit(cfg, data, epochs: int) -> float:
     import lightning as L
 
     L.seed_everything(0, verbose=False)
-    task = TrainingModule(OmegaConf.to_container(cfg), list(data.input_shape), data.num_classes)
+    task = TrainingModule(OmegaConf.to_container(cfg), data.spec)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = build_trainer(cfg, Path(run_dir), [])
         start = time.perf_counter()
