@@ -114,3 +114,10 @@ def lightning_step(optimizer: Any, step: Any) -> None:
     optimizer._on_before_step()
     step()
     optimizer._on_after_step()
+
+
+def epoch_items_done(trainer: Any) -> int:
+    """The items (Lightning's batches) of the current training epoch already trained, as
+    Lightning restores them on a resume mid-epoch (`fit_loop.epoch_loop.batch_progress`): the
+    training loader skips them."""
+    return trainer.fit_loop.epoch_loop.batch_progress.current.processed

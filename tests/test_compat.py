@@ -65,3 +65,12 @@ def test_the_patches_take_effect() -> None:
         assert command[1:4] == ["-m", "dnnexp", "train"] and "hydra.run.dir=/tmp/run" in command
     finally:
         launcher._hydra_subprocess_cmd = saved
+
+
+def test_the_epoch_progress_the_training_loader_resumes_from_is_there() -> None:
+    """A resumed run's loader skips the items of the epoch already trained, as Lightning's
+    fit loop counts them (`compat.epoch_items_done`)."""
+    import lightning as L
+
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert compat.epoch_items_done(trainer) == 0

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from typing import Any
 
 import lightning as L
 import torch
 from omegaconf import DictConfig
 
+from dnnexp import compat
 from dnnexp.data import DATASETS
 from dnnexp.data.columns import ColumnEncoder, encoded_names, fit_columns, recode
 from dnnexp.data.loader import InMemoryLoader, plan_items
@@ -261,28 +263,37 @@ class ArrayDataModule(L.LightningDataModule):
             data_on_device=t.data_on_device,
         )
 
+    def _epoch_plan(self, world_size: int) -> tuple[int, int | None]:
+        """(batches per item, validations every N items or None) of a training epoch over
+        `world_size` ranks (training shards are padded: every rank has as many batches)."""
+        x, y = self.splits["train"]
+        batches = InMemoryLoader(
+            x, y, self.cfg.batch_size, True, world_size=world_size,
+            limit_batches=self.limit_train_batches,
+        ).num_batches  # fmt: skip
+        return plan_items(batches, self.steps_per_call, self.accumulate, self.val_check_interval)
+
+    def validation_period(self, world_size: int) -> int | None:
+        """Validate every N training items (Lightning's batches), so that validations fall on
+        whole optimizer steps (`plan_items`); None: once at the end of each epoch. The trainer
+        asks once the ranks are known (`training/trainer.py: ValidationPeriod`)."""
+        return self._epoch_plan(world_size)[1]
+
     def train_dataloader(self) -> InMemoryLoader:
         trainer = self.trainer
-
-        def items_done() -> int:  # this epoch's items trained, as Lightning restores them
-            return trainer.fit_loop.epoch_loop.batch_progress.current.processed
-
         loader = self._loader(
             "train",
             self.cfg.batch_size,
             shuffle=True,
             limit_batches=self.limit_train_batches,
-            items_done=None if trainer is None else items_done,
+            items_done=None if trainer is None else partial(compat.epoch_items_done, trainer),
         )
         if self.teacher_outputs is not None:
             self.teacher_outputs = self.teacher_outputs.to(loader.x.device)  # a no-op once there
             loader.extra = self.teacher_outputs
-        loader.batches_per_item, every = plan_items(
+        loader.batches_per_item, _ = plan_items(
             loader.num_batches, self.steps_per_call, self.accumulate, self.val_check_interval
         )
-        if trainer is not None and every is not None:
-            # Lightning counts validations in items; it reads this right after this call
-            trainer.val_check_interval = every
         return loader
 
     def val_dataloader(self) -> InMemoryLoader:

@@ -46,6 +46,7 @@ def build_trainer(
             save_on_train_epoch_end=None if once_per_epoch else False,
         ),
         RNGState(),
+        ValidationPeriod(),
     ]
     if cfg.prune.amount > 0:  # before EarlyStopping: gradual pruning restarts its patience
         from dnnexp.training.weight_pruning import MagnitudePruning
@@ -100,6 +101,18 @@ def build_trainer(
         log_every_n_steps=1_000_000,  # the task logs its own rows (trainer.log_every_n_steps)
         default_root_dir=run_dir,
     )
+
+
+class ValidationPeriod(Callback):
+    """`trainer.val_check_interval` in the data module's items (`validation_period`): set once
+    the ranks are known (fit's setup), before Lightning reads it."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        data = trainer.datamodule
+        if stage == "fit" and hasattr(data, "validation_period"):
+            period = data.validation_period(trainer.world_size)
+            if period is not None:
+                trainer.val_check_interval = period
 
 
 def _profiler(name: str | None, run_dir: Path) -> Any:
