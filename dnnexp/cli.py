@@ -15,7 +15,7 @@ commands:
                dnnexp train -m reg=none,dropout seed=0,1,2
   eval    evaluate a checkpoint on the test split of its run's data
           e.g. dnnexp eval ckpt=outputs/2026-01-01/12-00-00/checkpoints/best.ckpt
-  predict predict with a trained run on new files (npz, csv, IDX, CIFAR, images) -> CSV
+  predict predict with a trained run on new files (npz, tables, IDX, CIFAR, images) -> CSV
           e.g. dnnexp predict ckpt=outputs/2026-01-01/12-00-00 input=new.csv
   export  export a trained run to ONNX or torch.export (.pt2), checked against PyTorch
           e.g. dnnexp export ckpt=outputs/2026-01-01/12-00-00 format=onnx
