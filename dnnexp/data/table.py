@@ -5,7 +5,6 @@ is missing are dropped; missing features are `data.missing`'s to handle."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,9 @@ MISSING_HELP = (
 
 def say(line: str) -> None:
     """One line at the start of the run, from the first rank only."""
-    if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0":
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:
         from dnnexp.utils.console import console
 
         console.print(line, markup=False, highlight=False, soft_wrap=True)
