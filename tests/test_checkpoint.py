@@ -39,6 +39,7 @@ def test_a_real_checkpoint_holds_plain_containers_only(run_dir: Path) -> None:
         "pretrained",
         "preprocess",
         "test_fingerprint",  # the test split's own: the folds of k-fold share it (ensembles)
+        "vocab_size",  # text: token ids below it (None otherwise)
     }
     # predict and export standardize raw inputs with the training split's own statistics
     preprocess = hparams["preprocess"]

@@ -39,7 +39,8 @@ def _partner(group: str, option: str) -> list[str]:
     files = GROUP_SCHEMAS["data"][option].files if group == "data" else None
     if files is not None:
         key, kind = files
-        return [f"data.{key}={conf_dir() if kind == 'dir' else conf_dir() / 'train.yaml'}"]
+        path = [f"data.{key}={conf_dir() if kind == 'dir' else conf_dir() / 'train.yaml'}"]
+        return path + (["model=lstm"] if option == "text" else [])  # text: a family of tokens
     if group == "data" and "classification" not in GROUP_SCHEMAS["data"][option].tasks:
         return ["task=regression"]
     if group == "task" and option == "regression":

@@ -245,6 +245,29 @@ class CSVConfig(TableConfig):
     """data=csv: the table option under its first name."""
 
 
+@data_schema("text")
+@dataclass
+class TextConfig(FilesConfig):
+    """Texts and their labels: a CSV, TSV or JSON-lines file."""
+
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
+    inputs: ClassVar[str] = "tokens"
+    files: ClassVar[Optional[tuple[str, str]]] = ("path", "file")
+    path: Optional[str] = knob(None, doc="the file: .csv, .tsv (optionally .gz) or .jsonl")
+    test_path: Optional[str] = knob(None, doc="a file of the same columns: the test split")
+    text: Any = knob("text", doc="the text column, or a list of columns joined by a space")
+    target: str = knob("label", doc="the label column")
+    tokens: str = knob("word", choices=("char", "word"), doc="characters, or words and marks")
+    lowercase: bool = knob(True)
+    min_freq: int = knob(1, ge=1, doc="a token seen fewer times in training is unknown")
+    max_vocab: Optional[int] = knob(None, gt=0, doc="the most frequent tokens kept; null = all")
+    max_length: int = knob(256, gt=0, doc="tokens per text; longer texts are cut (one line)")
+    encoding: str = knob("utf-8", doc="the file's text encoding")
+    encoding_errors: str = knob(
+        "strict", choices=("strict", "replace"), doc="an undecodable byte: refuse, or replace it"
+    )
+
+
 @data_schema("npz")
 @dataclass
 class NPZConfig(FilesConfig):
@@ -273,6 +296,7 @@ class ModelConfig:
     # what a family reads: "flat" (any input, flattened: images and tabular features), "image"
     # (C, H, W), "rows" (an image as a sequence of its rows)
     reads: ClassVar[str] = "image"
+    tokens: ClassVar[bool] = False  # also reads token ids (data=text), through an embedding
 
     name: str = knob("mlp")
     activation: str = knob("relu", choices=ACTIVATIONS)
@@ -362,13 +386,19 @@ class DenseNetConfig(ModelConfig):
 @dataclass
 class RecurrentConfig(ModelConfig):
     reads: ClassVar[str] = "rows"
+    tokens: ClassVar[bool] = True
     hidden_size: int = knob(128, gt=0)
+    embed_dim: int = knob(64, gt=0, doc="token embedding width (data=text)")
     num_layers: int = knob(1, gt=0)
     bidirectional: bool = knob(False)
 
     @staticmethod
     def norm_widths(model: Any) -> list[tuple[str, int]]:
         return [("model.hidden_size", model.hidden_size * (2 if model.bidirectional else 1))]
+
+
+def models_reading_tokens() -> list[str]:
+    return [name for name, schema in MODEL_SCHEMAS.items() if schema.tokens]
 
 
 def models_reading(*kinds: str) -> list[str]:

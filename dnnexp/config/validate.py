@@ -23,6 +23,7 @@ from dnnexp.config.schema import (
     MODEL_SCHEMAS,
     TrainSchema,
     models_reading,
+    models_reading_tokens,
 )
 
 
@@ -364,14 +365,34 @@ def _check_transfer(cfg: DictConfig) -> None:
 
 
 def _check_inputs(cfg: DictConfig) -> None:
-    """Image and recurrent models need (C, H, W) inputs; tabular features fit the MLP only."""
+    """Image and recurrent models need (C, H, W) inputs; tabular features fit the MLP only;
+    text (token ids) fits the families with an embedding, and no technique made for pixels."""
     data = cfg.data
-    check_model_input(cfg.model.name, GROUP_SCHEMAS["data"][data.name].input_kind(data), data.name)
+    kind = GROUP_SCHEMAS["data"][data.name].input_kind(data)
+    check_model_input(cfg.model.name, kind, data.name)
+    if kind != "tokens":
+        return
+    pixels = [
+        (cfg.reg.augment.enabled, "reg=augment shifts, rotates and adds noise to pixels"),
+        (cfg.reg.adversarial.enabled, "reg=adversarial perturbs continuous inputs"),
+        (
+            bool(cfg.eval.attacks),
+            f"eval.attacks={list(cfg.eval.attacks)} perturbs continuous inputs",
+        ),
+    ]
+    for on, what in pixels:
+        if on:
+            raise ConfigError(f"{what}; data={data.name} is token ids: leave it off for text")
 
 
 def check_model_input(model: str, kind: str, data: str) -> None:
     """`kind`: "image", "tabular" (the data's inputs), or "unknown" (files not read yet)."""
     reads = MODEL_SCHEMAS[model].reads
+    if kind == "tokens" and not MODEL_SCHEMAS[model].tokens:
+        raise ConfigError(
+            f"model={model} does not read tokens; data={data} is text: use"
+            f" model={' or model='.join(models_reading_tokens())}"
+        )
     if kind == "tabular" and reads != "flat":
         what = "a sequence of image rows" if reads == "rows" else "images (channels, height, width)"
         raise ConfigError(

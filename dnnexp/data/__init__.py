@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dnnexp.data import bundled, cifar, digits, idx, image_folder, npz, synthetic, table
+from dnnexp.data import bundled, cifar, digits, idx, image_folder, npz, synthetic, table, text
 from dnnexp.data.arrays import Arrays
 
 # name -> function(cfg.data) returning Arrays (x, y, class names)
@@ -23,4 +23,5 @@ DATASETS: dict[str, Callable[..., Arrays]] = {
     "table": table.load,
     "csv": table.load,  # data=table under its first name
     "npz": npz.load,
+    "text": text.load,
 }

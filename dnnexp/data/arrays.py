@@ -19,6 +19,8 @@ class Arrays(NamedTuple):
     features: the names of tabular feature columns (a CSV's header), in x's column order.
     columns: a table's ColumnPlan (`data/columns.py`): x is then its raw column matrix, which
        the data module encodes with statistics of the training split alone.
+    text: a text file's TextPlan (`data/text.py`): x then holds row indices into its texts,
+       which the data module encodes with the training split's vocabulary.
     """
 
     x: torch.Tensor
@@ -28,3 +30,4 @@ class Arrays(NamedTuple):
     y_test: torch.Tensor | None = None
     features: list[str] | None = None
     columns: Any = None
+    text: Any = None

@@ -32,6 +32,8 @@ from dnnexp.data.splits import (
     stratified_split,
     stratified_subsample,
 )
+from dnnexp.data.table import say
+from dnnexp.data.text import PAD, encode, fit_vocab, text_stats
 
 
 class ArrayDataModule(L.LightningDataModule):
@@ -81,6 +83,7 @@ class ArrayDataModule(L.LightningDataModule):
         self._fingerprint = ""
         self.test_fingerprint = ""  # the raw test split's alone (set up by setup())
         self.raw_test: torch.Tensor | None = None  # a table's test rows, raw columns
+        self.vocab_size: int | None = None  # text: the vocabulary's size (token ids)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -129,8 +132,12 @@ class ArrayDataModule(L.LightningDataModule):
             train = train[random_subsample(len(train), cfg.train_fraction, seed)]
         xs = [x[train], x[val], x_test if own_test else x[test]]
         self.test_fingerprint = _digest(xs[2], y[test])  # raw: before any fold's standardization
-        columns = arrays.columns
+        columns, text = arrays.columns, arrays.text
         del x, x_test, arrays  # only the splits stay in memory
+        if text is not None:  # row indices: encoded by the training split's vocabulary
+            self.test_fingerprint = _digest(torch.zeros(0), y[test]) + text.digest(xs[2])
+            self._setup_text(text, xs, y, (train, val, test))
+            return
         spec = None
         if columns is not None:  # a table's raw columns, encoded by the training split's stats
             spec = fit_columns(columns, xs[0], cfg.missing)
@@ -188,6 +195,29 @@ class ArrayDataModule(L.LightningDataModule):
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
+    def _setup_text(
+        self, plan: Any, rows: list[torch.Tensor], y: torch.Tensor, index: tuple[torch.Tensor, ...]
+    ) -> None:
+        """Token ids for each split, by the vocabulary of the training rows alone."""
+        spec = fit_vocab(plan, rows[0])
+        encoded, cut = [], 0
+        for part in rows:
+            ids, n = encode([plan.texts[i] for i in part.tolist()], spec)
+            encoded.append(ids)
+            cut += n
+        if cut:
+            say(f"{cut} texts longer than data.max_length={plan.max_length} tokens were cut")
+        width = max(ids.shape[1] for ids in encoded)
+        xs = [torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=PAD) for ids in encoded]
+        self._num_classes = len(self.classes) if self.classes else int(y.max()) + 1
+        self.splits = {
+            name: (xi.contiguous(), y[idx])
+            for name, xi, idx in zip(("train", "val", "test"), xs, index, strict=True)
+        }
+        stats = text_stats(spec, {name: s[0] for name, s in self.splits.items()})
+        self.preprocess = {"dtype": "int64", "mean": [0.0], "std": [1.0], "text": {**spec, **stats}}
+        self.vocab_size = len(spec["vocab"])
+
     @property
     def spec(self) -> DataSpec:
         """What the task, and a checkpoint's later readers, know of this data (after setup)."""
@@ -201,6 +231,7 @@ class ArrayDataModule(L.LightningDataModule):
             self.classes,
             self.input_range,
             self.preprocess,
+            self.vocab_size,
         )
 
     @property

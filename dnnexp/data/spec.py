@@ -28,6 +28,7 @@ class DataSpec:
     classes: list[str] | None = None
     input_range: dict | None = None
     preprocess: dict | None = None
+    vocab_size: int | None = None  # text: token ids below it
 
     def hparams(self) -> dict[str, Any]:
         """The hyperparameters a checkpoint stores, under the keys checkpoints have always
@@ -50,6 +51,7 @@ class DataSpec:
             classes=hparams.get("classes"),
             input_range=hparams.get("input_range"),
             preprocess=hparams.get("preprocess"),
+            vocab_size=hparams.get("vocab_size"),
         )
 
     def replace(self, **changes: Any) -> DataSpec:

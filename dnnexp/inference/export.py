@@ -175,6 +175,11 @@ def export(
     if quantize and fmt != "onnx":
         raise RunError(f"quantize={quantize} works on format=onnx (onnxruntime's int8 kernels)")
     run = source
+    if "text" in run.hparams["preprocess"]:
+        raise RunError(
+            "dnnexp export does not take text models yet (token ids through packed sequences);"
+            " dnnexp predict reads text files with the saved vocabulary"
+        )
     x, labels = raw_test_split(run)
     if len(x) == 0:
         raise RunError("the run's test split is empty: nothing to check the export on")

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
-from dnnexp.data import cifar, columns, idx, image_folder, npz, table_io
+from dnnexp.data import cifar, columns, idx, image_folder, npz, table_io, text
 from dnnexp.data.columns import ColumnPlan
 from dnnexp.data.local_files import DataError
 from dnnexp.inference.model import TrainedRun
@@ -47,6 +48,8 @@ def read_inputs(path: Path, run: TrainedRun, target: str | None = None) -> Input
         inputs = Inputs(_image(path, run)[None], columns={"file": [path.name]})
     elif suffix == ".npz":
         inputs = _npz(path, run)
+    elif "text" in run.hparams["preprocess"]:
+        inputs = _texts(path, run, target)
     elif table_io.table_format(path) is not None:
         inputs = _table(path, run, target)
     elif suffix == ".bin":
@@ -57,8 +60,32 @@ def read_inputs(path: Path, run: TrainedRun, target: str | None = None) -> Input
         raise DataError(f"input={path}: unknown format; expected {FORMATS}")
     if len(inputs.x) == 0:
         raise DataError(f"input={path}: empty (no rows to predict)")
-    inputs.x = _model_shape(inputs.x, run, path)
+    if inputs.x.dtype != torch.int64:  # token ids: any length (the model packs them)
+        inputs.x = _model_shape(inputs.x, run, path)
     return inputs
+
+
+def _texts(path: Path, run: TrainedRun, target: str | None) -> Inputs:
+    """Texts for a text run: a file of the training file's columns (labels if its target
+    column is there), or a .txt file of one text per line; encoded by the saved vocabulary."""
+    spec = run.hparams["preprocess"]["text"]
+    data = run.cfg.data
+    if path.suffix.lower() == ".txt":
+        texts = [line for line in path.read_text(encoding=data.encoding).splitlines() if line]
+        ids, _ = text.encode(texts, spec)
+        return Inputs(ids, None, {"text": texts})
+    cfg = OmegaConf.merge(data, {"target": target or data.target})
+    texts, labels, table = text.read_texts(path, cfg)
+    ids, _ = text.encode(texts, spec)
+    used = [data.text] if isinstance(data.text, str) else list(data.text)
+    passed = {}
+    for name in table.column_names:
+        if name not in used and name != cfg.target:
+            passed[name] = [
+                "" if c is None else c for c in table.column(name).cast("string").to_pylist()
+            ]
+    y = None if labels is None else _class_index(labels, run, path)
+    return Inputs(ids, y, passed)
 
 
 def _model_shape(x: torch.Tensor, run: TrainedRun, path: Path) -> torch.Tensor:

@@ -37,6 +37,7 @@ class InferenceModel(nn.Module):
         self.model = model
         spec = preprocess.get("columns")
         self.columns = ColumnEncoder(spec) if spec else None
+        self.tokens = preprocess["dtype"] == "int64"  # token ids (data=text): not standardized
         shape = _broadcast_shape(preprocess, input_shape)
         self.register_buffer("mean", torch.tensor(preprocess["mean"]).view(shape))
         self.register_buffer("std", torch.tensor(preprocess["std"]).view(shape))
@@ -47,6 +48,8 @@ class InferenceModel(nn.Module):
             self.register_buffer("target_std", torch.tensor(target_stats["std"]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tokens:
+            return torch.softmax(self.model(x), dim=1)
         if self.columns is not None:
             x = self.columns(x.to(self.mean.dtype))
         out = self.model((x.to(self.mean.dtype) - self.mean) / self.std)

@@ -23,14 +23,23 @@ for _module in pkgutil.iter_modules(__path__):
 
 
 def build_model(
-    cfg: Any, input_shape: Sequence[int], num_outputs: int, dropout: float
+    cfg: Any,
+    input_shape: Sequence[int],
+    num_outputs: int,
+    dropout: float,
+    vocab_size: int | None = None,
 ) -> nn.Module:
     """Build the model named by `cfg.name` for inputs of `input_shape` (no batch dimension),
-    with `num_outputs` outputs (classes, or regression targets)."""
+    with `num_outputs` outputs (classes, or regression targets); `vocab_size`: the inputs are
+    token ids below it (data=text), read through an embedding."""
     try:
         builder = MODELS[cfg.name]
     except KeyError:
         raise ValueError(f"unknown model {cfg.name!r}; choose one of {sorted(MODELS)}") from None
+    if vocab_size is not None:
+        if not MODEL_SCHEMAS[cfg.name].tokens:
+            raise ValueError(f"model={cfg.name} does not read token ids")
+        return builder(cfg, tuple(input_shape), num_outputs, dropout, vocab_size=vocab_size)
     if len(input_shape) != 3 and MODEL_SCHEMAS[cfg.name].reads != "flat":
         raise ValueError(
             f"model={cfg.name} needs (channels, height, width) inputs, not {tuple(input_shape)}:"

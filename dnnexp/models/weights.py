@@ -95,6 +95,7 @@ def rebuild_model(ckpt: dict[str, Any], what: str, cfg: Any = None) -> torch.nn.
     hparams = ckpt["hyper_parameters"]
     cfg = cfg if cfg is not None else OmegaConf.create(hparams["config"])
     outputs = hparams.get("num_outputs", hparams.get("num_classes"))  # older checkpoints
-    model = build_model(cfg.model, tuple(hparams["input_shape"]), outputs, cfg.reg.dropout)
+    shape, vocab = tuple(hparams["input_shape"]), hparams.get("vocab_size")
+    model = build_model(cfg.model, shape, outputs, cfg.reg.dropout, vocab)
     load_model_weights(model, ckpt["state_dict"], what)
     return model

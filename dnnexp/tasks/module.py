@@ -69,7 +69,11 @@ class TrainingModule(L.LightningModule):
         self.cfg = cfg
         self.objective = build_objective(cfg, data.num_outputs, data.target_stats)
         self.model = build_model(
-            cfg.model, tuple(data.input_shape), data.num_outputs, cfg.reg.dropout
+            cfg.model,
+            tuple(data.input_shape),
+            data.num_outputs,
+            cfg.reg.dropout,
+            data.vocab_size,
         )
         # not a registered submodule: the checkpoint keeps only `model.*` keys
         object.__setattr__(

@@ -75,7 +75,13 @@ def train(
     data.setup()  # bad data settings (e.g. a class left empty) fail before anything is written
     if resume is not None:  # what would fail in the middle of fit: refused before any write
         _check_resume(cfg, resume, data)
-    kind = "tabular" if len(data.input_shape) == 1 else "image"
+    kind = (
+        "image"
+        if len(data.input_shape) != 1
+        else "tabular"
+        if data.vocab_size is None
+        else "tokens"
+    )
     check_model_input(cfg.model.name, kind, cfg.data.name)  # files: known once they are read
     source = None  # init_from's checkpoint: a bad one is one line, before anything is written
     if cfg.init_from is not None and resume is None:
@@ -346,6 +352,7 @@ def _fit_and_test(
         ),
         **({"input_stats": data.input_stats} if data.input_stats is not None else {}),
         **({"columns": data.preprocess["columns"]} if "columns" in data.preprocess else {}),
+        **({"text": _text_summary(data.preprocess["text"])} if "text" in data.preprocess else {}),
         **({"fast_dev_run": fast_dev_run} if fast_dev_run else {}),
         **(
             {"search": {"trial": search.trial, "pruned_at_epoch": pruning.pruned_at}}
@@ -354,6 +361,11 @@ def _fit_and_test(
         ),
         **({"pruning": pruned} if pruned is not None else {}),
     }
+
+
+def _text_summary(text: dict[str, Any]) -> dict[str, Any]:
+    """A text run's tokens and their statistics (the vocabulary itself is in the checkpoint)."""
+    return {key: value for key, value in text.items() if key != "vocab"}
 
 
 def _best_row(history: list[dict[str, float]], monitor: str, first_epoch: int = 0) -> int:

@@ -1,0 +1,233 @@
+"""Text files (`data=text`): a CSV, TSV or JSON-lines file with a text column (or several,
+joined) and a label column. The loader reads the texts; the vocabulary is fitted by the data
+module on the training split alone (`fit_vocab`) and every split is encoded with it
+(`encode`): token ids padded with PAD to the longest text, cut at `data.max_length`.
+
+Tokens are characters or words (`\\w+` runs and single punctuation marks), optionally
+lowercased. Ids 0-3 are reserved: padding, unknown, begin and end of a text."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dnnexp.data.arrays import Arrays
+from dnnexp.data.local_files import DataError, existing
+
+RESERVED = ("<pad>", "<unk>", "<bos>", "<eos>")
+PAD, UNK, BOS, EOS = range(len(RESERVED))
+WORD = re.compile(r"\w+|[^\w\s]")
+FORMATS = "a .csv, .tsv (optionally .gz) or .jsonl file"
+
+
+def tokenize(text: str, kind: str, lowercase: bool) -> list[str]:
+    text = text.lower() if lowercase else text
+    return list(text) if kind == "char" else WORD.findall(text)
+
+
+def _decoded(path: Path, encoding: str, errors: str) -> bytes:
+    """The file's bytes as UTF-8; an undecodable byte is one line naming its row."""
+    raw = path.read_bytes()
+    if path.name.lower().endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise DataError(f"{path}: not a readable gzip file ({err})") from None
+    try:
+        return raw.decode(encoding, errors=errors).encode("utf-8")
+    except LookupError:
+        raise DataError(f"data.encoding={encoding}: not an encoding Python knows") from None
+    except UnicodeDecodeError as err:
+        row = raw[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: row {row} is not valid {encoding} (byte {raw[err.start]:#04x}): set"
+            " data.encoding to the file's, or data.encoding_errors=replace"
+        ) from None
+
+
+def read_table_of_texts(path: Path, cfg: Any) -> Any:
+    """The file as a pyarrow Table; only an empty cell is missing (a text "NA" is text)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+
+    name = path.name.lower()
+    data = io.BytesIO(_decoded(path, cfg.encoding, cfg.encoding_errors))
+    try:
+        if name.endswith((".jsonl", ".jsonl.gz", ".json")):
+            table = pajson.read_json(data)
+        elif name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
+            delimiter = "\t" if ".tsv" in name else ","
+            table = pacsv.read_csv(
+                data,
+                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    null_values=[""],
+                    strings_can_be_null=True,
+                    column_types=_all_text(data, delimiter),
+                ),
+            )
+        else:
+            raise DataError(f"{path}: not a text file dnnexp reads; expected {FORMATS}")
+    except pa.ArrowInvalid as err:
+        first = (str(err).strip().splitlines() or ["unreadable"])[0]
+        raise DataError(f"{path}: not a readable file ({first})") from None
+    if table.num_rows == 0:
+        raise DataError(f"{path}: empty (expected a header row and at least one text)")
+    return table
+
+
+def _all_text(data: io.BytesIO, delimiter: str) -> dict[str, Any]:
+    """Every column read as text (a label column of digits stays its spelling)."""
+    import pyarrow as pa
+
+    header = data.getvalue().split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+    names = next(csv.reader([header], delimiter=delimiter), [])
+    return {name: pa.string() for name in names}
+
+
+def _column(table: Any, name: str, path: Path, key: str) -> list[str | None]:
+    if name not in table.column_names:
+        raise DataError(
+            f"{path}: no column {name!r} ({key}); the columns are: {', '.join(table.column_names)}"
+        )
+    import pyarrow as pa
+
+    return table.column(name).cast(pa.string()).to_pylist()
+
+
+def read_texts(path: Path, cfg: Any) -> tuple[list[str], list[str] | None, Any]:
+    """The texts (`data.text`'s columns joined by a space), their labels (None if the target
+    column is absent and `labelled` is false), and the table (for pass-through columns)."""
+    table = read_table_of_texts(path, cfg)
+    columns = [cfg.text] if isinstance(cfg.text, str) else list(cfg.text)
+    parts = [_column(table, name, path, "data.text") for name in columns]
+    texts = [" ".join(p for p in row if p) for row in zip(*parts, strict=True)]
+    empty = next((i for i, text in enumerate(texts) if not text.strip()), None)
+    if empty is not None:
+        raise DataError(f"{path}: row {empty + 2} has an empty text ({', '.join(columns)})")
+    labels = None
+    if cfg.target in table.column_names:
+        labels = _column(table, cfg.target, path, "data.target")
+        missing = next((i for i, label in enumerate(labels) if label is None), None)
+        if missing is not None:
+            raise DataError(f"{path}: row {missing + 2} has no label ({cfg.target})")
+    return texts, labels, table
+
+
+@dataclass
+class TextPlan:
+    """The texts of the training file (and the test file after them), by row index: the
+    loader's x holds these indices until the data module encodes them."""
+
+    texts: list[str]
+    tokens: str
+    lowercase: bool
+    min_freq: int
+    max_vocab: int | None
+    max_length: int
+
+    def digest(self, rows: torch.Tensor) -> str:
+        digest = hashlib.sha256()
+        for i in rows.tolist():
+            digest.update(self.texts[i].encode() + b"\0")
+        return digest.hexdigest()[:16]
+
+
+def fit_vocab(plan: TextPlan, rows: torch.Tensor) -> dict[str, Any]:
+    """The vocabulary of the training rows alone (tokens seen at least min_freq times, the most
+    frequent first, at most max_vocab), as the plain dict a checkpoint keeps."""
+    counts: Counter[str] = Counter()
+    for i in rows.tolist():
+        counts.update(tokenize(plan.texts[i], plan.tokens, plan.lowercase))
+    kept = [
+        t for t, c in sorted(counts.items(), key=lambda tc: (-tc[1], tc[0])) if c >= plan.min_freq
+    ]
+    if plan.max_vocab is not None:
+        kept = kept[: plan.max_vocab]
+    if not kept:
+        raise DataError(
+            f"the vocabulary would be empty: no {plan.tokens} token occurs data.min_freq="
+            f"{plan.min_freq} times in the training split"
+        )
+    return {
+        "tokens": plan.tokens,
+        "lowercase": plan.lowercase,
+        "max_length": plan.max_length,
+        "vocab": [*RESERVED, *kept],
+    }
+
+
+def encode(
+    texts: list[str], spec: dict[str, Any], width: int | None = None
+) -> tuple[torch.Tensor, int]:
+    """Token ids (N, width) padded with PAD (width: the longest, at most max_length), and how
+    many texts were cut at max_length."""
+    index = {token: i for i, token in enumerate(spec["vocab"])}
+    limit = spec["max_length"]
+    ids = [
+        [index.get(t, UNK) for t in tokenize(text, spec["tokens"], spec["lowercase"])]
+        for text in texts
+    ]
+    cut = sum(len(row) > limit for row in ids)
+    width = width or max(1, min(limit, max((len(row) for row in ids), default=1)))
+    out = torch.full((len(ids), width), PAD, dtype=torch.int64)
+    for i, row in enumerate(ids):
+        row = row[:width]
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.int64)
+    return out, cut
+
+
+def text_stats(spec: dict[str, Any], splits: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """What summary.json and the model card say of the text: vocabulary size, the share of the
+    validation split's tokens it knows, the longest and the median length (in tokens)."""
+    lengths = (splits["train"] != PAD).sum(1).float()
+    val = splits["val"]
+    real = val != PAD
+    known = (real & (val != UNK)).sum().item() / max(real.sum().item(), 1)
+    return {
+        "tokens": spec["tokens"],
+        "vocab_size": len(spec["vocab"]),
+        "val_coverage": round(known, 4) if val.numel() else None,
+        "longest": int(lengths.max().item()) if len(lengths) else 0,
+        "median_length": float(lengths.median().item()) if len(lengths) else 0.0,
+    }
+
+
+def load(cfg: Any) -> Arrays:
+    path = existing(cfg.path, "data.path", f"{FORMATS} with a header row")
+    texts, labels, _ = read_texts(path, cfg)
+    if labels is None:
+        raise DataError(
+            f"{path}: no column {cfg.target!r} (data.target); the columns are:"
+            f" {', '.join(read_table_of_texts(path, cfg).column_names)}"
+        )
+    names = sorted(set(labels))
+    x_test = y_test = None
+    all_texts = list(texts)
+    if cfg.test_path is not None:
+        test = existing(cfg.test_path, "data.test_path", f"{FORMATS} of the same columns")
+        test_texts, test_labels, _ = read_texts(test, cfg)
+        if test_labels is None:
+            raise DataError(f"{test}: no column {cfg.target!r} (data.target)")
+        unknown = sorted(set(test_labels) - set(names))
+        if unknown:
+            raise DataError(f"{test}: labels {unknown} are not among the training labels")
+        x_test = torch.arange(len(texts), len(texts) + len(test_texts))
+        y_test = torch.tensor([names.index(label) for label in test_labels])
+        all_texts += test_texts
+    plan = TextPlan(
+        all_texts, cfg.tokens, cfg.lowercase, cfg.min_freq, cfg.max_vocab, cfg.max_length
+    )
+    index = {name: i for i, name in enumerate(names)}
+    y = torch.tensor([index[label] for label in labels], dtype=torch.int64)
+    return Arrays(torch.arange(len(texts)), y, names, x_test, y_test, text=plan)
