@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from dnnexp.config import conf_dir
 from dnnexp.config.errors import ConfigError
-from dnnexp.config.schema import GROUP_SCHEMAS, RegConfig, TrainerConfig
+from dnnexp.config.schema import GROUP_SCHEMAS, MODEL_SCHEMAS, RegConfig, TrainerConfig
 from tests.conftest import compose
 
 GROUPS = ("task", "data", "model", "optimizer", "scheduler", "reg", "trainer", "logger", "sweep")
@@ -45,6 +45,8 @@ def _partner(group: str, option: str) -> list[str]:
         return ["task=regression"]
     if group == "task" and option == "regression":
         return ["data=diabetes"]
+    if group == "model" and MODEL_SCHEMAS[option].reads == "tokens":  # reads text only
+        return ["data=text", f"data.path={conf_dir() / 'train.yaml'}"]
     return []
 
 

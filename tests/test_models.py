@@ -14,7 +14,8 @@ from dnnexp.config.schema import MODEL_SCHEMAS
 from dnnexp.models import MODELS, build_model
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
-NAMES = sorted(MODEL_SCHEMAS)
+NAMES = sorted(n for n, s in MODEL_SCHEMAS.items() if s.reads != "tokens")  # images, tables
+TOKEN_ONLY = sorted(n for n, s in MODEL_SCHEMAS.items() if s.reads == "tokens")  # test_text.py
 RECURRENT = ("rnn", "lstm", "gru")
 NORM_TYPES = {
     "batch": (nn.BatchNorm1d, nn.BatchNorm2d),
@@ -52,7 +53,7 @@ def test_yaml_lists_every_schema_key(name: str) -> None:
 
 def test_unknown_model_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="mlp"):
-        build_model(OmegaConf.create({"name": "transformer"}), (1, 8, 8), 10, 0.0)
+        build_model(OmegaConf.create({"name": "vit"}), (1, 8, 8), 10, 0.0)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -155,3 +156,9 @@ def test_tabular_inputs_build_the_mlp_only() -> None:
     for name in ("cnn", "lstm"):
         with pytest.raises(ValueError, match="use model=mlp for tabular features"):
             build_model(load(name), (13,), 3, 0.0)
+
+
+@pytest.mark.parametrize("name", TOKEN_ONLY)
+def test_a_family_of_token_ids_refuses_images(name: str) -> None:
+    with pytest.raises(ValueError, match=f"model={name} reads token ids"):
+        build_model(load(name), (1, 8, 8), 10, 0.0)

@@ -124,11 +124,19 @@ def test_augment_moves_images_but_keeps_shape() -> None:
 def test_each_model_trains_a_smoke_epoch(model: str, tmp_path: Path) -> None:
     from dnnexp.training.run import train
 
-    cfg = compose(f"model={model}", "trainer=smoke", "trainer.progress_bar=false", "logger=none")
-    result = train(cfg, run_dir=tmp_path, overrides=[f"model={model}"])
+    data = []
+    if MODEL_SCHEMAS[model].reads == "tokens":  # a family of token ids only: a text file
+        from tests.test_text import write_texts
+
+        write_texts(tmp_path / "texts.csv", 60)
+        data = ["data=text", f"data.path={tmp_path / 'texts.csv'}"]
+    overrides = [f"model={model}", *data]
+    cfg = compose(*overrides, "trainer=smoke", "trainer.progress_bar=false", "logger=none")
+    (tmp_path / "run").mkdir()
+    result = train(cfg, run_dir=tmp_path / "run", overrides=overrides)
     assert result["status"] == "completed" and result["epochs"] == 1
     assert 0.0 <= result["metrics"]["test/acc"] <= 1.0
-    assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
 
 
 def _train_rows(run_dir: Path, *overrides: str) -> tuple[dict, list[dict]]:

@@ -69,12 +69,24 @@ def test_the_vocabulary_comes_from_the_training_split_alone(tmp_path: Path, caps
     assert 0 < spec["val_coverage"] < 1
 
 
-@pytest.mark.parametrize("family", ["rnn", "lstm", "gru"])
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_padding_never_changes_an_output(family: str, bidirectional: bool) -> None:
+TOKEN_FAMILIES = [
+    *(
+        [f"model={family}", f"model.bidirectional={bi}"]
+        for family in ("rnn", "lstm", "gru")
+        for bi in ("false", "true")
+    ),
+    ["model=textcnn"],
+    ["model=transformer"],
+    ["model=transformer", "model.pooling=first"],
+]
+
+
+@pytest.mark.parametrize("overrides", TOKEN_FAMILIES, ids=lambda o: " ".join(o))
+def test_padding_never_changes_an_output(tmp_path: Path, overrides: list[str]) -> None:
     from dnnexp.models import build_model
 
-    cfg = compose(f"model={family}", f"model.bidirectional={str(bidirectional).lower()}").model
+    write_texts(tmp_path / "t.csv", 10)
+    cfg = compose("data=text", f"data.path={tmp_path / 't.csv'}", *overrides).model
     torch.manual_seed(0)
     model = build_model(cfg, (30,), 3, 0.0, vocab_size=50).eval()
     lengths = [3, 7, 1, 12]
@@ -171,7 +183,30 @@ def test_a_text_run_predicts_its_test_metrics_from_the_raw_file(tmp_path: Path) 
         "predict", "ckpt=run", f"input={tmp_path / 'new.txt'}", "out=new.csv", cwd=tmp_path
     )
     assert lines.returncode == 0, lines.stderr[-2000:]
+    packed = run_cli("export", "ckpt=run", "format=onnx", cwd=tmp_path)
+    assert packed.returncode == 2 and "model=lstm reads text as packed sequences" in packed.stderr
     assert [r["text"] for r in csv.DictReader(open(tmp_path / "new.csv"))] == [
         "good great film",
         "awful sad",
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["textcnn", "transformer"])
+def test_the_convolutional_and_transformer_families_export_with_parity(
+    tmp_path: Path, family: str
+) -> None:
+    write_texts(tmp_path / "t.csv", 120)
+    args = [
+        "data=text",
+        f"data.path={tmp_path / 't.csv'}",
+        f"model={family}",
+        "trainer.max_epochs=2",
+    ]
+    proc = run_cli("train", *args, "hydra.run.dir=run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    exported = run_cli("export", "ckpt=run", "format=onnx", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    sidecar = json.loads((tmp_path / "run" / "export" / "model.onnx.json").read_text())
+    assert sidecar["parity"]["passed"] and sidecar["input"]["dtype"] == "int64"
+    assert sidecar["preprocess"]["text"]["vocab"][:2] == ["<pad>", "<unk>"]

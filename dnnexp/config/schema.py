@@ -294,7 +294,7 @@ def model_schema(*names: str) -> Any:
 @dataclass
 class ModelConfig:
     # what a family reads: "flat" (any input, flattened: images and tabular features), "image"
-    # (C, H, W), "rows" (an image as a sequence of its rows)
+    # (C, H, W), "rows" (an image as a sequence of its rows), "tokens" (token ids only)
     reads: ClassVar[str] = "image"
     tokens: ClassVar[bool] = False  # also reads token ids (data=text), through an embedding
 
@@ -395,6 +395,32 @@ class RecurrentConfig(ModelConfig):
     @staticmethod
     def norm_widths(model: Any) -> list[tuple[str, int]]:
         return [("model.hidden_size", model.hidden_size * (2 if model.bidirectional else 1))]
+
+
+@model_schema("textcnn")
+@dataclass
+class TextCNNConfig(ModelConfig):
+    reads: ClassVar[str] = "tokens"
+    tokens: ClassVar[bool] = True
+    embed_dim: int = knob(64, gt=0, doc="token embedding width")
+    widths: list[int] = knob([3, 4, 5], gt=0, doc="the convolutions' widths, in tokens")
+    channels: int = knob(64, gt=0, doc="filters per width")
+
+    @staticmethod
+    def norm_widths(model: Any) -> list[tuple[str, int]]:
+        return [("model.channels", model.channels * len(model.widths))]
+
+
+@model_schema("transformer")
+@dataclass
+class TransformerConfig(ModelConfig):
+    reads: ClassVar[str] = "tokens"
+    tokens: ClassVar[bool] = True
+    embed_dim: int = knob(64, gt=0, doc="token embedding width (a multiple of heads)")
+    heads: int = knob(4, gt=0, doc="attention heads")
+    layers: int = knob(2, gt=0, doc="encoder layers")
+    ff_dim: int = knob(128, gt=0, doc="width of each layer's feed-forward block")
+    pooling: str = knob("mean", choices=("mean", "first"), doc="a text's positions, or its first")
 
 
 def models_reading_tokens() -> list[str]:

@@ -393,6 +393,10 @@ def check_model_input(model: str, kind: str, data: str) -> None:
             f"model={model} does not read tokens; data={data} is text: use"
             f" model={' or model='.join(models_reading_tokens())}"
         )
+    if kind in ("image", "tabular") and reads == "tokens":
+        raise ConfigError(
+            f"model={model} reads token ids (data=text); data={data} has {kind} inputs"
+        )
     if kind == "tabular" and reads != "flat":
         what = "a sequence of image rows" if reads == "rows" else "images (channels, height, width)"
         raise ConfigError(

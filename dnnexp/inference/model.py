@@ -163,7 +163,7 @@ def raw_test_split(run: TrainedRun) -> tuple[torch.Tensor, torch.Tensor]:
     model = run.members[0].model if run.members else run.model  # its preprocessing
     if data.raw_test is not None:  # a table: its raw columns, before they were encoded
         x = data.raw_test
-    elif x.dtype != torch.uint8:
+    elif x.dtype not in (torch.uint8, torch.int64):  # (images as stored; token ids)
         x = x * model.std + model.mean
     if run.task == "regression":
         y = y * model.target_std + model.target_mean

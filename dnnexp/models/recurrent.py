@@ -72,7 +72,9 @@ class RecurrentClassifier(nn.Module):
     def _read_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         """The last layer's final states (both directions) of each text, its padding unread."""
         lengths = (ids != 0).sum(1).clamp_min(1)
-        steps = self.embed(ids[:, : int(lengths.max())])  # padded to the longest in the batch
+        if not torch.compiler.is_exporting():  # the longest in the batch (a graph keeps all)
+            ids = ids[:, : int(lengths.max())]
+        steps = self.embed(ids)
         packed = nn.utils.rnn.pack_padded_sequence(
             steps, lengths.cpu(), batch_first=True, enforce_sorted=False
         )

@@ -1,0 +1,60 @@
+"""A convolutional text classifier (Kim 2014): token embeddings -> 1-D convolutions of several
+widths -> max over time -> norm -> Dropout -> Linear. The convolutions pad each text with the
+padding embedding (zeros), and windows that see padding only are left out of the max, so a
+text gives the same output whatever length its batch is padded to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from dnnexp.models.layers import init_weights, make_activation, make_norm
+from dnnexp.models.registry import register
+
+
+class TextCNN(nn.Module):
+    def __init__(self, cfg: Any, num_outputs: int, dropout: float, vocab_size: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
+        self.widths = list(cfg.widths)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(cfg.embed_dim, cfg.channels, width, padding=width - 1)
+            for width in self.widths
+        )
+        self.activation = make_activation(cfg.activation)
+        features = cfg.channels * len(self.widths)
+        self.head = nn.Sequential(
+            make_norm(cfg.norm, features, cfg.norm_groups, dims=1),
+            nn.Dropout(dropout),
+            nn.Linear(features, num_outputs),
+        )
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        lengths = (ids != 0).sum(1).clamp_min(1)
+        if not torch.compiler.is_exporting():  # the longest in the batch (a graph keeps all)
+            ids = ids[:, : int(lengths.max())]
+        steps = self.embed(ids).transpose(1, 2)  # (N, E, T)
+        pooled = []
+        for width, conv in zip(self.widths, self.convs, strict=True):
+            out = self.activation(conv(steps))  # (N, C, T + width - 1): windows over the text
+            positions = torch.arange(out.shape[2], device=ids.device)
+            real = positions[None, :] < (lengths + width - 1)[:, None]  # a window with a token
+            pooled.append(out.masked_fill(~real[:, None, :], float("-inf")).amax(dim=2))
+        return self.head(torch.cat(pooled, dim=1))
+
+
+@register("textcnn")
+def build(
+    cfg: Any,
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    dropout: float,
+    vocab_size: int | None = None,
+) -> nn.Module:
+    if vocab_size is None:
+        raise ValueError("model=textcnn reads token ids (data=text)")
+    model = TextCNN(cfg, num_outputs, dropout, vocab_size)
+    init_weights(model, cfg.init, cfg.activation)
+    return model
