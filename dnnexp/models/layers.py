@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -102,3 +103,12 @@ def residual_network(
     model = nn.Sequential(*layers)
     init_weights(model, cfg.init, cfg.activation)
     return model
+
+
+def trim_padding(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (N, T) padded with 0 -> the ids cut to the batch's longest text, and each
+    text's length (at least 1). An exported graph keeps all T (its shapes are fixed)."""
+    lengths = (ids != 0).sum(1).clamp_min(1)
+    if not torch.compiler.is_exporting():
+        ids = ids[:, : int(lengths.max())]
+    return ids, lengths

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dnnexp.models.layers import init_weights, make_norm
+from dnnexp.models.layers import init_weights, make_norm, trim_padding
 from dnnexp.models.registry import register
 
 _CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -71,9 +71,7 @@ class RecurrentClassifier(nn.Module):
 
     def _read_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         """The last layer's final states (both directions) of each text, its padding unread."""
-        lengths = (ids != 0).sum(1).clamp_min(1)
-        if not torch.compiler.is_exporting():  # the longest in the batch (a graph keeps all)
-            ids = ids[:, : int(lengths.max())]
+        ids, lengths = trim_padding(ids)
         steps = self.embed(ids)
         packed = nn.utils.rnn.pack_padded_sequence(
             steps, lengths.cpu(), batch_first=True, enforce_sorted=False

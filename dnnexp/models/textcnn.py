@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dnnexp.models.layers import init_weights, make_activation, make_norm
+from dnnexp.models.layers import init_weights, make_activation, make_norm, trim_padding
 from dnnexp.models.registry import register
 
 
@@ -32,9 +32,7 @@ class TextCNN(nn.Module):
         )
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        lengths = (ids != 0).sum(1).clamp_min(1)
-        if not torch.compiler.is_exporting():  # the longest in the batch (a graph keeps all)
-            ids = ids[:, : int(lengths.max())]
+        ids, lengths = trim_padding(ids)
         steps = self.embed(ids).transpose(1, 2)  # (N, E, T)
         pooled = []
         for width, conv in zip(self.widths, self.convs, strict=True):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dnnexp.models.layers import init_weights
+from dnnexp.models.layers import init_weights, trim_padding
 from dnnexp.models.registry import register
 
 
@@ -46,9 +46,7 @@ class TextTransformer(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(cfg.embed_dim, num_outputs))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        lengths = (ids != 0).sum(1).clamp_min(1)
-        if not torch.compiler.is_exporting():  # the longest in the batch (a graph keeps all)
-            ids = ids[:, : int(lengths.max())]
+        ids, lengths = trim_padding(ids)
         pad = torch.arange(ids.shape[1], device=ids.device)[None, :] >= lengths[:, None]
         steps = self.embed(ids) * math.sqrt(self.width)
         steps = steps + positions(ids.shape[1], self.width, ids.device)
