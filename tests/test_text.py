@@ -210,3 +210,31 @@ def test_the_convolutional_and_transformer_families_export_with_parity(
     sidecar = json.loads((tmp_path / "run" / "export" / "model.onnx.json").read_text())
     assert sidecar["parity"]["passed"] and sidecar["input"]["dtype"] == "int64"
     assert sidecar["preprocess"]["text"]["vocab"][:2] == ["<pad>", "<unk>"]
+
+
+def test_bucketing_serves_batches_of_similar_lengths_still_shuffled() -> None:
+    from dnnexp.data.loader import InMemoryLoader
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 200, (1000,), generator=g)
+    x = torch.zeros(1000, 200, dtype=torch.int64)
+    for i, n in enumerate(lengths.tolist()):
+        x[i, :n] = 5
+    y = torch.arange(1000)
+
+    def padded_share(loader: InMemoryLoader) -> float:
+        pads = total = 0
+        for xb, _ in loader:
+            longest = int((xb != 0).sum(1).max())
+            total += longest * len(xb)
+            pads += longest * len(xb) - int((xb != 0).sum())
+        return pads / total
+
+    plain = InMemoryLoader(x, y, 32, shuffle=True, seed=1)
+    bucketed = InMemoryLoader(x, y, 32, shuffle=True, seed=1, lengths=lengths)
+    first = torch.cat([yb for _, yb in bucketed])
+    assert len(set(first.tolist())) == len(first) == 992  # whole batches of distinct texts
+    assert torch.equal(first, torch.cat([yb for _, yb in bucketed]))  # a function of the epoch
+    bucketed.sampler.set_epoch(1)
+    assert not torch.equal(first, torch.cat([yb for _, yb in bucketed]))
+    assert padded_share(bucketed) < 0.1 < 0.4 < padded_share(plain)

@@ -262,6 +262,7 @@ class TextConfig(FilesConfig):
     min_freq: int = knob(1, ge=1, doc="a token seen fewer times in training is unknown")
     max_vocab: Optional[int] = knob(None, gt=0, doc="the most frequent tokens kept; null = all")
     max_length: int = knob(256, gt=0, doc="tokens per text; longer texts are cut (one line)")
+    bucket: bool = knob(False, doc="training batches of similar lengths (shuffled): less padding")
     encoding: str = knob("utf-8", doc="the file's text encoding")
     encoding_errors: str = knob(
         "strict", choices=("strict", "replace"), doc="an undecodable byte: refuse, or replace it"

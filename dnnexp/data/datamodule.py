@@ -312,12 +312,14 @@ class ArrayDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> InMemoryLoader:
         trainer = self.trainer
+        bucket = self.cfg.get("bucket") and self.vocab_size is not None
         loader = self._loader(
             "train",
             self.cfg.batch_size,
             shuffle=True,
             limit_batches=self.limit_train_batches,
             items_done=None if trainer is None else partial(compat.epoch_items_done, trainer),
+            lengths=(self.splits["train"][0] != PAD).sum(1).cpu() if bucket else None,
         )
         if self.teacher_outputs is not None:
             self.teacher_outputs = self.teacher_outputs.to(loader.x.device)  # a no-op once there

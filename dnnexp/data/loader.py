@@ -20,6 +20,8 @@ import torch
 
 from dnnexp.config.errors import RunError
 
+BUCKET_POOL = 50  # batches sorted together by length (data.bucket): similar, yet shuffled
+
 
 class EpochShuffle:
     """Lightning calls `loader.sampler.set_epoch(epoch)` before each training epoch."""
@@ -45,12 +47,14 @@ class InMemoryLoader:
         limit_batches: float | int = 1.0,
         items_done: Callable[[], int] | None = None,
         extra: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> None:
         """`items_done`: the items of the current epoch already trained, as the trainer counts
         them; it makes the loader resumable in the middle of an epoch (`state_dict`). `extra`:
         one more tensor row-aligned with y (a teacher's outputs), batched with it: items are
         then (x, y, extra)."""
         self.x, self.y, self.extra = x, y, extra
+        self.lengths = lengths  # each text's length: batches of similar lengths (data.bucket)
         self.items_done = items_done
         self._resume_at: tuple[int, int] | None = None  # (epoch, items to skip) after a load
         self.batch_size = batch_size
@@ -83,6 +87,8 @@ class InMemoryLoader:
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.sampler.epoch)
             order = torch.randperm(n, generator=g)
+            if self.lengths is not None:
+                order = self._bucketed(order, g)
         elif self.world_size == 1:
             return None
         else:
@@ -92,6 +98,21 @@ class InMemoryLoader:
                 order = torch.cat([order, order[: self.samples_per_rank * self.world_size - n]])
             order = order[self.rank :: self.world_size]
         return order
+
+    def _bucketed(self, order: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """The shuffled `order` regrouped so that each batch holds texts of similar lengths:
+        sorted by length within pools of BUCKET_POOL batches, then the batches shuffled (the
+        epoch still a function of seed and epoch only)."""
+        b = self.batch_size
+        pool = b * BUCKET_POOL
+        parts = []
+        for start in range(0, len(order), pool):
+            chunk = order[start : start + pool]
+            parts.append(chunk[torch.argsort(self.lengths[chunk], stable=True)])
+        order = torch.cat(parts)
+        whole = len(order) // b * b
+        batches = order[:whole].view(-1, b)[torch.randperm(whole // b, generator=g)]
+        return torch.cat([batches.reshape(-1), order[whole:]])
 
     def state_dict(self) -> dict[str, Any]:
         """Lightning saves this with each checkpoint (a loader with state_dict/load_state_dict
