@@ -57,7 +57,7 @@ def hydra_class() -> Any:
 
 
 def hydra_version_module() -> Any:
-    """`hydra.version`, whose `_get_version(str)` parse dnnexp memoizes (~650 calls per
+    """`hydra.version`, whose `_get_version(str)` parse dnnexp memoizes (hundreds of calls per
     composition)."""
     import hydra.version as module
 

@@ -6,11 +6,12 @@ into the raw column matrix every later stage shares: one float32 row per sample,
 columns first (NaN where missing), then each categorical column as the index of its value in a
 vocabulary (NaN where missing, UNSEEN for a value the vocabulary lacks). `fit_columns` fits
 the statistics on the training split alone (medians, which columns get a "was missing"
-indicator, the categories), and `ColumnEncoder` (a torch module, so training, `dnnexp predict`
-and the exported graph run the same code) turns raw rows into the model's features: numeric
-values with missing cells imputed, one 0/1 indicator per numeric column the training split
-had missing cells in, and one-hot categories with a slot for a missing cell and one for a
-value training never saw.
+indicator, the categories and their shares), and `ColumnEncoder` (a torch module, so
+training, `dnnexp predict` and the exported graph run the same code) turns raw rows into the
+model's features: numeric values with missing cells imputed, one 0/1 indicator per numeric
+column the training split had missing cells in, and one-hot categories (missing cells a
+category of their own where training had them; a value training never saw encoded as the
+training shares, see ColumnEncoder).
 """
 
 from __future__ import annotations
