@@ -20,6 +20,7 @@ from dnnexp.data.local_files import (
     check_stratifiable,
     class_indices,
     keep_classes,
+    say,
 )
 from dnnexp.data.spec import DataSpec
 from dnnexp.data.splits import (
@@ -32,7 +33,6 @@ from dnnexp.data.splits import (
     stratified_split,
     stratified_subsample,
 )
-from dnnexp.data.table import say
 from dnnexp.data.text import PAD, encode, fit_vocab, text_stats
 
 

@@ -95,3 +95,14 @@ def check_stratifiable(y: torch.Tensor, classes: list[str] | None, name: str) ->
                 f"data={name}: class {shown!r} has {count} sample; a stratified split needs at"
                 " least 2 per class (drop it, or set data.stratify=false)"
             )
+
+
+def say(line: str) -> None:
+    """One line about the user's files at the start of the run (what a loader decided or
+    dropped), from the first rank only."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        from dnnexp.utils.console import console
+
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

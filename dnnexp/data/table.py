@@ -20,23 +20,13 @@ from dnnexp.data.columns import (
     plan_columns,
     raw_matrix,
 )
-from dnnexp.data.local_files import DataError, existing
+from dnnexp.data.local_files import DataError, existing, say
 from dnnexp.data.table_io import FORMATS, read_table
 
 MISSING_HELP = (
     "data.missing=impute fills missing cells from the training split, data.missing=drop drops"
     " their rows"
 )
-
-
-def say(line: str) -> None:
-    """One line at the start of the run, from the first rank only."""
-    from lightning.pytorch.utilities import rank_zero_only
-
-    if rank_zero_only.rank == 0:
-        from dnnexp.utils.console import console
-
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _target_missing(table: Any, plan: ColumnPlan) -> np.ndarray:
