@@ -40,6 +40,8 @@ def build_model(
         if not MODEL_SCHEMAS[cfg.name].tokens:
             raise ValueError(f"model={cfg.name} does not read token ids")
         return builder(cfg, tuple(input_shape), num_outputs, dropout, vocab_size=vocab_size)
+    if MODEL_SCHEMAS[cfg.name].reads == "tokens":
+        raise ValueError(f"model={cfg.name} reads token ids (data=text)")
     if len(input_shape) != 3 and MODEL_SCHEMAS[cfg.name].reads != "flat":
         raise ValueError(
             f"model={cfg.name} needs (channels, height, width) inputs, not {tuple(input_shape)}:"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from torch import nn
 
-# build(cfg.model, input_shape without the batch dimension, outputs, dropout) -> module
-Builder = Callable[[Any, tuple[int, ...], int, float], nn.Module]
+# build(cfg.model, input_shape without the batch dimension, outputs, dropout) -> module; a family
+# that reads token ids also takes `vocab_size=` (given only for data=text)
+Builder = Callable[..., nn.Module]
 MODELS: dict[str, Builder] = {}
 
 

@@ -49,10 +49,9 @@ def build(
     input_shape: tuple[int, ...],
     num_outputs: int,
     dropout: float,
-    vocab_size: int | None = None,
+    vocab_size: int,
 ) -> nn.Module:
-    if vocab_size is None:
-        raise ValueError("model=textcnn reads token ids (data=text)")
+    """For token ids below `vocab_size` only (`build_model` refuses any other input)."""
     model = TextCNN(cfg, num_outputs, dropout, vocab_size)
     init_weights(model, cfg.init, cfg.activation)
     return model

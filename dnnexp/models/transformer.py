@@ -63,10 +63,9 @@ def build(
     input_shape: tuple[int, ...],
     num_outputs: int,
     dropout: float,
-    vocab_size: int | None = None,
+    vocab_size: int,
 ) -> nn.Module:
-    if vocab_size is None:
-        raise ValueError("model=transformer reads token ids (data=text)")
+    """For token ids below `vocab_size` only (`build_model` refuses any other input)."""
     if cfg.embed_dim % cfg.heads:
         raise ValueError(f"model.embed_dim={cfg.embed_dim} must be a multiple of model.heads")
     model = TextTransformer(cfg, num_outputs, dropout, vocab_size)
