@@ -78,14 +78,14 @@ def _texts(path: Path, run: TrainedRun, target: str | None) -> Inputs:
     texts, labels, table = text.read_texts(path, cfg)
     ids, _ = text.encode(texts, spec)
     used = [data.text] if isinstance(data.text, str) else list(data.text)
-    passed = {}
-    for name in table.column_names:
-        if name not in used and name != cfg.target:
-            passed[name] = [
-                "" if c is None else c for c in table.column(name).cast("string").to_pylist()
-            ]
+    kept = [name for name in table.column_names if name not in used and name != cfg.target]
     y = None if labels is None else _class_index(labels, run, path)
-    return Inputs(ids, y, passed)
+    return Inputs(ids, y, {name: _cells(table, name) for name in kept})
+
+
+def _cells(table: Any, name: str) -> list[str]:
+    """A column's cells as text, a missing one as "" (passed through to the predictions)."""
+    return ["" if c is None else c for c in table.column(name).cast("string").to_pylist()]
 
 
 def _model_shape(x: torch.Tensor, run: TrainedRun, path: Path) -> torch.Tensor:
@@ -172,7 +172,6 @@ def _labels(y: torch.Tensor, run: TrainedRun, path: Path) -> torch.Tensor:
 def _table(path: Path, run: TrainedRun, target: str | None) -> Inputs:
     """A table file (any format `data=table` reads): the model's columns, its labels if the
     target columns are there, every other column passed through."""
-    import pyarrow as pa
 
     data = run.cfg.data
     table = table_io.read_table(path, data.get("na_values"))
@@ -210,13 +209,9 @@ def _table(path: Path, run: TrainedRun, target: str | None) -> Inputs:
             y = np.stack([columns.numbers(table.column(n), n, path) for n in targets], 1)
             labels = torch.from_numpy(y).float()
         else:
-            cells = table.column(targets[0]).cast(pa.string()).to_pylist()
-            labels = _class_index(["" if c is None else c for c in cells], run, path)
+            labels = _class_index(_cells(table, targets[0]), run, path)
     kept = [name for name in header if name not in features and name not in targets]
-    passed = {}
-    for name in kept:
-        cells = table.column(name).cast(pa.string()).to_pylist()
-        passed[name] = ["" if c is None else c for c in cells]
+    passed = {name: _cells(table, name) for name in kept}
     return Inputs(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), labels, passed)
 
 
