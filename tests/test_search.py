@@ -76,6 +76,29 @@ def test_searched_keys_must_exist_in_the_config_or_in_an_option_of_a_swept_group
         parse_space({"optimizer.lr": "interval(0.1, 0.2)"}, [])[0][0].grid()
 
 
+def test_a_search_over_families_that_cannot_read_the_data_fails_before_any_trial(
+    tmp_path: Path,
+) -> None:
+    from dnnexp.search.space import check_families
+
+    (tmp_path / "t.csv").write_text("text,label\ngood film,pos\nbad film,neg\n")
+    cfg = compose("data=text", f"data.path={tmp_path / 't.csv'}", "model=gru", "sweep=nas_text")
+    from omegaconf import OmegaConf
+
+    from dnnexp.config import conf_dir
+
+    params = OmegaConf.load(conf_dir() / "sweep" / "nas_text.yaml").hydra.sweeper.params
+    text_space, _ = parse_space({k: str(v) for k, v in params.items()}, [])
+    check_keys(text_space, cfg, options_have)  # every key of sweep=nas_text is some family's
+    check_families(text_space, cfg)
+    space, _ = parse_space({"model": "choice(gru,cnn)"}, [])
+    with pytest.raises(ConfigError) as err:
+        check_families(space, cfg)
+    assert str(err.value).startswith("search space: model=choice(gru, cnn): model=cnn does not")
+    assert "sweep=nas_text" in str(err.value)
+    check_families(parse_space({"model": "choice(mlp,cnn)"}, [])[0], compose())
+
+
 def test_a_family_key_is_suggested_only_in_that_familys_trials() -> None:
     space, _ = parse_space({"model": "choice(mlp,cnn)", "model.kernel_size": "choice(3,5)"}, [])
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

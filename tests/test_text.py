@@ -69,6 +69,38 @@ def test_the_vocabulary_comes_from_the_training_split_alone(tmp_path: Path, caps
     assert 0 < spec["val_coverage"] < 1
 
 
+def test_sentencepiece_is_trained_on_the_training_split_alone(tmp_path: Path) -> None:
+    import base64
+
+    import sentencepiece
+
+    from dnnexp.data.splits import stratified_split
+    from dnnexp.data.text import encode, tokenize
+
+    n = 120
+    labels = torch.tensor([1 if i % 2 else 0 for i in range(n)])
+    _, val, test = stratified_split(labels, 0.1, 0.2, 0)
+    held_out = set(val.tolist()) | set(test.tolist())
+    rows = write_texts(tmp_path / "t.csv", n)
+    texts = [r["text"] + (" zyzzyva" if i in held_out else "") for i, r in enumerate(rows)]
+    write_texts(tmp_path / "t.csv", n, text=texts)
+    data = load(
+        f"data.path={tmp_path / 't.csv'}", "data.tokens=sentencepiece", "data.subword_vocab=40"
+    )
+    spec = data.preprocess["text"]
+    assert isinstance(spec["sentencepiece"], str)  # a checkpoint's plain container
+    model = sentencepiece.SentencePieceProcessor(
+        model_proto=base64.b64decode(spec["sentencepiece"])
+    )
+    pieces = {model.id_to_piece(i) for i in range(model.get_piece_size())}
+    assert not any("z" in piece for piece in pieces)  # no held-out text trained it
+    assert tokenize(["good film"], spec) == [model.encode("good film", out_type=str)]
+    ids, _ = encode(["Good zyzzyva"], spec)
+    assert (ids[0, : len(tokenize(["good zyzzyva"], spec)[0])] > 0).all()
+    assert 1 in ids[0].tolist()  # pieces training never saw are <unk>
+    assert spec["vocab"][:4] == ["<pad>", "<unk>", "<bos>", "<eos>"]
+
+
 TOKEN_FAMILIES = [
     *(
         [f"model={family}", f"model.bidirectional={bi}"]
@@ -101,6 +133,33 @@ def test_padding_never_changes_an_output(tmp_path: Path, overrides: list[str]) -
             padded = model(torch.nn.functional.pad(ids, (0, 5))[None])
             assert torch.allclose(together[i], alone[0], atol=1e-6)
             assert torch.allclose(padded[0], alone[0], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [f"model={family}", f"model.bidirectional={bi}", "model.num_layers=2", *act]
+        for family, act in (("rnn", ["model.activation=relu"]), ("lstm", []), ("gru", []))
+        for bi in ("false", "true")
+    ],
+    ids=lambda o: " ".join(o),
+)
+def test_the_unrolled_reading_an_export_traces_equals_the_packed_one(
+    tmp_path: Path, overrides: list[str]
+) -> None:
+    from dnnexp.models import build_model
+
+    write_texts(tmp_path / "t.csv", 10)
+    cfg = compose("data=text", f"data.path={tmp_path / 't.csv'}", *overrides).model
+    torch.manual_seed(0)
+    model = build_model(cfg, (30,), 3, 0.3, vocab_size=50).eval()
+    batch = torch.zeros(5, 16, dtype=torch.int64)
+    for i, n in enumerate([3, 16, 1, 9, 12]):
+        batch[i, :n] = torch.randint(4, 50, (n,))
+    with torch.no_grad():
+        packed, unrolled = model._read_tokens(batch), model._read_tokens_unrolled(batch)
+    assert packed.shape == unrolled.shape
+    assert torch.allclose(packed, unrolled, atol=1e-6)
 
 
 BAD_TEXTS = [
@@ -183,8 +242,6 @@ def test_a_text_run_predicts_its_test_metrics_from_the_raw_file(tmp_path: Path) 
         "predict", "ckpt=run", f"input={tmp_path / 'new.txt'}", "out=new.csv", cwd=tmp_path
     )
     assert lines.returncode == 0, lines.stderr[-2000:]
-    packed = run_cli("export", "ckpt=run", "format=onnx", cwd=tmp_path)
-    assert packed.returncode == 2 and "model=lstm reads text as packed sequences" in packed.stderr
     assert [r["text"] for r in csv.DictReader(open(tmp_path / "new.csv"))] == [
         "good great film",
         "awful sad",
@@ -192,23 +249,27 @@ def test_a_text_run_predicts_its_test_metrics_from_the_raw_file(tmp_path: Path) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["textcnn", "transformer"])
-def test_the_convolutional_and_transformer_families_export_with_parity(
-    tmp_path: Path, family: str
-) -> None:
+@pytest.mark.parametrize(
+    "family, fmt",
+    [
+        (["model=textcnn"], "onnx"),
+        (["model=transformer"], "onnx"),
+        (["model=gru", "model.bidirectional=true", "model.num_layers=2"], "onnx"),
+        (["model=lstm", "model.bidirectional=true"], "pt2"),
+        (["model=rnn"], "onnx"),
+    ],
+    ids=lambda o: " ".join(o) if isinstance(o, list) else o,
+)
+def test_every_token_family_exports_with_parity(tmp_path: Path, family: list, fmt: str) -> None:
     write_texts(tmp_path / "t.csv", 120)
-    args = [
-        "data=text",
-        f"data.path={tmp_path / 't.csv'}",
-        f"model={family}",
-        "trainer.max_epochs=2",
-    ]
+    args = ["data=text", f"data.path={tmp_path / 't.csv'}", *family, "trainer.max_epochs=2"]
     proc = run_cli("train", *args, "hydra.run.dir=run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    exported = run_cli("export", "ckpt=run", "format=onnx", cwd=tmp_path)
+    exported = run_cli("export", "ckpt=run", f"format={fmt}", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr[-2000:]
-    sidecar = json.loads((tmp_path / "run" / "export" / "model.onnx.json").read_text())
+    sidecar = json.loads((tmp_path / "run" / "export" / f"model.{fmt}.json").read_text())
     assert sidecar["parity"]["passed"] and sidecar["input"]["dtype"] == "int64"
+    assert sidecar["parity"]["max_abs_diff"] <= 1e-5
     assert sidecar["preprocess"]["text"]["vocab"][:2] == ["<pad>", "<unk>"]
 
 

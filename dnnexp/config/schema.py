@@ -257,7 +257,12 @@ class TextConfig(FilesConfig):
     test_path: Optional[str] = knob(None, doc="a file of the same columns: the test split")
     text: Any = knob("text", doc="the text column, or a list of columns joined by a space")
     target: str = knob("label", doc="the label column")
-    tokens: str = knob("word", choices=("char", "word"), doc="characters, or words and marks")
+    tokens: str = knob(
+        "word",
+        choices=("char", "word", "sentencepiece"),
+        doc="characters, words and marks, or subwords (sentencepiece, fitted on training texts)",
+    )
+    subword_vocab: int = knob(8000, ge=16, doc="tokens=sentencepiece: the subwords it trains")
     lowercase: bool = knob(True)
     min_freq: int = knob(1, ge=1, doc="a token seen fewer times in training is unknown")
     max_vocab: Optional[int] = knob(None, gt=0, doc="the most frequent tokens kept; null = all")

@@ -370,6 +370,11 @@ def _check_inputs(cfg: DictConfig) -> None:
     data = cfg.data
     kind = GROUP_SCHEMAS["data"][data.name].input_kind(data)
     check_model_input(cfg.model.name, kind, data.name)
+    if data.get("tokens") == "sentencepiece":
+        import importlib.util
+
+        if importlib.util.find_spec("sentencepiece") is None:
+            raise ConfigError(SENTENCEPIECE_MISSING)
     if kind != "tokens":
         return
     pixels = [
@@ -385,13 +390,16 @@ def _check_inputs(cfg: DictConfig) -> None:
             raise ConfigError(f"{what}; data={data.name} is token ids: leave it off for text")
 
 
+SENTENCEPIECE_MISSING = "data.tokens=sentencepiece needs sentencepiece: pip install 'dnnexp[text]'"
+
+
 def check_model_input(model: str, kind: str, data: str) -> None:
     """`kind`: "image", "tabular" (the data's inputs), or "unknown" (files not read yet)."""
     reads = MODEL_SCHEMAS[model].reads
     if kind == "tokens" and not MODEL_SCHEMAS[model].tokens:
         raise ConfigError(
             f"model={model} does not read tokens; data={data} is text: use"
-            f" model={' or model='.join(models_reading_tokens())}"
+            f" model={' or model='.join(models_reading_tokens())} (sweep=nas_text searches them)"
         )
     if kind in ("image", "tabular") and reads == "tokens":
         raise ConfigError(

@@ -3,23 +3,28 @@ joined) and a label column. The loader reads the texts; the vocabulary is fitted
 module on the training split alone (`fit_vocab`) and every split is encoded with it
 (`encode`): token ids padded with PAD to the longest text, cut at `data.max_length`.
 
-Tokens are characters or words (`\\w+` runs and single punctuation marks), optionally
-lowercased. Ids 0-3 are reserved: padding, unknown, begin and end of a text."""
+Tokens are characters, words (`\\w+` runs and single punctuation marks) or sentencepiece
+subwords (a unigram model trained on the training split alone, kept in the vocabulary as
+base64 of its model file), optionally lowercased. Ids 0-3 are reserved: padding, unknown, begin
+and end of a text."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import gzip
 import hashlib
 import io
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dnnexp.config.validate import SENTENCEPIECE_MISSING
 from dnnexp.data.arrays import Arrays
 from dnnexp.data.local_files import DataError, existing
 
@@ -29,9 +34,51 @@ WORD = re.compile(r"\w+|[^\w\s]")
 FORMATS = "a .csv, .tsv (optionally .gz) or .jsonl file"
 
 
-def tokenize(text: str, kind: str, lowercase: bool) -> list[str]:
-    text = text.lower() if lowercase else text
-    return list(text) if kind == "char" else WORD.findall(text)
+def tokenize(texts: Iterable[str], spec: dict[str, Any]) -> list[list[str]]:
+    """Each text's tokens by the vocabulary's settings (`tokens`, `lowercase`, and for
+    sentencepiece the trained model in `spec["sentencepiece"]`)."""
+    texts = [t.lower() for t in texts] if spec["lowercase"] else list(texts)
+    if spec["tokens"] == "char":
+        return [list(t) for t in texts]
+    if spec["tokens"] == "word":
+        return [WORD.findall(t) for t in texts]
+    processor = _sentencepiece().SentencePieceProcessor(
+        model_proto=base64.b64decode(spec["sentencepiece"])
+    )
+    return processor.encode(texts, out_type=str)
+
+
+def _sentencepiece() -> Any:
+    try:
+        import sentencepiece
+    except ImportError:
+        raise DataError(SENTENCEPIECE_MISSING) from None
+    return sentencepiece
+
+
+def train_sentencepiece(texts: list[str], size: int) -> str:
+    """A unigram sentencepiece model of at most `size` pieces trained on `texts` (the training
+    split's), as base64 of its model file; every character of the texts is covered."""
+    spm = _sentencepiece()
+    spm.set_random_generator_seed(0)
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts),
+            model_writer=model,
+            vocab_size=size,
+            hard_vocab_limit=False,  # fewer pieces when the texts hold fewer
+            model_type="unigram",
+            character_coverage=1.0,
+            unk_id=0,
+            bos_id=-1,
+            eos_id=-1,
+            num_threads=1,
+            minloglevel=2,
+        )
+    except RuntimeError as err:
+        raise DataError(f"data.tokens=sentencepiece: training failed ({err})") from None
+    return base64.b64encode(model.getvalue()).decode("ascii")
 
 
 def _decoded(path: Path, encoding: str, errors: str) -> bytes:
@@ -135,6 +182,7 @@ class TextPlan:
     min_freq: int
     max_vocab: int | None
     max_length: int
+    subword_vocab: int = 8000
 
     def digest(self, rows: torch.Tensor) -> str:
         digest = hashlib.sha256()
@@ -146,9 +194,14 @@ class TextPlan:
 def fit_vocab(plan: TextPlan, rows: torch.Tensor) -> dict[str, Any]:
     """The vocabulary of the training rows alone (tokens seen at least min_freq times, the most
     frequent first, at most max_vocab), as the plain dict a checkpoint keeps."""
+    texts = [plan.texts[i] for i in rows.tolist()]
+    spec: dict[str, Any] = {"tokens": plan.tokens, "lowercase": plan.lowercase}
+    if plan.tokens == "sentencepiece":
+        lowered = [t.lower() for t in texts] if plan.lowercase else texts
+        spec["sentencepiece"] = train_sentencepiece(lowered, plan.subword_vocab)
     counts: Counter[str] = Counter()
-    for i in rows.tolist():
-        counts.update(tokenize(plan.texts[i], plan.tokens, plan.lowercase))
+    for tokens in tokenize(texts, spec):
+        counts.update(tokens)
     kept = [
         t for t, c in sorted(counts.items(), key=lambda tc: (-tc[1], tc[0])) if c >= plan.min_freq
     ]
@@ -159,12 +212,7 @@ def fit_vocab(plan: TextPlan, rows: torch.Tensor) -> dict[str, Any]:
             f"the vocabulary would be empty: no {plan.tokens} token occurs data.min_freq="
             f"{plan.min_freq} times in the training split"
         )
-    return {
-        "tokens": plan.tokens,
-        "lowercase": plan.lowercase,
-        "max_length": plan.max_length,
-        "vocab": [*RESERVED, *kept],
-    }
+    return {**spec, "max_length": plan.max_length, "vocab": [*RESERVED, *kept]}
 
 
 def encode(
@@ -174,10 +222,7 @@ def encode(
     many texts were cut at max_length."""
     index = {token: i for i, token in enumerate(spec["vocab"])}
     limit = spec["max_length"]
-    ids = [
-        [index.get(t, UNK) for t in tokenize(text, spec["tokens"], spec["lowercase"])]
-        for text in texts
-    ]
+    ids = [[index.get(t, UNK) for t in tokens] for tokens in tokenize(texts, spec)]
     cut = sum(len(row) > limit for row in ids)
     width = width or max(1, min(limit, max((len(row) for row in ids), default=1)))
     out = torch.full((len(ids), width), PAD, dtype=torch.int64)
@@ -226,7 +271,13 @@ def load(cfg: Any) -> Arrays:
         y_test = torch.tensor([names.index(label) for label in test_labels])
         all_texts += test_texts
     plan = TextPlan(
-        all_texts, cfg.tokens, cfg.lowercase, cfg.min_freq, cfg.max_vocab, cfg.max_length
+        all_texts,
+        cfg.tokens,
+        cfg.lowercase,
+        cfg.min_freq,
+        cfg.max_vocab,
+        cfg.max_length,
+        cfg.subword_vocab,
     )
     index = {name: i for i, name in enumerate(names)}
     y = torch.tensor([index[label] for label in labels], dtype=torch.int64)

@@ -35,7 +35,6 @@ INSTALL = "pip install 'dnnexp[export]'"
 # onnxruntime's ConvInteger is an order of magnitude slower than float32 convolutions on the
 # CPU (scripts/bench_inference.py prints both; the README's table)
 INT8_OPS = ("MatMul", "Gemm", "LSTM")
-PACKED = ("rnn", "lstm", "gru")  # token families whose graphs torch.export cannot trace
 TABLE_INPUT = (
     "one float32 row per sample, input.columns in that order: a numeric column as its value, NaN"
     " where missing; a categorical column as the index of its value in"
@@ -176,12 +175,6 @@ def export(
     if quantize and fmt != "onnx":
         raise RunError(f"quantize={quantize} works on format=onnx (onnxruntime's int8 kernels)")
     run = source
-    if "text" in run.hparams["preprocess"] and run.cfg.model.name in PACKED:
-        raise RunError(
-            f"model={run.cfg.model.name} reads text as packed sequences, which torch.export does"
-            " not take: export a model=textcnn or model=transformer run (dnnexp predict reads"
-            " text files with any of them)"
-        )
     x, labels = raw_test_split(run)
     if len(x) == 0:
         raise RunError("the run's test split is empty: nothing to check the export on")

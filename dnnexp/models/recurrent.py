@@ -1,6 +1,9 @@
 """Recurrent classifiers (RNN, LSTM, GRU) reading an image row by row, or token ids through an
 embedding (data=text). Token sequences are packed (`pack_padded_sequence`): padding never
-reaches the recurrence, so a text gives the same output whatever the batch pads it to."""
+reaches the recurrence, so a text gives the same output whatever the batch pads it to.
+torch.export does not trace packed sequences, so an export reads the same weights step by step
+instead (`_read_tokens_unrolled`: each text's state held once its tokens end), which gives the
+packed states to float precision (tested)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from dnnexp.models.layers import init_weights, make_norm, trim_padding
 from dnnexp.models.registry import register
 
 _CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+_WEIGHTS = ("weight_ih", "bias_ih", "weight_hh", "bias_hh")  # nn.RNNBase's, per layer/direction
 
 
 class RecurrentClassifier(nn.Module):
@@ -71,6 +75,8 @@ class RecurrentClassifier(nn.Module):
 
     def _read_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         """The last layer's final states (both directions) of each text, its padding unread."""
+        if torch.compiler.is_exporting():
+            return self._read_tokens_unrolled(ids)
         ids, lengths = trim_padding(ids)
         steps = self.embed(ids)
         packed = nn.utils.rnn.pack_padded_sequence(
@@ -81,6 +87,60 @@ class RecurrentClassifier(nn.Module):
         if self.bidirectional:
             return torch.cat([final[-2], final[-1]], dim=1)
         return final[-1]
+
+    def _read_tokens_unrolled(self, ids: torch.Tensor) -> torch.Tensor:
+        """`_read_tokens` in plain tensor ops over the padded ids, layer by layer and direction
+        by direction with the module's own weights. A step past a text's end keeps its state,
+        so the forward direction ends on the last token and the backward one starts there."""
+        ids, lengths = trim_padding(ids)
+        steps = self.embed(ids)
+        directions = ("", "_reverse") if self.bidirectional else ("",)
+        finals: list[torch.Tensor] = []
+        for layer in range(self.rnn.num_layers):
+            if layer:  # what nn.RNNBase applies between layers (a no-op in eval mode)
+                steps = nn.functional.dropout(steps, self.rnn.dropout, self.training)
+            outputs, finals = [], []
+            for suffix in directions:
+                out, final = self._direction(steps, lengths, f"l{layer}{suffix}", bool(suffix))
+                outputs.append(out)
+                finals.append(final)
+            steps = torch.cat(outputs, dim=2)
+        return torch.cat(finals, dim=1)
+
+    def _direction(
+        self, steps: torch.Tensor, lengths: torch.Tensor, name: str, backward: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One direction of one layer: its outputs (N, T, H) and each text's final state."""
+        weight = {kind: getattr(self.rnn, f"{kind}_{name}") for kind in _WEIGHTS}
+        inputs = steps @ weight["weight_ih"].T + weight["bias_ih"]  # every step's at once
+        h = c = steps.new_zeros(steps.shape[0], self.hidden_size)
+        length = steps.shape[1]
+        outputs: list[torch.Tensor] = [h] * length
+        for t in range(length - 1, -1, -1) if backward else range(length):
+            hidden = h @ weight["weight_hh"].T + weight["bias_hh"]
+            new_h, new_c = self._cell(inputs[:, t], hidden, h, c)
+            inside = (lengths > t)[:, None]
+            h, c = torch.where(inside, new_h, h), torch.where(inside, new_c, c)
+            outputs[t] = h
+        return torch.stack(outputs, dim=1), h
+
+    def _cell(
+        self, x: torch.Tensor, hidden: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of nn.RNN / nn.GRU / nn.LSTM (torch's gate order) from the input's and the
+        state's projections: the new h and (LSTM) c."""
+        if self.rnn.mode == "GRU":
+            x_r, x_z, x_n = x.chunk(3, dim=1)
+            h_r, h_z, h_n = hidden.chunk(3, dim=1)
+            reset, update = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+            candidate = torch.tanh(x_n + reset * h_n)
+            return (1 - update) * candidate + update * h, c
+        if self.rnn.mode == "LSTM":
+            i, f, g, o = (x + hidden).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c), c
+        activation = torch.tanh if self.rnn.mode == "RNN_TANH" else torch.relu
+        return activation(x + hidden), c
 
 
 @register("rnn", "lstm", "gru")

@@ -167,6 +167,25 @@ def check_keys(space: list[Param], cfg: Any, options_have: Any) -> None:
 _MISSING = object()
 
 
+def check_families(space: list[Param], cfg: Any) -> None:
+    """Every model family a search may pick reads the data's inputs: a text search over image
+    families fails here, in one line, not in each of its trials."""
+    from dnnexp.config.schema import GROUP_SCHEMAS, MODEL_SCHEMAS
+    from dnnexp.config.validate import check_model_input
+
+    kind = GROUP_SCHEMAS["data"][cfg.data.name].input_kind(cfg.data)
+    for param in space:
+        if param.key != "model":
+            continue
+        for option in (o for o in param.choices if o in MODEL_SCHEMAS):
+            try:
+                check_model_input(option, kind, cfg.data.name)
+            except ConfigError as err:
+                raise ConfigError(
+                    f"search space: model=choice({', '.join(param.choices)}): {err}"
+                ) from None
+
+
 def applies(key: str, chosen: dict[str, str], options_have: Any) -> bool:
     """Whether `key` is set in a trial whose top-level choices are `chosen`: a key under a
     searched group (`model.depth`) only where the chosen option has it."""

@@ -74,6 +74,7 @@ class SearchLoop:
         if not space:
             raise ConfigError("search space: empty; give hydra.sweeper.params or key=interval(...)")
         spaces.check_keys(space, cfg, options_have)
+        spaces.check_families(space, cfg)
         metric = search.metric or TASK_SCORE[cfg.task.name]
         direction = search.direction or ("minimize" if mode(metric) == "min" else "maximize")
         directions = [direction, "minimize"] if search.objectives == 2 else [direction]

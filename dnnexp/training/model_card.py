@@ -109,6 +109,18 @@ def _data(cfg: DictConfig, data: Any, regression: bool, names: list[str]) -> lis
     spec = (data.preprocess or {}).get("columns")
     if spec:
         lines += _columns(spec)
+    text = (data.preprocess or {}).get("text")
+    if text:
+        coverage = text["val_coverage"]
+        lines += [
+            f"- Text: {text['tokens']} tokens"
+            + (", lowercased" if text["lowercase"] else "")
+            + f"; vocabulary of {text['vocab_size']:,} (training split alone, 4 reserved)"
+            + (f", {coverage:.1%} of the validation tokens known" if coverage is not None else "")
+            + f"; longest {text['longest']}, median {text['median_length']:g} tokens"
+            + f" (cut at {text['max_length']})",
+            "",
+        ]
     if regression:
         lines += ["Target statistics per split (in the target's units):", ""]
         lines += _target_table(ys, data.target_stats)

@@ -364,8 +364,9 @@ def _fit_and_test(
 
 
 def _text_summary(text: dict[str, Any]) -> dict[str, Any]:
-    """A text run's tokens and their statistics (the vocabulary itself is in the checkpoint)."""
-    return {key: value for key, value in text.items() if key != "vocab"}
+    """A text run's tokens and their statistics (the vocabulary itself, and a sentencepiece
+    model, are in the checkpoint)."""
+    return {key: value for key, value in text.items() if key not in ("vocab", "sentencepiece")}
 
 
 def _best_row(history: list[dict[str, float]], monitor: str, first_epoch: int = 0) -> int:
