@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks for a machine with CUDA (not part of CI): one GPU in fp32 and bf16-mixed, DDP on the
-# visible GPUs, each model's default config. Prints one line per run: accuracy and times.
+# visible GPUs, each model's default config, data on the device or not, torch.compile, the text
+# families (bf16 too). Prints one line per run: accuracy and times.
 # usage: bash scripts/gpu_check.sh [OUT_DIR]
 set -uo pipefail
 out=${1:-outputs/gpu_check}
@@ -36,6 +37,13 @@ run "gpu mlp batch 256" trainer=gpu data.batch_size=256
 for model in cnn resnet resnext densenet rnn lstm gru; do
   run "gpu $model" trainer=gpu model=$model
 done
+run "gpu mlp data_on_device=never" trainer=gpu trainer.data_on_device=never
+run "gpu mlp compile" trainer=gpu trainer.compile=true
+python3 scripts/toy_texts.py "$out/reviews.csv" --rows 4000 > /dev/null
+for model in gru textcnn transformer; do
+  run "gpu text $model" trainer=gpu data=text "data.path=$out/reviews.csv" model=$model
+done
+run "gpu text transformer bf16-mixed" trainer=gpu data=text "data.path=$out/reviews.csv" model=transformer trainer.precision=bf16-mixed
 run "gpu resnext dropout" trainer=gpu model=resnext reg=dropout
 run "gpu resnext bf16-mixed" trainer=gpu model=resnext trainer.precision=bf16-mixed
 run "ddp on all gpus resnext" trainer=ddp model=resnext

@@ -162,6 +162,17 @@ def test_the_unrolled_reading_an_export_traces_equals_the_packed_one(
     assert torch.allclose(packed, unrolled, atol=1e-6)
 
 
+def test_the_transformers_scaled_embeddings_have_the_positions_scale(tmp_path: Path) -> None:
+    from dnnexp.models import build_model
+
+    write_texts(tmp_path / "t.csv", 10)
+    cfg = compose("data=text", f"data.path={tmp_path / 't.csv'}", "model=transformer").model
+    model = build_model(cfg, (30,), 3, 0.0, vocab_size=5000)
+    scaled = model.embed.weight.detach()[1:] * cfg.embed_dim**0.5
+    assert 0.9 < float(scaled.std()) < 1.1  # as the sinusoids' (std ~0.7), not 8 times them
+    assert not model.embed.weight.detach()[0].any()  # padding
+
+
 BAD_TEXTS = [
     ("no-text-column", "no column 'review' (data.text); the columns are: id, text, label"),
     ("no-label-column", "no column 'stars' (data.target); the columns are: id, text, label"),

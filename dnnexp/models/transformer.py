@@ -32,6 +32,11 @@ class TextTransformer(nn.Module):
         super().__init__()
         self.width, self.pooling = cfg.embed_dim, cfg.pooling
         self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
+        # N(0, 1/width), so that the embeddings scaled by sqrt(width) have unit variance, the
+        # positions' scale: nn.Embedding's N(0, 1) would bury the positions under them
+        nn.init.normal_(self.embed.weight, std=cfg.embed_dim**-0.5)
+        with torch.no_grad():
+            self.embed.weight[0].zero_()  # the padding row
         layer = nn.TransformerEncoderLayer(
             cfg.embed_dim,
             cfg.heads,
