@@ -35,7 +35,14 @@ SMOKE = [
 ]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 SKIPPED_PROGRAMS = ("pip ", "tensorboard ", "ruff ", "pytest")
-SEARCHES = ("grid", "random", "bayesian", "evolutionary", "nas", "nas_text")  # sweeps that run a search
+SEARCHES = (
+    "grid",
+    "random",
+    "bayesian",
+    "evolutionary",
+    "nas",
+    "nas_text",
+)  # sweeps that run a search
 SEARCH_BUDGET = (("search.n_trials", 2), ("search.confirm_seeds", 2))  # where a line sets them
 
 

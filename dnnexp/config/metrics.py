@@ -16,6 +16,10 @@ LOWER_IS_BETTER = {
     "precision": False,
     "recall": False,
     "r2": False,
+    "ter": True,  # token error rate (task=seq2seq): edit distance / reference length
+    "ser": True,  # sequence error rate: outputs that match no reference
+    "ter_beam": True,  # the same, decoded with beam search (the test split)
+    "ser_beam": True,
 }
 
 
@@ -25,6 +29,8 @@ BOUNDS = {
     **dict.fromkeys(("loss", "mse", "rmse", "mae"), (0.0, INF)),
     **dict.fromkeys(("acc", "acc_fgsm", "acc_pgd", "f1", "precision", "recall"), (0.0, 1.0)),
     "r2": (-INF, 1.0),
+    **dict.fromkeys(("ter", "ter_beam"), (0.0, INF)),
+    **dict.fromkeys(("ser", "ser_beam"), (0.0, 1.0)),
 }
 
 
@@ -52,8 +58,9 @@ def mode(metric: str) -> str:
 TASK_METRICS = {
     "classification": ("loss", "acc", "precision", "recall", "f1"),
     "regression": ("loss", "mse", "rmse", "mae", "r2"),
+    "seq2seq": ("loss", "ter", "ser"),
 }
-TASK_SCORE = {"classification": "val/acc", "regression": "val/r2"}
+TASK_SCORE = {"classification": "val/acc", "regression": "val/r2", "seq2seq": "val/ter"}
 
 
 def headline(task: str, split: str = "test") -> str:

@@ -61,7 +61,18 @@ class RegressionTaskConfig(TaskConfig):
     )
 
 
-TASK_SCHEMAS = {"classification": ClassificationTaskConfig, "regression": RegressionTaskConfig}
+@dataclass
+class Seq2SeqTaskConfig(TaskConfig):
+    teacher_forcing: float = knob(
+        1.0, gt=0, le=1, doc="share of decoder steps fed the reference (< 1: scheduled sampling)"
+    )
+
+
+TASK_SCHEMAS = {
+    "classification": ClassificationTaskConfig,
+    "regression": RegressionTaskConfig,
+    "seq2seq": Seq2SeqTaskConfig,
+}
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -250,7 +261,7 @@ class CSVConfig(TableConfig):
 class TextConfig(FilesConfig):
     """Texts and their labels: a CSV, TSV or JSON-lines file."""
 
-    tasks: ClassVar[tuple[str, ...]] = ("classification",)
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "seq2seq")
     inputs: ClassVar[str] = "tokens"
     files: ClassVar[Optional[tuple[str, str]]] = ("path", "file")
     path: Optional[str] = knob(None, doc="the file: .csv, .tsv (optionally .gz) or .jsonl")
@@ -263,6 +274,14 @@ class TextConfig(FilesConfig):
         doc="characters, words and marks, or subwords (sentencepiece, fitted on training texts)",
     )
     subword_vocab: int = knob(8000, ge=16, doc="tokens=sentencepiece: the subwords it trains")
+    target_tokens: str = knob(
+        "word",
+        choices=("char", "word", "sentencepiece"),
+        doc="task=seq2seq: the target column's tokens (word: symbols between spaces and marks)",
+    )
+    target_max_length: int = knob(
+        64, gt=0, doc="task=seq2seq: target tokens kept in training, and the longest output"
+    )
     lowercase: bool = knob(True)
     min_freq: int = knob(1, ge=1, doc="a token seen fewer times in training is unknown")
     max_vocab: Optional[int] = knob(None, gt=0, doc="the most frequent tokens kept; null = all")
@@ -303,6 +322,7 @@ class ModelConfig:
     # (C, H, W), "rows" (an image as a sequence of its rows), "tokens" (token ids only)
     reads: ClassVar[str] = "image"
     tokens: ClassVar[bool] = False  # also reads token ids (data=text), through an embedding
+    decoder: ClassVar[bool] = False  # an encoder-decoder: emits token sequences (task=seq2seq)
 
     name: str = knob("mlp")
     activation: str = knob("relu", choices=ACTIVATIONS)
@@ -429,6 +449,24 @@ class TransformerConfig(ModelConfig):
     pooling: str = knob("mean", choices=("mean", "first"), doc="a text's positions, or its first")
 
 
+@model_schema("seq2seq_rnn")
+@dataclass
+class Seq2SeqRNNConfig(ModelConfig):
+    reads: ClassVar[str] = "tokens"
+    tokens: ClassVar[bool] = True
+    decoder: ClassVar[bool] = True
+    cell: str = knob("gru", choices=("gru", "lstm"), doc="the encoder's and decoder's cell")
+    attention: str = knob("luong", choices=("none", "luong", "bahdanau"))
+    embed_dim: int = knob(64, gt=0, doc="token embedding width (source and target)")
+    hidden_size: int = knob(256, gt=0)
+    num_layers: int = knob(1, gt=0, doc="layers of the encoder and of the decoder")
+    bidirectional: bool = knob(True, doc="the encoder reads both ways")
+
+
+def models_with_decoder() -> list[str]:
+    return [name for name, schema in MODEL_SCHEMAS.items() if schema.decoder]
+
+
 def models_reading_tokens() -> list[str]:
     return [name for name, schema in MODEL_SCHEMAS.items() if schema.tokens]
 
@@ -547,6 +585,10 @@ class AdversarialConfig:
     )
     steps: int = knob(7, gt=0, le=100, doc="PGD iterations")
     alpha: Optional[float] = knob(None, gt=0, doc="PGD step in raw units; null = 2.5 x eps/steps")
+    beam: int = knob(5, ge=1, le=1000, doc="task=seq2seq: beam width of the test's beam search")
+    length_penalty: float = knob(
+        1.0, ge=0, le=2, doc="beam scores: log-probability / length**this (0: the plain sum)"
+    )
     ratio: float = knob(0.5, gt=0, le=1, doc="share of each training batch made adversarial")
 
 
@@ -684,6 +726,10 @@ class EvalConfig:
     eps: float = knob(2.0, gt=0, doc="their L-inf budget in raw input units")
     steps: int = knob(10, gt=0, le=1000, doc="PGD iterations")
     alpha: Optional[float] = knob(None, gt=0, doc="PGD step in raw units; null = 2.5 x eps/steps")
+    beam: int = knob(5, ge=1, le=1000, doc="task=seq2seq: beam width of the test's beam search")
+    length_penalty: float = knob(
+        1.0, ge=0, le=2, doc="beam scores: log-probability / length**this (0: the plain sum)"
+    )
 
 
 # -------------------------------------------------------------------------------------- distill

@@ -24,6 +24,7 @@ from dnnexp.config.schema import (
     TrainSchema,
     models_reading,
     models_reading_tokens,
+    models_with_decoder,
 )
 
 
@@ -291,6 +292,22 @@ def _check_task(cfg: DictConfig) -> None:
                 f"eval.attacks={list(cfg.eval.attacks)} scores accuracy under attack, a"
                 " classification metric: leave it [] under task=regression"
             )
+    decoder = MODEL_SCHEMAS[cfg.model.name].decoder
+    if task == "seq2seq" and not decoder:
+        raise ConfigError(
+            f"task=seq2seq needs a model with a decoder; model={cfg.model.name} has none: use"
+            f" model={' or model='.join(models_with_decoder())}"
+        )
+    if decoder and task != "seq2seq":
+        raise ConfigError(
+            f"model={cfg.model.name} is an encoder-decoder (it emits token sequences): use it"
+            f" with task=seq2seq, not task={task}"
+        )
+    if task == "seq2seq":
+        if cfg.distill.teacher is not None:
+            raise ConfigError("distill.teacher distils class outputs: leave it null for seq2seq")
+        if data.get("classes"):
+            raise ConfigError("data.classes picks classes: leave it null under task=seq2seq")
     metrics = [f"val/{m}" for m in TASK_METRICS[task]]
     monitors = [("reg.early_stopping.monitor", cfg.reg.early_stopping.monitor)]
     if "monitor" in cfg.scheduler:

@@ -33,7 +33,14 @@ from dnnexp.data.splits import (
     stratified_split,
     stratified_subsample,
 )
-from dnnexp.data.text import PAD, encode, fit_vocab, text_stats
+from dnnexp.data.text import (
+    PAD,
+    encode,
+    encode_targets,
+    fit_vocab,
+    load_pairs,
+    text_stats,
+)
 
 
 class ArrayDataModule(L.LightningDataModule):
@@ -89,12 +96,12 @@ class ArrayDataModule(L.LightningDataModule):
         if self.splits:
             return
         cfg = self.cfg
-        arrays = DATASETS[cfg.name](cfg)
+        regression, labelled = self.task == "regression", self.task == "classification"
+        arrays = load_pairs(cfg) if self.task == "seq2seq" else DATASETS[cfg.name](cfg)
         x, y, self.classes = arrays.x, arrays.y, arrays.classes
         features = arrays.features
-        regression = self.task == "regression"
         stratify = cfg.get("stratify")
-        stratified = (not regression) if stratify is None else stratify
+        stratified = labelled if stratify is None else stratify
         seed = cfg.split_seed
         n = len(y)
         own_test = arrays.x_test is not None  # the format's own test split, indices n..
@@ -105,9 +112,9 @@ class ArrayDataModule(L.LightningDataModule):
                 f"data={cfg.name}: the targets are text labels; task=regression needs numbers"
             )
         x_test = arrays.x_test
-        if not regression:
+        if labelled:
             y, self.classes = class_indices(y, self.classes, cfg.name)
-        if not regression and cfg.get("classes"):  # a subset of the classes, renumbered
+        if labelled and cfg.get("classes"):  # a subset of the classes, renumbered
             keep, y, self.classes = keep_classes(y, self.classes, list(cfg.classes), cfg.name)
             x = x[keep[:n]]
             x_test = x_test[keep[n:]] if own_test else None
@@ -136,7 +143,10 @@ class ArrayDataModule(L.LightningDataModule):
         del x, x_test, arrays  # only the splits stay in memory
         if text is not None:  # row indices: encoded by the training split's vocabulary
             self.test_fingerprint = _digest(torch.zeros(0), y[test]) + text.digest(xs[2])
-            self._setup_text(text, xs, y, (train, val, test))
+            if text.references is not None:
+                self._setup_pairs(text, xs)
+            else:
+                self._setup_text(text, xs, y, (train, val, test))
             return
         spec = None
         if columns is not None:  # a table's raw columns, encoded by the training split's stats
@@ -217,6 +227,56 @@ class ArrayDataModule(L.LightningDataModule):
         stats = text_stats(spec, {name: s[0] for name, s in self.splits.items()})
         self.preprocess = {"dtype": "int64", "mean": [0.0], "std": [1.0], "text": {**spec, **stats}}
         self.vocab_size = len(spec["vocab"])
+
+    def _setup_pairs(self, plan: Any, rows: list[torch.Tensor]) -> None:
+        """task=seq2seq: a vocabulary for the sources and one for the targets, each of the
+        training split alone. Training serves one (source, reference) pair per reference;
+        validation and test one row per source with all its references, (N, R, T)."""
+        source_spec = fit_vocab(plan, rows[0])
+        targets = plan.target_plan()
+        target_rows = [plan.reference_rows(part) for part in rows]
+        target_spec = fit_vocab(targets, target_rows[0][0])
+        limit = plan.target_max_length
+        encoded_targets, cut = [], 0
+        for part, (refs, owner) in zip(rows, target_rows, strict=True):
+            ids, lengths, n = encode_targets([targets.texts[i] for i in refs.tolist()], target_spec)
+            if part is rows[0] and len(lengths) and int(lengths.min()) > limit:
+                raise DataError(
+                    f"data.target_max_length={limit} is shorter than every target of the"
+                    f" training split (the shortest has {int(lengths.min())} tokens)"
+                )
+            encoded_targets.append((ids, owner))
+            cut += n
+        sources = [target_rows[0][1], *rows[1:]]  # training: a source per reference
+        encoded, source_cut = [], 0
+        for part in sources:
+            ids, n = encode([plan.texts[i] for i in part.tolist()], source_spec)
+            encoded.append(ids)
+            source_cut += n
+        if source_cut:
+            say(f"{source_cut} sources longer than data.max_length={plan.max_length} were cut")
+        if cut:
+            say(f"{cut} targets longer than data.target_max_length={limit} tokens were cut")
+        width = max(ids.shape[1] for ids in encoded)
+        xs = [torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=PAD) for ids in encoded]
+        ys = [encoded_targets[0][0]]
+        for part, (ids, owner) in zip(rows[1:], encoded_targets[1:], strict=True):
+            ys.append(_grouped(ids, owner, part))
+        self._num_classes = len(target_spec["vocab"])  # the decoder's output width
+        self.splits = {
+            name: (xi.contiguous(), yi.contiguous())
+            for name, xi, yi in zip(("train", "val", "test"), xs, ys, strict=True)
+        }
+        stats = text_stats(source_spec, {name: s[0] for name, s in self.splits.items()})
+        target_stats = text_stats(target_spec, {"train": ys[0], "val": ys[1][:, 0]})
+        self.preprocess = {
+            "dtype": "int64",
+            "mean": [0.0],
+            "std": [1.0],
+            "text": {**source_spec, **stats},
+            "target_text": {**target_spec, **target_stats},
+        }
+        self.vocab_size = len(source_spec["vocab"])
 
     @property
     def spec(self) -> DataSpec:
@@ -334,6 +394,21 @@ class ArrayDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> InMemoryLoader:
         return self._loader("test", self.cfg.eval_batch_size, shuffle=False)
+
+
+def _grouped(ids: torch.Tensor, owner: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """Each source's references (rows of `ids`, whose source is `owner`) as (N, R, T), in the
+    order of `sources`, padded with rows of PAD."""
+    counts = torch.bincount(owner, minlength=int(sources.max()) + 1 if len(sources) else 0)
+    most = int(counts[sources].max()) if len(sources) else 1
+    out = torch.full((len(sources), most, ids.shape[1]), PAD, dtype=ids.dtype)
+    position = {int(s): i for i, s in enumerate(sources.tolist())}
+    seen = [0] * len(sources)
+    for row, source in enumerate(owner.tolist()):
+        i = position[source]
+        out[i, seen[i]] = ids[row]
+        seen[i] += 1
+    return out
 
 
 def _digest(x: torch.Tensor, y: torch.Tensor) -> str:

@@ -183,6 +183,31 @@ class TextPlan:
     max_vocab: int | None
     max_length: int
     subword_vocab: int = 8000
+    # task=seq2seq: each source's target texts (its references), and how they are tokenized
+    references: list[list[str]] | None = None
+    target_tokens: str = "word"
+    target_max_length: int = 64
+
+    def target_plan(self) -> TextPlan:
+        """The references of every source, one after another, as texts to fit a vocabulary on
+        (`reference_rows` gives a source's rows among them)."""
+        assert self.references is not None
+        flat = [ref for refs in self.references for ref in refs]
+        return TextPlan(
+            flat, self.target_tokens, False, 1, None, self.target_max_length, self.subword_vocab
+        )
+
+    def reference_rows(self, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows of `sources`' references in `target_plan()`'s texts, and each one's source."""
+        assert self.references is not None
+        counts = torch.tensor([len(refs) for refs in self.references])
+        starts = torch.cumsum(counts, 0) - counts
+        per = counts[sources]
+        owner = torch.repeat_interleave(sources, per)
+        offset = torch.arange(int(per.sum())) - torch.repeat_interleave(
+            torch.cumsum(per, 0) - per, per
+        )
+        return starts[owner] + offset, owner
 
     def digest(self, rows: torch.Tensor) -> str:
         digest = hashlib.sha256()
@@ -232,6 +257,19 @@ def encode(
     return out, cut
 
 
+def encode_targets(
+    texts: list[str], spec: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Target ids (N, width + 1) ending in EOS (teacher forcing predicts it last), padded with
+    PAD; each text's length in tokens (before the cut), and how many were cut at max_length."""
+    ids, cut = encode(texts, spec)
+    lengths = (ids != PAD).sum(1)
+    out = torch.nn.functional.pad(ids, (0, 1), value=PAD)
+    out[torch.arange(len(out)), lengths] = EOS
+    full = torch.tensor([len(tokens) for tokens in tokenize(texts, spec)])
+    return out, full, cut
+
+
 def text_stats(spec: dict[str, Any], splits: dict[str, torch.Tensor]) -> dict[str, Any]:
     """What summary.json and the model card say of the text: vocabulary size, the share of the
     validation split's tokens it knows, the longest and the median length (in tokens)."""
@@ -246,6 +284,53 @@ def text_stats(spec: dict[str, Any], splits: dict[str, torch.Tensor]) -> dict[st
         "longest": int(lengths.max().item()) if len(lengths) else 0,
         "median_length": float(lengths.median().item()) if len(lengths) else 0.0,
     }
+
+
+def load_pairs(cfg: Any) -> Arrays:
+    """task=seq2seq: source texts (`data.text`) and target texts (`data.target`). Rows with the
+    same source are one sample whose references are their targets (in one split together): x
+    and y are the index of each distinct source (the training file's, then the test file's)."""
+    sources: list[str] = []
+    references: list[list[str]] = []
+    counts = []
+    for key, name in (("data.path", cfg.path), ("data.test_path", cfg.test_path)):
+        if name is None:
+            continue
+        path = existing(name, key, f"{FORMATS} with a header row")
+        texts, targets, table = read_texts(path, cfg)
+        if targets is None:
+            raise DataError(
+                f"{path}: no column {cfg.target!r} (data.target); the columns are:"
+                f" {', '.join(table.column_names)}"
+            )
+        empty = next((i for i, t in enumerate(targets) if not t.strip()), None)
+        if empty is not None:
+            raise DataError(f"{path}: row {empty + 2} has an empty target ({cfg.target})")
+        index: dict[str, int] = {}
+        for text, target in zip(texts, targets, strict=True):
+            if text not in index:
+                index[text] = len(sources)
+                sources.append(text)
+                references.append([])
+            if target not in references[index[text]]:
+                references[index[text]].append(target)
+        counts.append(len(index))
+    n = counts[0]
+    plan = TextPlan(
+        sources,
+        cfg.tokens,
+        cfg.lowercase,
+        cfg.min_freq,
+        cfg.max_vocab,
+        cfg.max_length,
+        cfg.subword_vocab,
+        references,
+        cfg.target_tokens,
+        cfg.target_max_length,
+    )
+    ids = torch.arange(len(sources))
+    test = (ids[n:], ids[n:]) if cfg.test_path is not None else (None, None)
+    return Arrays(ids[:n], ids[:n], None, *test, text=plan)
 
 
 def load(cfg: Any) -> Arrays:

@@ -7,6 +7,7 @@ from typing import Any
 from dnnexp.tasks.classification import Classification
 from dnnexp.tasks.objective import Objective
 from dnnexp.tasks.regression import Regression
+from dnnexp.tasks.seq2seq import Seq2Seq
 
 
 def build_objective(cfg: Any, num_outputs: int, target_stats: dict | None) -> Objective:
@@ -16,4 +17,13 @@ def build_objective(cfg: Any, num_outputs: int, target_stats: dict | None) -> Ob
         if target_stats is None:
             raise ValueError("regression needs the training split's target statistics")
         return Regression(target_stats["std"], task.loss, task.huber_delta)
+    if task.name == "seq2seq":
+        return Seq2Seq(
+            num_outputs,
+            cfg.reg.label_smoothing,
+            task.teacher_forcing,
+            cfg.data.target_max_length,
+            cfg.eval.beam,
+            cfg.eval.length_penalty,
+        )
     return Classification(num_outputs, cfg.reg.label_smoothing)

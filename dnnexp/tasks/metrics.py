@@ -148,3 +148,60 @@ class RegressionStats(EpochStats):
             "mae": float((sae / n * scale).mean()),
             "r2": float(r2.mean()),
         }
+
+
+def edit_distance(a: list[int], b: list[int]) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions each cost 1)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def closest_reference(output: list[int], references: list[list[int]]) -> tuple[int, int]:
+    """(edit distance, length) of the reference closest to `output` (the shorter on a tie)."""
+    return min((edit_distance(output, ref), len(ref)) for ref in references)
+
+
+class Seq2SeqStats(EpochStats):
+    """loss; for decoded outputs (N, L) against references (N, R, T), the token error rate
+    (sum of each source's edit distance to its closest reference / sum of that reference's
+    length) and the sequence error rate (sources whose output matches no reference). Training
+    batches (teacher-forced logits) count their loss only."""
+
+    EOS = 3
+
+    def reset(self) -> None:
+        super().reset()
+        self.edits = self.reference_tokens = self.wrong = 0
+
+    def update(self, output: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
+        self.losses.append(loss.detach())
+        self.sizes.append(len(y))
+        if y.ndim != 3:
+            return
+        for out, refs in zip(output.tolist(), y.tolist(), strict=True):
+            out = [t for t in out if t > 0]
+            references = [[t for t in ref if t > 0 and t != self.EOS] for ref in refs if ref[0]]
+            edits, length = closest_reference(out, references)
+            self.edits += edits
+            self.reference_tokens += length
+            self.wrong += out not in references
+
+    def sums(self) -> torch.Tensor | None:
+        loss_sum = self.loss_sum
+        if loss_sum is None:
+            return None
+        n = float(sum(self.sizes))
+        rest = [n, float(self.edits), float(self.reference_tokens), float(self.wrong)]
+        return torch.cat([loss_sum.reshape(1), loss_sum.new_tensor(rest)])
+
+    def metrics_from(self, sums: torch.Tensor) -> dict[str, float]:
+        loss_sum, n, edits, tokens, wrong = sums.tolist()
+        metrics = {"loss": loss_sum / n}
+        if tokens:  # decoded (validation, test)
+            metrics.update(ter=edits / tokens, ser=wrong / n)
+        return metrics

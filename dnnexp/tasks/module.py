@@ -132,11 +132,12 @@ class TrainingModule(L.LightningModule):
             return x
         return (x.to(torch.float32) - self._input_mean) / self._input_std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *targets: Any) -> torch.Tensor:
+        """The model's outputs; `targets`: what a decoder also reads (task=seq2seq)."""
         x = self.normalize(x)
         if self._channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self._forward(x)
+        return self._forward(x, *targets)
 
     # ------------------------------------------------------------------------------- steps
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -184,7 +185,7 @@ class TrainingModule(L.LightningModule):
         x = self.normalize(x)
         for transform in self._batch_transforms:
             x, y = transform(x, y)
-        output = self(x)
+        output = self.objective.train_output(self, x, y)
         loss, plain = self.objective.loss(output, y)
         self.stats["train"].update(output.detach(), y, plain)
         if self._task_weight != 1.0:
@@ -281,8 +282,8 @@ class TrainingModule(L.LightningModule):
 
     def _eval_step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         x, y = batch
-        output = self(x)
-        self.stats[stage].update(output, y, self.objective.eval_loss(output, y))
+        output, loss = self.objective.evaluate(self, x, y, stage)
+        self.stats[stage].update(output, y, loss)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -423,8 +424,9 @@ class TrainingModule(L.LightningModule):
         c = getattr(self.stats["test"], "c", None)  # classification (ClassificationStats)
         if c is not None and self._summed is not None:  # for the model card
             self.test_confusion = self._summed[: c * c].reshape(c, c).long().tolist()
+        reduce_sum = partial(self.trainer.strategy.reduce, reduce_op="sum")
+        self.test_metrics.update(self.objective.test_extras(reduce_sum))
         if self._robust:  # accuracy under attack, over all ranks
-            reduce_sum = partial(self.trainer.strategy.reduce, reduce_op="sum")
             self.test_metrics.update(self._robust.compute(reduce_sum, self.device))
         # float64: the values reach the main process exactly after ddp_spawn
         exact = {k: torch.tensor(v, dtype=torch.float64) for k, v in self.test_metrics.items()}

@@ -6,10 +6,12 @@ loss of a batch and for a fresh `EpochStats` per stage.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from dnnexp.config.metrics import TASK_METRICS, TASK_SCORE
-from dnnexp.tasks.metrics import EpochStats
+from dnnexp.tasks.metrics import EpochStats, ReduceSum
 
 
 class Objective:
@@ -34,6 +36,22 @@ class Objective:
 
     def eval_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def train_output(self, module: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training outputs of a batch (`module`: the TrainingModule; a decoder also reads
+        the targets)."""
+        return module(x)
+
+    def evaluate(
+        self, module: Any, x: torch.Tensor, y: torch.Tensor, stage: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A validation or test batch: what its stats read, and its loss."""
+        output = module(x)
+        return output, self.eval_loss(output, y)
+
+    def test_extras(self, reduce_sum: ReduceSum) -> dict[str, float]:
+        """Test metrics beyond the stats' own (seq2seq: those of beam search)."""
+        return {}
 
     def new_stats(self) -> EpochStats:
         raise NotImplementedError

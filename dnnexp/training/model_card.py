@@ -46,10 +46,11 @@ def write_model_card(
     column: prediction)."""
     run_dir = Path(run_dir)
     regression = data.target_stats is not None
-    names = [] if regression else [str(c) for c in data.classes or range(summary["num_classes"])]
+    task = cfg.task.name
+    classes = task == "classification"
+    names = [str(c) for c in data.classes or range(summary["num_classes"])] if classes else []
     if confusion is not None:
         _plot_confusion(confusion, names, run_dir / CONFUSION_PNG)
-    task = "regression" if regression else "classification"
     lines = [
         f"# Model card: {cfg.name}",
         "",
@@ -74,6 +75,8 @@ def _model(
     outputs = (
         f"{summary.get('num_targets', 1)} target(s)" if regression else f"{len(names)} classes"
     )
+    if cfg.task.name == "seq2seq":
+        outputs = f"a sequence of {summary.get('num_classes', 0)} target tokens (4 reserved)"
     lines = [
         "",
         "## Model",
@@ -109,11 +112,13 @@ def _data(cfg: DictConfig, data: Any, regression: bool, names: list[str]) -> lis
     spec = (data.preprocess or {}).get("columns")
     if spec:
         lines += _columns(spec)
-    text = (data.preprocess or {}).get("text")
-    if text:
+    for key, what in (("text", "Text"), ("target_text", "Target text")):
+        text = (data.preprocess or {}).get(key)
+        if not text:
+            continue
         coverage = text["val_coverage"]
         lines += [
-            f"- Text: {text['tokens']} tokens"
+            f"- {what}: {text['tokens']} tokens"
             + (", lowercased" if text["lowercase"] else "")
             + f"; vocabulary of {text['vocab_size']:,} (training split alone, 4 reserved)"
             + (f", {coverage:.1%} of the validation tokens known" if coverage is not None else "")
@@ -121,6 +126,8 @@ def _data(cfg: DictConfig, data: Any, regression: bool, names: list[str]) -> lis
             + f" (cut at {text['max_length']})",
             "",
         ]
+    if cfg.task.name == "seq2seq":
+        return lines
     if regression:
         lines += ["Target statistics per split (in the target's units):", ""]
         lines += _target_table(ys, data.target_stats)
@@ -219,6 +226,15 @@ def _test(
     ]
     if others:
         lines += ["", "At the best epoch: " + ", ".join(others) + "."]
+    if cfg.task.name == "seq2seq":
+        return [
+            *lines,
+            "",
+            "ter: edit distance to the closest reference over its length (phoneme error rate for"
+            " G2P); ser: outputs matching no reference (word error rate). Decoded greedily, and"
+            f" `_beam` with beam search (eval.beam={cfg.eval.beam},"
+            f" eval.length_penalty={cfg.eval.length_penalty}).",
+        ]
     if regression:
         return lines
     if confusion is None:

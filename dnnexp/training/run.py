@@ -352,7 +352,11 @@ def _fit_and_test(
         ),
         **({"input_stats": data.input_stats} if data.input_stats is not None else {}),
         **({"columns": data.preprocess["columns"]} if "columns" in data.preprocess else {}),
-        **({"text": _text_summary(data.preprocess["text"])} if "text" in data.preprocess else {}),
+        **{
+            key: _text_summary(data.preprocess[key])
+            for key in ("text", "target_text")
+            if key in data.preprocess
+        },
         **({"fast_dev_run": fast_dev_run} if fast_dev_run else {}),
         **(
             {"search": {"trial": search.trial, "pruned_at_epoch": pruning.pruned_at}}
