@@ -210,15 +210,7 @@ class ArrayDataModule(L.LightningDataModule):
     ) -> None:
         """Token ids for each split, by the vocabulary of the training rows alone."""
         spec = fit_vocab(plan, rows[0])
-        encoded, cut = [], 0
-        for part in rows:
-            ids, n = encode([plan.texts[i] for i in part.tolist()], spec)
-            encoded.append(ids)
-            cut += n
-        if cut:
-            say(f"{cut} texts longer than data.max_length={plan.max_length} tokens were cut")
-        width = max(ids.shape[1] for ids in encoded)
-        xs = [torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=PAD) for ids in encoded]
+        xs = _encoded_splits(plan, rows, spec, "texts")
         self._num_classes = len(self.classes) if self.classes else int(y.max()) + 1
         self.splits = {
             name: (xi.contiguous(), y[idx])
@@ -248,17 +240,9 @@ class ArrayDataModule(L.LightningDataModule):
             encoded_targets.append((ids, owner))
             cut += n
         sources = [target_rows[0][1], *rows[1:]]  # training: a source per reference
-        encoded, source_cut = [], 0
-        for part in sources:
-            ids, n = encode([plan.texts[i] for i in part.tolist()], source_spec)
-            encoded.append(ids)
-            source_cut += n
-        if source_cut:
-            say(f"{source_cut} sources longer than data.max_length={plan.max_length} were cut")
+        xs = _encoded_splits(plan, sources, source_spec, "sources")
         if cut:
             say(f"{cut} targets longer than data.target_max_length={limit} tokens were cut")
-        width = max(ids.shape[1] for ids in encoded)
-        xs = [torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=PAD) for ids in encoded]
         ys = [encoded_targets[0][0]]
         for part, (ids, owner) in zip(rows[1:], encoded_targets[1:], strict=True):
             ys.append(_grouped(ids, owner, part))
@@ -394,6 +378,22 @@ class ArrayDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> InMemoryLoader:
         return self._loader("test", self.cfg.eval_batch_size, shuffle=False)
+
+
+def _encoded_splits(
+    plan: Any, rows: list[torch.Tensor], spec: dict[str, Any], what: str
+) -> list[torch.Tensor]:
+    """Each split's texts (`rows` of `plan.texts`) as token ids, all padded to one width; one
+    line with how many were cut at max_length."""
+    encoded, cut = [], 0
+    for part in rows:
+        ids, n = encode([plan.texts[i] for i in part.tolist()], spec)
+        encoded.append(ids)
+        cut += n
+    if cut:
+        say(f"{cut} {what} longer than data.max_length={plan.max_length} tokens were cut")
+    width = max(ids.shape[1] for ids in encoded)
+    return [torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=PAD) for ids in encoded]
 
 
 def _grouped(ids: torch.Tensor, owner: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:

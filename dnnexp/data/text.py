@@ -286,6 +286,13 @@ def text_stats(spec: dict[str, Any], splits: dict[str, torch.Tensor]) -> dict[st
     }
 
 
+def _plan(cfg: Any, texts: list[str], *pairs: Any) -> TextPlan:
+    """The TextPlan of `data.*`'s tokenizer knobs (and, for pairs, the references and the
+    target's tokens and length)."""
+    knobs = (cfg.tokens, cfg.lowercase, cfg.min_freq, cfg.max_vocab, cfg.max_length)
+    return TextPlan(texts, *knobs, cfg.subword_vocab, *pairs)
+
+
 def load_pairs(cfg: Any) -> Arrays:
     """task=seq2seq: source texts (`data.text`) and target texts (`data.target`). Rows with the
     same source are one sample whose references are their targets (in one split together): x
@@ -316,18 +323,7 @@ def load_pairs(cfg: Any) -> Arrays:
                 references[index[text]].append(target)
         counts.append(len(index))
     n = counts[0]
-    plan = TextPlan(
-        sources,
-        cfg.tokens,
-        cfg.lowercase,
-        cfg.min_freq,
-        cfg.max_vocab,
-        cfg.max_length,
-        cfg.subword_vocab,
-        references,
-        cfg.target_tokens,
-        cfg.target_max_length,
-    )
+    plan = _plan(cfg, sources, references, cfg.target_tokens, cfg.target_max_length)
     ids = torch.arange(len(sources))
     test = (ids[n:], ids[n:]) if cfg.test_path is not None else (None, None)
     return Arrays(ids[:n], ids[:n], None, *test, text=plan)
@@ -355,15 +351,7 @@ def load(cfg: Any) -> Arrays:
         x_test = torch.arange(len(texts), len(texts) + len(test_texts))
         y_test = torch.tensor([names.index(label) for label in test_labels])
         all_texts += test_texts
-    plan = TextPlan(
-        all_texts,
-        cfg.tokens,
-        cfg.lowercase,
-        cfg.min_freq,
-        cfg.max_vocab,
-        cfg.max_length,
-        cfg.subword_vocab,
-    )
+    plan = _plan(cfg, all_texts)
     index = {name: i for i, name in enumerate(names)}
     y = torch.tensor([index[label] for label in labels], dtype=torch.int64)
     return Arrays(torch.arange(len(texts)), y, names, x_test, y_test, text=plan)
