@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import itertools
 import random
 from pathlib import Path
@@ -99,6 +100,24 @@ def test_the_encoder_reads_a_source_the_same_whatever_its_padding(cell: str) -> 
             for other in (alone, padded):
                 assert torch.allclose(other.hidden[0], together.hidden[i], atol=1e-6)
                 assert torch.allclose(other.outputs[0, :n], together.outputs[i, :n], atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_teacher_forcing_in_one_call_equals_the_decoder_step_by_step(
+    attention: str, cell: str
+) -> None:
+    model = tiny_model(attention, cell)
+    src = sources([3, 6, 1, 4])
+    target = torch.tensor([[4, 5, 3, 0], [6, 3, 0, 0], [4, 4, 5, 3], [3, 0, 0, 0]])
+    with torch.no_grad():
+        together = model(src, target)
+        state, tokens, steps = model.start(model.encode(src)), torch.full((4,), 2), []
+        for t in range(target.shape[1]):
+            logits, state = model.step(tokens, state)
+            steps.append(logits)
+            tokens = target[:, t]
+    assert torch.allclose(together, torch.stack(steps, dim=1), atol=1e-5)
 
 
 def reference_distance(a: tuple, b: tuple) -> int:
@@ -292,6 +311,12 @@ def test_a_sweep_over_attention_trains_decodes_and_ranks_lower_error_as_better(
     assert result["target_text"]["tokens"] == "word" and result["target_text"]["vocab_size"] == 12
     card = (tmp_path / "sweep" / "2" / "model_card.md").read_text()
     assert "Target text: word tokens" in card and "ser: outputs matching no reference" in card
+    scored = run_cli("eval", "ckpt=sweep/2", cwd=tmp_path)  # the test split decoded again
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    again = json.loads((tmp_path / "sweep" / "2" / "eval" / "best.json").read_text())["metrics"]
+    assert again["test/ter_beam"] == metrics["test/ter_beam"]
+    refused = run_cli("predict", "ckpt=sweep/2", f"input={tmp_path / 'p.tsv'}", cwd=tmp_path)
+    assert refused.returncode == 2 and "is a task=seq2seq run" in refused.stderr
     report = run_cli("report", "sweep", "--metric", "test/ter", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]
     table = (tmp_path / "sweep" / "report.md").read_text()

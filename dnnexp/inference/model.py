@@ -125,6 +125,11 @@ def load_trained(value: str | Path, key: str = "ckpt") -> TrainedRun:
     cfg = OmegaConf.create(hparams["config"])
     if "task" not in cfg:
         cfg.task = {"name": "classification"}
+    if cfg.task.name == "seq2seq":
+        raise RunError(
+            f"{key}={value} is a task=seq2seq run: dnnexp predict, export and ensembles do not"
+            " decode sequences yet (its greedy and beam test metrics are in summary.json)"
+        )
     what = f"{key}={value} does not match the model {cfg.model.name} of its config"
     model = rebuild_model(ckpt, what, cfg)
     wrapped = InferenceModel(

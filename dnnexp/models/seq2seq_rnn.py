@@ -5,8 +5,10 @@ tokens one at a time, reading the encoder's outputs through attention (`model.at
 - `none`: the encoder's final states start the decoder, which reads nothing else of the source.
 - `bahdanau` (Bahdanau et al. 2015): additive scores v·tanh(W s_{t-1} + U m_j) from the state
   before the step; the context is an input of the step.
-- `luong` (Luong et al. 2015, "general"): scores s_t·W m_j from the state after the step, with
-  input feeding (the previous attentional output is an input of the step).
+- `luong` (Luong et al. 2015, "general" scores s_t·W m_j from the state after the step, without
+  input feeding): the decoder's recurrence reads the target tokens alone, so teacher forcing
+  runs it over the whole target in one call and attends from every step in one batched product
+  (the others step one token at a time); several times faster on a CPU.
 
 The decoder's interface is what `decoding.py` (greedy and beam search) drives: `encode(src)`,
 `start(memory)` and `step(tokens, state, memory)`; a state is a dict of tensors with the batch
@@ -25,7 +27,7 @@ from dnnexp.models.layers import init_weights, trim_padding
 from dnnexp.models.registry import register
 
 BOS, EOS = 2, 3  # data/text.py's reserved ids: begin and end of a text (0 pads)
-_CELLS = {"gru": (nn.GRU, nn.GRUCell), "lstm": (nn.LSTM, nn.LSTMCell)}
+_CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class Memory(NamedTuple):
@@ -40,7 +42,7 @@ class Memory(NamedTuple):
 class Seq2SeqRNN(nn.Module):
     def __init__(self, cfg: Any, source_vocab: int, target_vocab: int, dropout: float) -> None:
         super().__init__()
-        rnn, cell = _CELLS[cfg.cell]
+        rnn = _CELLS[cfg.cell]
         self.cell_name, self.attention = cfg.cell, cfg.attention
         self.layers, self.hidden_size = cfg.num_layers, cfg.hidden_size
         self.source_embed = nn.Embedding(source_vocab, cfg.embed_dim, padding_idx=0)
@@ -55,10 +57,13 @@ class Seq2SeqRNN(nn.Module):
         )
         width = cfg.hidden_size * (2 if cfg.bidirectional else 1)  # an encoder output
         self.bridge = nn.Linear(width, cfg.hidden_size * cfg.num_layers)  # -> decoder's start
-        step_input = cfg.embed_dim + (0 if cfg.attention == "none" else cfg.hidden_size)
-        self.cells = nn.ModuleList(
-            cell(step_input if i == 0 else cfg.hidden_size, cfg.hidden_size)
-            for i in range(cfg.num_layers)
+        step_input = cfg.embed_dim + (cfg.hidden_size if cfg.attention == "bahdanau" else 0)
+        self.decoder = rnn(
+            step_input,
+            cfg.hidden_size,
+            cfg.num_layers,
+            batch_first=True,
+            dropout=dropout if cfg.num_layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(dropout)
         if cfg.attention != "none":
@@ -97,8 +102,6 @@ class Seq2SeqRNN(nn.Module):
             state["keys"] = self.keys(memory.outputs)  # once per source, not per step
             state["values"] = self.values(memory.outputs)
             state["mask"] = memory.mask
-            if self.attention == "luong":
-                state["feed"] = memory.hidden.new_zeros(len(memory.hidden), self.hidden_size)
         return state
 
     def step(
@@ -108,40 +111,46 @@ class Seq2SeqRNN(nn.Module):
         x = self.dropout(self.target_embed(tokens))
         context = None
         if self.attention == "bahdanau":  # attends from the state before the step
-            context = self._context(state["h"][:, -1], state)
+            context = self._context(state["h"][:, -1:], state)[:, 0]
             x = torch.cat([x, context], dim=1)
-        elif self.attention == "luong":
-            x = torch.cat([x, state["feed"]], dim=1)
-        hs, cs = [], []
-        for i, cell in enumerate(self.cells):
-            if self.cell_name == "lstm":
-                h, c = cell(x, (state["h"][:, i], state["c"][:, i]))
-                cs.append(c)
-            else:
-                h = cell(x, state["h"][:, i])
-            hs.append(h)
-            x = self.dropout(h) if i + 1 < self.layers else h
-        new = dict(state, h=torch.stack(hs, dim=1))
-        if cs:
-            new["c"] = torch.stack(cs, dim=1)
+        out, new = self._recur(x[:, None], state)
+        return self._emit(out, state, context)[:, 0], new
+
+    def _recur(
+        self, x: torch.Tensor, state: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The decoder's recurrence over steps x (N, T, E): its outputs (N, T, H), new state."""
+        h = state["h"].transpose(0, 1).contiguous()  # (layers, N, H), as nn.GRU keeps it
+        if self.cell_name == "lstm":
+            out, (h, c) = self.decoder(x, (h, state["c"].transpose(0, 1).contiguous()))
+            return out, dict(state, h=h.transpose(0, 1), c=c.transpose(0, 1))
+        out, h = self.decoder(x, h)
+        return out, dict(state, h=h.transpose(0, 1))
+
+    def _emit(
+        self, out: torch.Tensor, state: dict[str, torch.Tensor], context: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Logits (N, T, V) from the decoder's outputs (N, T, H) and the attention."""
         if self.attention == "none":
-            return self.out(self.dropout(x)), new
-        if context is None:  # luong: attends from the state after the step
-            context = self._context(x, state)
-        attended = torch.tanh(self.combine(torch.cat([x, context], dim=1)))
-        if self.attention == "luong":
-            new["feed"] = attended
-        return self.out(self.dropout(attended)), new
+            return self.out(self.dropout(out))
+        if context is None:  # luong: attends from the outputs after the step, every step at once
+            context = self._context(out, state)
+        else:
+            context = context[:, None]
+        attended = torch.tanh(self.combine(torch.cat([out, context], dim=2)))
+        return self.out(self.dropout(attended))
 
     def _context(self, query: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The attention-weighted values (N, H) of the source's tokens for `query` (N, H)."""
-        keys = state["keys"]
+        """The attention-weighted values (N, T, H) of the source's tokens for each of the
+        queries (N, T, H)."""
+        keys = state["keys"]  # (N, S, H)
         if self.attention == "bahdanau":
-            scores = self.score(torch.tanh(keys + self.query(query)[:, None])).squeeze(2)
+            mixed = torch.tanh(keys[:, None] + self.query(query)[:, :, None])  # (N, T, S, H)
+            scores = self.score(mixed).squeeze(3)
         else:
-            scores = torch.bmm(keys, query[:, :, None]).squeeze(2)
-        weights = scores.masked_fill(~state["mask"], float("-inf")).softmax(dim=1)
-        return torch.bmm(weights[:, None], state["values"]).squeeze(1)
+            scores = torch.bmm(query, keys.transpose(1, 2))  # (N, T, S)
+        weights = scores.masked_fill(~state["mask"][:, None], float("-inf")).softmax(dim=2)
+        return torch.bmm(weights, state["values"])
 
     # ---------------------------------------------------------------------- teacher forcing
     def forward(
@@ -153,12 +162,17 @@ class Seq2SeqRNN(nn.Module):
         target, _ = trim_padding(target)
         state = self.start(self.encode(src))
         tokens = torch.full_like(target[:, 0], BOS)
+        sampled = teacher_forcing < 1.0 and self.training
+        if self.attention != "bahdanau" and not sampled:  # the whole target in one call
+            fed = torch.cat([tokens[:, None], target[:, :-1]], dim=1)
+            out, _ = self._recur(self.dropout(self.target_embed(fed)), state)
+            return self._emit(out, state, None)
         logits = []
         for t in range(target.shape[1]):
             out, state = self.step(tokens, state)
             logits.append(out)
             tokens = target[:, t]
-            if teacher_forcing < 1.0 and self.training:
+            if sampled:
                 own = out.argmax(dim=1)
                 fed = torch.rand(len(own), device=own.device) < teacher_forcing
                 tokens = torch.where(fed, tokens, own)
