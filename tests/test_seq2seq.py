@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 import itertools
+import json
 import random
 from pathlib import Path
 from types import SimpleNamespace
