@@ -45,8 +45,15 @@ def _partner(group: str, option: str) -> list[str]:
         return ["task=regression"]
     if group == "task" and option == "regression":
         return ["data=diabetes"]
+    text = ["data=text", f"data.path={conf_dir() / 'train.yaml'}"]
+    if (group, option) == ("task", "seq2seq") or (
+        group == "model" and MODEL_SCHEMAS[option].decoder
+    ):
+        return [*text, "task=seq2seq", "model=seq2seq_rnn"]
     if group == "model" and MODEL_SCHEMAS[option].reads == "tokens":  # reads text only
-        return ["data=text", f"data.path={conf_dir() / 'train.yaml'}"]
+        return text
+    if (group, option) == ("sweep", "nas_text"):
+        return text
     return []
 
 
@@ -220,5 +227,11 @@ def test_one_table_says_which_way_each_metric_improves() -> None:
         "r2",
         "acc_fgsm",
         "acc_pgd",
+        "ter",
+        "ser",
+        "ter_beam",
+        "ser_beam",
     }
+    for name in ("ter", "ser", "ter_beam", "ser_beam"):  # error rates of task=seq2seq
+        assert lower_is_better(f"test/{name}") and mode(f"val/{name}") == "min"
     assert lower_is_better("train/loss_step") and lower_is_better("test/error")

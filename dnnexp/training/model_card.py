@@ -46,7 +46,7 @@ def write_model_card(
     column: prediction)."""
     run_dir = Path(run_dir)
     regression = data.target_stats is not None
-    task = cfg.task.name
+    task = _task(cfg, regression)
     classes = task == "classification"
     names = [str(c) for c in data.classes or range(summary["num_classes"])] if classes else []
     if confusion is not None:
@@ -66,6 +66,12 @@ def write_model_card(
     return path
 
 
+def _task(cfg: DictConfig, regression: bool) -> str:
+    """The run's task (a config from before tasks were named: by its targets)."""
+    named = (cfg.get("task") or {}).get("name")
+    return named or ("regression" if regression else "classification")
+
+
 def _model(
     cfg: DictConfig, summary: dict, run_dir: Path, regression: bool, names: list[str]
 ) -> list[str]:
@@ -75,7 +81,7 @@ def _model(
     outputs = (
         f"{summary.get('num_targets', 1)} target(s)" if regression else f"{len(names)} classes"
     )
-    if cfg.task.name == "seq2seq":
+    if _task(cfg, regression) == "seq2seq":
         outputs = f"a sequence of {summary.get('num_classes', 0)} target tokens (4 reserved)"
     lines = [
         "",
@@ -126,7 +132,7 @@ def _data(cfg: DictConfig, data: Any, regression: bool, names: list[str]) -> lis
             + f" (cut at {text['max_length']})",
             "",
         ]
-    if cfg.task.name == "seq2seq":
+    if _task(cfg, regression) == "seq2seq":
         return lines
     if regression:
         lines += ["Target statistics per split (in the target's units):", ""]
@@ -226,7 +232,7 @@ def _test(
     ]
     if others:
         lines += ["", "At the best epoch: " + ", ".join(others) + "."]
-    if cfg.task.name == "seq2seq":
+    if _task(cfg, regression) == "seq2seq":
         return [
             *lines,
             "",
