@@ -585,10 +585,6 @@ class AdversarialConfig:
     )
     steps: int = knob(7, gt=0, le=100, doc="PGD iterations")
     alpha: Optional[float] = knob(None, gt=0, doc="PGD step in raw units; null = 2.5 x eps/steps")
-    beam: int = knob(5, ge=1, le=1000, doc="task=seq2seq: beam width of the test's beam search")
-    length_penalty: float = knob(
-        1.0, ge=0, le=2, doc="beam scores: log-probability / length**this (0: the plain sum)"
-    )
     ratio: float = knob(0.5, gt=0, le=1, doc="share of each training batch made adversarial")
 
 
