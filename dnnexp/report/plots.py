@@ -187,6 +187,7 @@ def plot_metric(report: Report, path: Path) -> bool:
     rotate = n > 3 or max(len(r.name) for r in rows) > 30
     if rotate:  # one line per label, rotated about its right end so it sits under its bar
         labels = [r.name + (" (baseline)" if r.baseline else "") for r in rows]
+        labels = [textwrap.fill(label, 48) for label in labels]  # a long name: several lines
         ax.set_xticklabels(labels, rotation=30, ha="right", rotation_mode="anchor", fontsize=9)
     else:
         labels = [_label(r.name) + ("\n(baseline)" if r.baseline else "") for r in rows]
