@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import string
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
@@ -74,10 +74,16 @@ overrides = st.lists(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(overrides)
+@example(["~seed=\\n"])  # a backslash and an n, typed: quoted back, still one line
+@example(["++model=\\n"])
 def test_any_overrides_compose_or_fail_with_one_clean_line(args: list[str]) -> None:
     try:
         compose(*args)
     except Exception as ex:  # noqa: BLE001 - the property is about every exception
         line = one_line(ex)
         assert line is not None, f"{args!r} -> uncaught {type(ex).__name__}: {ex}"
-        assert "\\n" not in line.strip(), f"{args!r} -> a multi-line message: {line!r}"
+        quoted = line
+        for arg in args:  # a value the user typed with a backslash is quoted back as typed
+            quoted = quoted.replace(arg.split("=", 1)[-1], "")
+        assert "\n" not in line.strip(), f"{args!r} -> a multi-line message: {line!r}"
+        assert "\\n" not in quoted, f"{args!r} -> an escaped multi-line message: {line!r}"
