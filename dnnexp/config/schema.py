@@ -635,6 +635,9 @@ class TrainerConfig:
     num_threads: Optional[int] = knob(
         None, gt=0, doc="torch CPU threads; null = the cores divided among parallel sweep jobs"
     )
+    flush_denormal: bool = knob(
+        True, doc="CPU: denormal floats computed as zero (they cost many times a normal op)"
+    )
     # Lightning's own Trainer knobs, with Lightning's meaning (batches are training batches)
     fast_dev_run: Any = knob(
         False, doc="true (1) or N: N batches of train, val and test; no checkpoints or metrics"

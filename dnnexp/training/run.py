@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
@@ -283,6 +284,9 @@ def _fit_and_test(
     """`resume`: the last.ckpt a resumed run continues from; `teacher`: distill's; `source`:
     init_from's checkpoint."""
     L.seed_everything(cfg.seed, workers=False, verbose=False)
+    # process-wide: denormal floats (gradients through saturated gates, as a seq2seq GRU's
+    # after a few epochs) cost the CPU many times a normal operation
+    torch.set_flush_denormal(bool(cfg.trainer.get("flush_denormal", True)))
     task = TrainingModule(
         OmegaConf.to_container(cfg, resolve=True),  # plain dict: loads with weights_only=True
         data.spec,
