@@ -72,6 +72,10 @@ def train(
     if resume_from is not None and not resume_from.is_file():
         raise RunError(f"resume={cfg.resume}: no {LAST_CKPT} there, nothing to resume from")
     resume = None if resume_from is None else _read_resume(cfg, resume_from)
+    # denormal floats (gradients through saturated gates, as a seq2seq GRU's after a few epochs)
+    # cost the CPU many times a normal operation. Set before the first parallel torch op: the
+    # thread pool's threads inherit the flag when they start, later calls reach this one only
+    torch.set_flush_denormal(bool(cfg.trainer.get("flush_denormal", True)))
     data = ArrayDataModule.for_run(cfg)
     data.setup()  # bad data settings (e.g. a class left empty) fail before anything is written
     if resume is not None:  # what would fail in the middle of fit: refused before any write
@@ -284,9 +288,6 @@ def _fit_and_test(
     """`resume`: the last.ckpt a resumed run continues from; `teacher`: distill's; `source`:
     init_from's checkpoint."""
     L.seed_everything(cfg.seed, workers=False, verbose=False)
-    # process-wide: denormal floats (gradients through saturated gates, as a seq2seq GRU's
-    # after a few epochs) cost the CPU many times a normal operation
-    torch.set_flush_denormal(bool(cfg.trainer.get("flush_denormal", True)))
     task = TrainingModule(
         OmegaConf.to_container(cfg, resolve=True),  # plain dict: loads with weights_only=True
         data.spec,
