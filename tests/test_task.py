@@ -145,6 +145,30 @@ def test_each_model_trains_a_smoke_epoch(model: str, tmp_path: Path) -> None:
     assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
 
 
+def test_a_run_flushes_denormals_and_gives_the_caller_its_subnormals_back(tmp_path: Path) -> None:
+    import torch
+
+    from dnnexp.training.run import _flushing_denormals, train
+
+    seen = []
+    real = torch.set_flush_denormal
+
+    def spy(mode: bool) -> bool:
+        seen.append(mode)
+        return real(mode)
+
+    cfg = compose("trainer=smoke", "trainer.progress_bar=false", "logger=none")
+    (tmp_path / "run").mkdir()
+    torch.set_flush_denormal = spy
+    try:
+        train(cfg, run_dir=tmp_path / "run", overrides=[])
+    finally:
+        torch.set_flush_denormal = real
+    assert seen == [True, False]  # on for the run, then the caller's mode again
+    tiny = 5e-324  # the smallest double: a subnormal
+    assert not _flushing_denormals() and tiny * 1.5 != 0.0
+
+
 def _train_rows(run_dir: Path, *overrides: str) -> tuple[dict, list[dict]]:
     from dnnexp.training.run import train
 

@@ -51,7 +51,29 @@ class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM: stop, keep the checkpoints, say how to resume."""
 
 
-def train(
+def train(cfg: DictConfig, run_dir: Path, overrides: list[str], **options: Any) -> dict[str, Any]:
+    """Train, test the best checkpoint, write summary.json and model_card.md (`_train`).
+
+    Denormal floats (gradients through saturated gates, as a seq2seq GRU's after a few epochs)
+    cost the CPU many times a normal operation: with `trainer.flush_denormal` they are zero
+    for the run. Set before its first parallel torch op, since the thread pool's threads
+    inherit the flag when they start; this thread's mode is restored after the run, so the
+    caller's own floats (an embedding program, a test) keep IEEE subnormals."""
+    before = _flushing_denormals()
+    torch.set_flush_denormal(bool(cfg.trainer.get("flush_denormal", True)))
+    try:
+        return _train(cfg, run_dir, overrides, **options)
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def _flushing_denormals() -> bool:
+    """Whether this thread computes denormal floats as zero now (float32's smallest normal is
+    1.2e-38: 1e-40 is denormal)."""
+    return bool((torch.full((1,), 1e-40) * 1.0).item() == 0.0)
+
+
+def _train(
     cfg: DictConfig,
     run_dir: Path,
     overrides: list[str],
@@ -60,11 +82,11 @@ def train(
     before_writing: Callable[[], None] | None = None,
     callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Train, test the best checkpoint, write summary.json and model_card.md. `label` (a sweep
-    job's name) makes the terminal output one line per run instead of the config tree and
-    metrics table. Every check that can refuse the run (bad data, a resume that does not fit)
-    runs before the first write into run_dir; `before_writing` is called then (a resume
-    records its config there). `callbacks`: more Lightning callbacks (a search trial's)."""
+    """`label` (a sweep job's name) makes the terminal output one line per run instead of the
+    config tree and metrics table. Every check that can refuse the run (bad data, a resume
+    that does not fit) runs before the first write into run_dir; `before_writing` is called
+    then (a resume records its config there). `callbacks`: more Lightning callbacks (a search
+    trial's)."""
     silence_lightning_noise()
     run_dir = Path(run_dir)
     is_main = rank_zero_only.rank == 0
@@ -72,10 +94,6 @@ def train(
     if resume_from is not None and not resume_from.is_file():
         raise RunError(f"resume={cfg.resume}: no {LAST_CKPT} there, nothing to resume from")
     resume = None if resume_from is None else _read_resume(cfg, resume_from)
-    # denormal floats (gradients through saturated gates, as a seq2seq GRU's after a few epochs)
-    # cost the CPU many times a normal operation. Set before the first parallel torch op: the
-    # thread pool's threads inherit the flag when they start, later calls reach this one only
-    torch.set_flush_denormal(bool(cfg.trainer.get("flush_denormal", True)))
     data = ArrayDataModule.for_run(cfg)
     data.setup()  # bad data settings (e.g. a class left empty) fail before anything is written
     if resume is not None:  # what would fail in the middle of fit: refused before any write
