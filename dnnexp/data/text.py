@@ -306,10 +306,7 @@ def load_pairs(cfg: Any) -> Arrays:
         path = existing(name, key, f"{FORMATS} with a header row")
         texts, targets, table = read_texts(path, cfg)
         if targets is None:
-            raise DataError(
-                f"{path}: no column {cfg.target!r} (data.target); the columns are:"
-                f" {', '.join(table.column_names)}"
-            )
+            _column(table, cfg.target, path, "data.target")  # raises, listing the columns
         empty = next((i for i, t in enumerate(targets) if not t.strip()), None)
         if empty is not None:
             raise DataError(f"{path}: row {empty + 2} has an empty target ({cfg.target})")
@@ -331,12 +328,9 @@ def load_pairs(cfg: Any) -> Arrays:
 
 def load(cfg: Any) -> Arrays:
     path = existing(cfg.path, "data.path", f"{FORMATS} with a header row")
-    texts, labels, _ = read_texts(path, cfg)
+    texts, labels, table = read_texts(path, cfg)
     if labels is None:
-        raise DataError(
-            f"{path}: no column {cfg.target!r} (data.target); the columns are:"
-            f" {', '.join(read_table_of_texts(path, cfg).column_names)}"
-        )
+        _column(table, cfg.target, path, "data.target")  # raises: no such column, and the columns
     names = sorted(set(labels))
     x_test = y_test = None
     all_texts = list(texts)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+# data/text.py's reserved ids (models and data are sibling layers: neither imports the other)
 BOS, EOS, PAD = 2, 3, 0
 
 

@@ -23,10 +23,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from dnnexp.models.decoding import BOS
 from dnnexp.models.layers import init_weights, trim_padding
 from dnnexp.models.registry import register
 
-BOS, EOS = 2, 3  # data/text.py's reserved ids: begin and end of a text (0 pads)
 _CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from dnnexp.data.text import EOS, PAD
+
 ReduceSum = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -172,8 +174,6 @@ class Seq2SeqStats(EpochStats):
     length) and the sequence error rate (sources whose output matches no reference). Training
     batches (teacher-forced logits) count their loss only."""
 
-    EOS = 3
-
     def reset(self) -> None:
         super().reset()
         self.edits = self.reference_tokens = self.wrong = 0
@@ -184,8 +184,8 @@ class Seq2SeqStats(EpochStats):
         if y.ndim != 3:
             return
         for out, refs in zip(output.tolist(), y.tolist(), strict=True):
-            out = [t for t in out if t > 0]
-            references = [[t for t in ref if t > 0 and t != self.EOS] for ref in refs if ref[0]]
+            out = [t for t in out if t != PAD]
+            references = [[t for t in ref if t not in (PAD, EOS)] for ref in refs if ref[0]]
             edits, length = closest_reference(out, references)
             self.edits += edits
             self.reference_tokens += length

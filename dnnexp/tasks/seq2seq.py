@@ -11,11 +11,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dnnexp.data.text import PAD
 from dnnexp.models.decoding import beam_search, greedy
 from dnnexp.tasks.metrics import ReduceSum, Seq2SeqStats
 from dnnexp.tasks.objective import Objective
-
-PAD = 0
 
 
 class Seq2Seq(Objective):
