@@ -37,6 +37,21 @@ def tiny_model(attention: str, cell: str = "gru", layers: int = 2, target_vocab:
     return Seq2SeqRNN(cfg, 10, target_vocab, 0.0).eval()
 
 
+def tiny_transformer(tie: bool = False, target_vocab: int = 7):
+    from dnnexp.models.transformer import Seq2SeqTransformer
+
+    cfg = SimpleNamespace(
+        embed_dim=8, heads=2, layers=2, ff_dim=16, activation="gelu", tie_embeddings=tie
+    )
+    torch.manual_seed(0)
+    return Seq2SeqTransformer(cfg, 10, target_vocab, 0.0).eval()
+
+
+def tiny(kind: str, cell: str = "gru"):
+    """A tiny encoder-decoder: an attention of the RNN family, or "transformer"."""
+    return tiny_transformer() if kind == "transformer" else tiny_model(kind, cell)
+
+
 def sources(lengths: list[int], width: int = 6) -> torch.Tensor:
     src = torch.zeros(len(lengths), width, dtype=torch.long)
     for i, n in enumerate(lengths):
@@ -49,24 +64,24 @@ def _trimmed(ids: torch.Tensor) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize("attention", [*ATTENTIONS, "transformer"])
 def test_a_beam_of_one_is_greedy_decoding(attention: str, cell: str) -> None:
     from dnnexp.models.decoding import beam_search, greedy
 
-    model = tiny_model(attention, cell)
+    model = tiny(attention, cell)
     src = sources([1, 6, 3, 2, 4, 6, 5, 1])
     for length_penalty in (0.0, 1.0):
         ids, _ = beam_search(model, src, 1, 8, length_penalty)
         assert _trimmed(ids) == _trimmed(greedy(model, src, 8))
 
 
-@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize("attention", [*ATTENTIONS, "transformer"])
 def test_a_beam_wide_enough_for_every_hypothesis_finds_the_exhaustive_best(
     attention: str,
 ) -> None:
     from dnnexp.models.decoding import _log_probs, beam_search
 
-    model = tiny_model(attention, "lstm")
+    model = tiny(attention, "lstm")
     src, longest, emitted = sources([1, 5, 3, 2]), 3, [1, 4, 5, 6]  # every token but PAD, BOS
     for length_penalty in (0.0, 1.0):
         expected = []
@@ -102,12 +117,27 @@ def test_the_encoder_reads_a_source_the_same_whatever_its_padding(cell: str) -> 
                 assert torch.allclose(other.outputs[0, :n], together.outputs[i, :n], atol=1e-6)
 
 
+def test_the_transformer_reads_a_source_the_same_whatever_its_padding() -> None:
+    model = tiny_transformer()
+    src = sources([3, 6, 1, 4], width=6)
+    target = torch.tensor([[4, 5, 3]])
+    with torch.no_grad():
+        together = model.encode(src)
+        for i, n in enumerate([3, 6, 1, 4]):
+            for width in (n, n + 7):
+                row = torch.nn.functional.pad(src[i : i + 1, :n], (0, width - n))
+                alone = model.encode(row)
+                assert torch.allclose(alone["memory"][0, :n], together["memory"][i, :n], atol=1e-6)
+                # the decoder reads the source's tokens only, whatever the padding
+                assert torch.allclose(model(row, target), model(src[i : i + 1], target), atol=1e-6)
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize("attention", [*ATTENTIONS, "transformer"])
 def test_teacher_forcing_in_one_call_equals_the_decoder_step_by_step(
     attention: str, cell: str
 ) -> None:
-    model = tiny_model(attention, cell)
+    model = tiny(attention, cell)
     src = sources([3, 6, 1, 4])
     target = torch.tensor([[4, 5, 3, 0], [6, 3, 0, 0], [4, 4, 5, 3], [3, 0, 0, 0]])
     with torch.no_grad():
@@ -118,6 +148,13 @@ def test_teacher_forcing_in_one_call_equals_the_decoder_step_by_step(
             steps.append(logits)
             tokens = target[:, t]
     assert torch.allclose(together, torch.stack(steps, dim=1), atol=1e-5)
+
+
+def test_tied_embeddings_share_one_weight() -> None:
+    model = tiny_transformer(tie=True)
+    assert model.out.weight is model.target_embed.weight
+    names = [name for name, _ in model.named_parameters()]
+    assert "out.weight" not in names  # one parameter, counted and decayed once
 
 
 def reference_distance(a: tuple, b: tuple) -> int:
@@ -270,13 +307,17 @@ def test_bad_pairs_are_one_line(tmp_path: Path, name: str, message: str) -> None
     [
         (
             ["model=gru"],
-            "task=seq2seq needs a model with a decoder; model=gru has none: use model=seq2seq_rnn",
+            "task=seq2seq needs a model with a decoder; model=gru has none: use model=transformer or model=seq2seq_rnn",
         ),
         (
             ["task=classification"],
             "model=seq2seq_rnn is an encoder-decoder (it emits token sequences): use it with task=seq2seq",
         ),
         (["eval.beam=0"], "eval.beam"),
+        (
+            ["model=transformer", "task.teacher_forcing=0.5"],
+            "task.teacher_forcing=0.5: scheduled sampling steps an RNN decoder token by token",
+        ),
     ],
 )
 def test_a_seq2seq_config_that_cannot_work_is_one_line(
@@ -297,8 +338,10 @@ def test_a_sweep_over_attention_trains_decodes_and_ranks_lower_error_as_better(
     tmp_path: Path,
 ) -> None:
     write_pairs(tmp_path / "p.tsv", 400)
-    args = [*PAIRS, f"data.path={tmp_path / 'p.tsv'}", "trainer.max_epochs=6"]
-    args += ["model.hidden_size=64", "data.batch_size=32", "eval.beam=3"]
+    test_file = tmp_path / "test.tsv"
+    write_pairs(test_file, 60, seed=1)
+    args = [*PAIRS, f"data.path={tmp_path / 'p.tsv'}", f"data.test_path={test_file}"]
+    args += ["model.hidden_size=64", "data.batch_size=32", "eval.beam=3", "trainer.max_epochs=6"]
     proc = run_cli(
         "train", "-m", *args, "model.attention=none,luong", "seed=0,1", "hydra.sweep.dir=sweep",
         cwd=tmp_path,
@@ -315,8 +358,21 @@ def test_a_sweep_over_attention_trains_decodes_and_ranks_lower_error_as_better(
     assert scored.returncode == 0, scored.stderr[-2000:]
     again = json.loads((tmp_path / "sweep" / "2" / "eval" / "best.json").read_text())["metrics"]
     assert again["test/ter_beam"] == metrics["test/ter_beam"]
-    refused = run_cli("predict", "ckpt=sweep/2", f"input={tmp_path / 'p.tsv'}", cwd=tmp_path)
-    assert refused.returncode == 2 and "is a task=seq2seq run" in refused.stderr
+    # predict on the test file gives the run's test metrics, greedy and beam
+    for beam, suffix in ((1, ""), (3, "_beam")):
+        out = tmp_path / f"pred{beam}.csv"
+        predicted = run_cli(
+            "predict", "ckpt=sweep/2", f"input={test_file}", f"out={out}", f"beam={beam}",
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert predicted.returncode == 0, predicted.stderr[-2000:]
+        rows = list(csv.DictReader(out.open()))
+        assert rows and {"word", "spelled", "prediction", "score"} <= set(rows[0])
+        scored = json.loads(out.with_suffix(".metrics.json").read_text())["metrics"]
+        assert scored["ter"] == metrics[f"test/ter{suffix}"]
+        assert scored["ser"] == metrics[f"test/ser{suffix}"]
+        assert scored["loss"] == pytest.approx(metrics["test/loss"], abs=1e-5)
+        assert len(rows) == 72 and all(float(row["score"]) <= 0 for row in rows)
     report = run_cli("report", "sweep", "--metric", "test/ter", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]
     table = (tmp_path / "sweep" / "report.md").read_text()

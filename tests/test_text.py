@@ -107,7 +107,10 @@ TOKEN_FAMILIES = [
         for family in ("rnn", "lstm", "gru")
         for bi in ("false", "true")
     ),
+    ["model=gru", "model.bidirectional=true", "model.pooling=max"],
+    ["model=lstm", "model.pooling=mean"],
     ["model=textcnn"],
+    ["model=textcnn", "model.pooling=mean"],
     ["model=transformer"],
     ["model=transformer", "model.pooling=first"],
 ]
@@ -141,7 +144,9 @@ def test_padding_never_changes_an_output(tmp_path: Path, overrides: list[str]) -
         [f"model={family}", f"model.bidirectional={bi}", "model.num_layers=2", *act]
         for family, act in (("rnn", ["model.activation=relu"]), ("lstm", []), ("gru", []))
         for bi in ("false", "true")
-    ],
+    ]
+    + [["model=gru", "model.bidirectional=true", "model.num_layers=2", f"model.pooling={p}"]
+       for p in ("max", "mean")],  # fmt: skip
     ids=lambda o: " ".join(o),
 )
 def test_the_unrolled_reading_an_export_traces_equals_the_packed_one(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 USAGE = """\
 usage: dnnexp predict ckpt=RUN_DIR|CKPT input=PATH [out=FILE.csv] [probs=true] [target=COLUMN]
-                      [batch_size=N] [strict=true]
+                      [batch_size=N] [strict=true] [beam=K]
 
 Predicts with a trained run on new inputs, preprocessed exactly as in training (the saved
 statistics, never recomputed from the new data). input: an .npz (x, optional y), a .csv (the
@@ -21,6 +21,12 @@ column: the run's data.target or 'label', or target=COLUMN) it also prints the m
 confusion matrix and writes them to <out>.metrics.json. Inputs far outside the range the model
 was trained on (say 0..255 pixels for a model trained on 0..16) get a warning line naming both
 ranges; strict=true refuses them instead.
+
+A task=seq2seq run decodes each source (a .txt of one per line, or the training file's
+columns): greedy, or beam search with beam=K (the run's eval.length_penalty and
+data.target_max_length); the CSV gives the output text and its score (log-probability /
+length**length_penalty). With the target column in the input, each row's target is a reference
+of its source, and the metrics (loss, ter, ser) are those of the run's test split.
 """
 
 KEYS = {
@@ -31,6 +37,7 @@ KEYS = {
     "target": str,
     "batch_size": int,
     "strict": bool,
+    "beam": int,
 }
 
 
@@ -54,4 +61,5 @@ def _predict(found: dict) -> None:
         found.get("target"),
         found.get("batch_size", 1024),
         found.get("strict", False),
+        found.get("beam", 1),
     )

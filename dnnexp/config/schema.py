@@ -322,7 +322,8 @@ class ModelConfig:
     # (C, H, W), "rows" (an image as a sequence of its rows), "tokens" (token ids only)
     reads: ClassVar[str] = "image"
     tokens: ClassVar[bool] = False  # also reads token ids (data=text), through an embedding
-    decoder: ClassVar[bool] = False  # an encoder-decoder: emits token sequences (task=seq2seq)
+    decoder: ClassVar[bool] = False  # has an encoder-decoder form (task=seq2seq)
+    classifier: ClassVar[bool] = True  # has a one-output-vector form (the other tasks)
 
     name: str = knob("mlp")
     activation: str = knob("relu", choices=ACTIVATIONS)
@@ -417,6 +418,11 @@ class RecurrentConfig(ModelConfig):
     embed_dim: int = knob(64, gt=0, doc="token embedding width (data=text)")
     num_layers: int = knob(1, gt=0)
     bidirectional: bool = knob(False)
+    pooling: str = knob(
+        "last",
+        choices=("last", "max", "mean"),
+        doc="data=text: the final states, or the max or mean of the outputs over the text",
+    )
 
     @staticmethod
     def norm_widths(model: Any) -> list[tuple[str, int]]:
@@ -431,6 +437,9 @@ class TextCNNConfig(ModelConfig):
     embed_dim: int = knob(64, gt=0, doc="token embedding width")
     widths: list[int] = knob([3, 4, 5], gt=0, doc="the convolutions' widths, in tokens")
     channels: int = knob(64, gt=0, doc="filters per width")
+    pooling: str = knob(
+        "max", choices=("max", "mean"), doc="over a text's windows: max (Kim 2014) or mean"
+    )
 
     @staticmethod
     def norm_widths(model: Any) -> list[tuple[str, int]]:
@@ -442,11 +451,15 @@ class TextCNNConfig(ModelConfig):
 class TransformerConfig(ModelConfig):
     reads: ClassVar[str] = "tokens"
     tokens: ClassVar[bool] = True
+    decoder: ClassVar[bool] = True
     embed_dim: int = knob(64, gt=0, doc="token embedding width (a multiple of heads)")
     heads: int = knob(4, gt=0, doc="attention heads")
-    layers: int = knob(2, gt=0, doc="encoder layers")
+    layers: int = knob(2, gt=0, doc="encoder layers (and decoder layers, task=seq2seq)")
     ff_dim: int = knob(128, gt=0, doc="width of each layer's feed-forward block")
     pooling: str = knob("mean", choices=("mean", "first"), doc="a text's positions, or its first")
+    tie_embeddings: bool = knob(
+        False, doc="task=seq2seq: the output layer shares the target embedding's weights"
+    )
 
 
 @model_schema("seq2seq_rnn")
@@ -455,6 +468,7 @@ class Seq2SeqRNNConfig(ModelConfig):
     reads: ClassVar[str] = "tokens"
     tokens: ClassVar[bool] = True
     decoder: ClassVar[bool] = True
+    classifier: ClassVar[bool] = False
     cell: str = knob("gru", choices=("gru", "lstm"), doc="the encoder's and decoder's cell")
     attention: str = knob("luong", choices=("none", "luong", "bahdanau"))
     embed_dim: int = knob(64, gt=0, doc="token embedding width (source and target)")
@@ -465,6 +479,10 @@ class Seq2SeqRNNConfig(ModelConfig):
 
 def models_with_decoder() -> list[str]:
     return [name for name, schema in MODEL_SCHEMAS.items() if schema.decoder]
+
+
+def classifier_models() -> list[str]:
+    return [name for name, schema in MODEL_SCHEMAS.items() if schema.classifier]
 
 
 def models_reading_tokens() -> list[str]:

@@ -292,18 +292,23 @@ def _check_task(cfg: DictConfig) -> None:
                 f"eval.attacks={list(cfg.eval.attacks)} scores accuracy under attack, a"
                 " classification metric: leave it [] under task=regression"
             )
-    decoder = MODEL_SCHEMAS[cfg.model.name].decoder
-    if task == "seq2seq" and not decoder:
+    family = MODEL_SCHEMAS[cfg.model.name]
+    if task == "seq2seq" and not family.decoder:
         raise ConfigError(
             f"task=seq2seq needs a model with a decoder; model={cfg.model.name} has none: use"
             f" model={' or model='.join(models_with_decoder())}"
         )
-    if decoder and task != "seq2seq":
+    if task != "seq2seq" and not family.classifier:
         raise ConfigError(
             f"model={cfg.model.name} is an encoder-decoder (it emits token sequences): use it"
             f" with task=seq2seq, not task={task}"
         )
     if task == "seq2seq":
+        if cfg.model.name == "transformer" and cfg.task.teacher_forcing < 1:
+            raise ConfigError(
+                f"task.teacher_forcing={cfg.task.teacher_forcing}: scheduled sampling steps an"
+                " RNN decoder token by token; model=transformer trains with 1.0 only"
+            )
         if cfg.distill.teacher is not None:
             raise ConfigError("distill.teacher distils class outputs: leave it null for seq2seq")
         if data.get("classes"):

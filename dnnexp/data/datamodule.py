@@ -38,6 +38,7 @@ from dnnexp.data.text import (
     encode,
     encode_targets,
     fit_vocab,
+    group_references,
     load_pairs,
     text_stats,
 )
@@ -245,7 +246,7 @@ class ArrayDataModule(L.LightningDataModule):
             say(f"{cut} targets longer than data.target_max_length={limit} tokens were cut")
         ys = [encoded_targets[0][0]]
         for part, (ids, owner) in zip(rows[1:], encoded_targets[1:], strict=True):
-            ys.append(_grouped(ids, owner, part))
+            ys.append(group_references(ids, owner, part))
         self._num_classes = len(target_spec["vocab"])  # the decoder's output width
         self.splits = {
             name: (xi.contiguous(), yi.contiguous())
@@ -394,21 +395,6 @@ def _encoded_splits(
         say(f"{cut} {what} longer than data.max_length={plan.max_length} tokens were cut")
     width = max(ids.shape[1] for ids in encoded)
     return [torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=PAD) for ids in encoded]
-
-
-def _grouped(ids: torch.Tensor, owner: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """Each source's references (rows of `ids`, whose source is `owner`) as (N, R, T), in the
-    order of `sources`, padded with rows of PAD."""
-    counts = torch.bincount(owner, minlength=int(sources.max()) + 1 if len(sources) else 0)
-    most = int(counts[sources].max()) if len(sources) else 1
-    out = torch.full((len(sources), most, ids.shape[1]), PAD, dtype=ids.dtype)
-    position = {int(s): i for i, s in enumerate(sources.tolist())}
-    seen = [0] * len(sources)
-    for row, source in enumerate(owner.tolist()):
-        i = position[source]
-        out[i, seen[i]] = ids[row]
-        seen[i] += 1
-    return out
 
 
 def _digest(x: torch.Tensor, y: torch.Tensor) -> str:

@@ -270,6 +270,45 @@ def encode_targets(
     return out, full, cut
 
 
+def group_references(ids: torch.Tensor, owner: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """Each source's references (rows of `ids`, whose source is `owner`) as (N, R, T), in the
+    order of `sources`, padded with rows of PAD."""
+    counts = torch.bincount(owner, minlength=int(sources.max()) + 1 if len(sources) else 0)
+    most = int(counts[sources].max()) if len(sources) else 1
+    out = torch.full((len(sources), most, ids.shape[1]), PAD, dtype=ids.dtype)
+    position = {int(s): i for i, s in enumerate(sources.tolist())}
+    seen = [0] * len(sources)
+    for row, source in enumerate(owner.tolist()):
+        i = position[source]
+        out[i, seen[i]] = ids[row]
+        seen[i] += 1
+    return out
+
+
+def decode(ids: torch.Tensor, spec: dict[str, Any]) -> list[str]:
+    """Token ids (N, L), padded with PAD, as texts: characters joined, words (symbols)
+    joined by spaces, sentencepiece pieces decoded by its model; EOS and anything after it
+    dropped."""
+    vocab = spec["vocab"]
+    rows = []
+    for row in ids.tolist():
+        kept = []
+        for i in row:
+            if i == EOS:
+                break
+            if i != PAD:
+                kept.append(vocab[i])
+        rows.append(kept)
+    if spec["tokens"] == "char":
+        return ["".join(tokens) for tokens in rows]
+    if spec["tokens"] == "word":
+        return [" ".join(tokens) for tokens in rows]
+    processor = _sentencepiece().SentencePieceProcessor(
+        model_proto=base64.b64decode(spec["sentencepiece"])
+    )
+    return [processor.decode_pieces(tokens) for tokens in rows]
+
+
 def text_stats(spec: dict[str, Any], splits: dict[str, torch.Tensor]) -> dict[str, Any]:
     """What summary.json and the model card say of the text: vocabulary size, the share of the
     validation split's tokens it knows, the longest and the median length (in tokens)."""

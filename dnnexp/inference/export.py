@@ -166,6 +166,11 @@ def export(
     Returns what the sidecar holds."""
     from dnnexp.inference.model import predict_batches, raw_test_split
 
+    if source.task == "seq2seq":
+        raise RunError(
+            "dnnexp export writes one model from inputs to outputs; a task=seq2seq run decodes"
+            " step by step (use dnnexp predict, which decodes greedily or with beam=K)"
+        )
     if fmt == "onnx" or quantize:
         try:
             import onnxruntime  # noqa: F401

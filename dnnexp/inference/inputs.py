@@ -34,6 +34,9 @@ class Inputs:
     x: torch.Tensor  # (N, *input_shape), float32 or uint8, not standardized
     labels: torch.Tensor | None = None  # class indices, or (N, T) float targets; None: unlabelled
     columns: dict[str, list[str]] = field(default_factory=dict)  # passed through to the output
+    # task=seq2seq: x holds each distinct source once, labels its references (N, R, T);
+    # `sources[i]` is the row of x that input row i reads
+    sources: torch.Tensor | None = None
 
 
 def read_inputs(path: Path, run: TrainedRun, target: str | None = None) -> Inputs:
@@ -70,6 +73,8 @@ def _texts(path: Path, run: TrainedRun, target: str | None) -> Inputs:
     column is there), or a .txt file of one text per line; encoded by the saved vocabulary."""
     spec = run.hparams["preprocess"]["text"]
     data = run.cfg.data
+    if run.task == "seq2seq":
+        return _pairs(path, run, target)
     if path.suffix.lower() == ".txt":
         texts = [line for line in path.read_text(encoding=data.encoding).splitlines() if line]
         ids, _ = text.encode(texts, spec)
@@ -81,6 +86,35 @@ def _texts(path: Path, run: TrainedRun, target: str | None) -> Inputs:
     kept = [name for name in table.column_names if name not in used and name != cfg.target]
     y = None if labels is None else _class_index(labels, run, path)
     return Inputs(ids, y, {name: _cells(table, name) for name in kept})
+
+
+def _pairs(path: Path, run: TrainedRun, target: str | None) -> Inputs:
+    """Sources for a seq2seq run (a .txt of one per line, or the training file's columns),
+    each distinct one decoded once; with the target column, every row's target is a
+    reference of its source, grouped and encoded as the run's test split was."""
+    data = run.cfg.data
+    if path.suffix.lower() == ".txt":
+        texts = [line for line in path.read_text(encoding=data.encoding).splitlines() if line]
+        columns, targets = {"text": texts}, None
+    else:
+        cfg = OmegaConf.merge(data, {"target": target or data.target})
+        texts, targets, table = text.read_texts(path, cfg)
+        used = [data.text] if isinstance(data.text, str) else list(data.text)
+        kept = [name for name in table.column_names if name not in used]  # targets kept
+        source = data.text if isinstance(data.text, str) else "text"  # several: joined
+        columns = {source: texts, **{name: _cells(table, name) for name in kept}}
+    distinct = list(dict.fromkeys(texts))
+    position = {source: i for i, source in enumerate(distinct)}
+    rows = torch.tensor([position[source] for source in texts], dtype=torch.int64)
+    ids, _ = text.encode(distinct, run.hparams["preprocess"]["text"])
+    references = None
+    if targets is not None:
+        pairs = list(dict.fromkeys(zip(texts, targets, strict=True)))  # a reference once
+        target_spec = run.hparams["preprocess"]["target_text"]
+        encoded, _, _ = text.encode_targets([t for _, t in pairs], target_spec)
+        owner = torch.tensor([position[source] for source, _ in pairs], dtype=torch.int64)
+        references = text.group_references(encoded, owner, torch.arange(len(distinct)))
+    return Inputs(ids, references, columns, rows)
 
 
 def _cells(table: Any, name: str) -> list[str]:

@@ -125,11 +125,6 @@ def load_trained(value: str | Path, key: str = "ckpt") -> TrainedRun:
     cfg = OmegaConf.create(hparams["config"])
     if "task" not in cfg:
         cfg.task = {"name": "classification"}
-    if cfg.task.name == "seq2seq":
-        raise RunError(
-            f"{key}={value} is a task=seq2seq run: dnnexp predict, export and ensembles do not"
-            " decode sequences yet (its greedy and beam test metrics are in summary.json)"
-        )
     what = f"{key}={value} does not match the model {cfg.model.name} of its config"
     model = rebuild_model(ckpt, what, cfg)
     wrapped = InferenceModel(
@@ -203,6 +198,11 @@ def load_source(value: str, ensemble: str | None = None, key: str = "ckpt") -> T
         return load_trained(paths[0], key)
     runs = [load_trained(path, key) for path in paths]
     first = runs[0]
+    if first.task == "seq2seq":
+        raise RunError(
+            f"{key}={value}: ensembles average class probabilities or values; task=seq2seq runs"
+            " decode sequences one run at a time"
+        )
     for run in runs[1:]:
         for what, get in (
             ("task", lambda r: r.task),

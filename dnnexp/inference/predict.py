@@ -13,6 +13,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from dnnexp.config.errors import ConfigError
 from dnnexp.data.local_files import DataError
 from dnnexp.inference.inputs import out_of_range, read_inputs
 from dnnexp.inference.model import TrainedRun, load_trained, predict_batches
@@ -31,10 +32,20 @@ def predict(
     target: str | None = None,
     batch_size: int = 1024,
     strict: bool = False,
+    beam: int = 1,
 ) -> dict[str, Any]:
-    """`strict`: inputs far outside the training range are refused, not only warned about."""
+    """`strict`: inputs far outside the training range are refused, not only warned about.
+    `beam`: a seq2seq run's beam width (1: greedy decoding)."""
+    if beam < 1:
+        raise ConfigError(f"beam={beam} is out of range: must be at least 1")
     run = load_trained(ckpt)
     inputs = read_inputs(input_path, run, target)
+    if run.task == "seq2seq":
+        from dnnexp.inference.sequences import predict_sequences
+
+        return predict_sequences(run, inputs, input_path, out, beam, batch_size)
+    if beam != 1:
+        raise DataError(f"beam={beam} decodes sequences: ckpt={ckpt} is a task={run.task} run")
     far = out_of_range(inputs.x, run, input_path)
     if far is not None and strict:
         raise DataError(far)

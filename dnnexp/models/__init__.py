@@ -14,9 +14,9 @@ from typing import Any
 from torch import nn
 
 from dnnexp.config.schema import MODEL_SCHEMAS, models_reading
-from dnnexp.models.registry import MODELS, register
+from dnnexp.models.registry import DECODERS, MODELS, register
 
-__all__ = ["MODELS", "build_model", "register"]
+__all__ = ["DECODERS", "MODELS", "build_model", "register"]
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
@@ -28,14 +28,18 @@ def build_model(
     num_outputs: int,
     dropout: float,
     vocab_size: int | None = None,
+    decoder: bool = False,
 ) -> nn.Module:
     """Build the model named by `cfg.name` for inputs of `input_shape` (no batch dimension),
     with `num_outputs` outputs (classes, or regression targets); `vocab_size`: the inputs are
-    token ids below it (data=text), read through an embedding."""
+    token ids below it (data=text), read through an embedding. `decoder`: the family's
+    encoder-decoder form (task=seq2seq), `num_outputs` its target vocabulary."""
+    table = DECODERS if decoder else MODELS
     try:
-        builder = MODELS[cfg.name]
+        builder = table[cfg.name]
     except KeyError:
-        raise ValueError(f"unknown model {cfg.name!r}; choose one of {sorted(MODELS)}") from None
+        kind = "encoder-decoder " if decoder else ""
+        raise ValueError(f"unknown {kind}model {cfg.name!r}; choose one of {sorted(table)}") from None
     if vocab_size is not None:
         if not MODEL_SCHEMAS[cfg.name].tokens:
             raise ValueError(f"model={cfg.name} does not read token ids")

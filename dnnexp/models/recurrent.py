@@ -3,7 +3,11 @@ embedding (data=text). Token sequences are packed (`pack_padded_sequence`): padd
 reaches the recurrence, so a text gives the same output whatever the batch pads it to.
 torch.export does not trace packed sequences, so an export reads the same weights step by step
 instead (`_read_tokens_unrolled`: each text's state held once its tokens end), which gives the
-packed states to float precision (tested)."""
+packed states to float precision (tested).
+
+A text is read as its last layer's final states (`model.pooling=last`: the forward direction's
+after its last token, the backward one's after its first) or as the max or the mean of that
+layer's outputs over its tokens (`max`, `mean`; its padding never counted)."""
 
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ class RecurrentClassifier(nn.Module):
             options["nonlinearity"] = cfg.activation
         self.hidden_size = cfg.hidden_size
         self.bidirectional = cfg.bidirectional
+        self.pooling = getattr(cfg, "pooling", "last")
         self.rnn = _CELLS[cfg.name](
             input_size=step_size,
             hidden_size=cfg.hidden_size,
@@ -82,11 +87,24 @@ class RecurrentClassifier(nn.Module):
         packed = nn.utils.rnn.pack_padded_sequence(
             steps, lengths.cpu(), batch_first=True, enforce_sorted=False
         )
-        _, state = self.rnn(packed)
+        out, state = self.rnn(packed)
+        if self.pooling != "last":
+            outputs, _ = nn.utils.rnn.pad_packed_sequence(
+                out, batch_first=True, total_length=ids.shape[1]
+            )
+            return self._pool(outputs, lengths)
         final = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
         if self.bidirectional:
             return torch.cat([final[-2], final[-1]], dim=1)
         return final[-1]
+
+    def _pool(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The max or mean over each text's tokens of the outputs (N, T, F)."""
+        inside = torch.arange(outputs.shape[1], device=outputs.device)[None, :, None]
+        inside = inside < lengths.to(outputs.device)[:, None, None]
+        if self.pooling == "max":
+            return outputs.masked_fill(~inside, float("-inf")).amax(dim=1)
+        return (outputs * inside).sum(dim=1) / lengths.to(outputs.device)[:, None]
 
     def _read_tokens_unrolled(self, ids: torch.Tensor) -> torch.Tensor:
         """`_read_tokens` in plain tensor ops over the padded ids, layer by layer and direction
@@ -105,6 +123,8 @@ class RecurrentClassifier(nn.Module):
                 outputs.append(out)
                 finals.append(final)
             steps = torch.cat(outputs, dim=2)
+        if self.pooling != "last":
+            return self._pool(steps, lengths)
         return torch.cat(finals, dim=1)
 
     def _direction(

@@ -179,7 +179,7 @@ class Seq2SeqRNN(nn.Module):
         return torch.stack(logits, dim=1)
 
 
-@register("seq2seq_rnn")
+@register("seq2seq_rnn", decoder=True)
 def build(
     cfg: Any,
     input_shape: tuple[int, ...],

@@ -1,7 +1,8 @@
 """A convolutional text classifier (Kim 2014): token embeddings -> 1-D convolutions of several
-widths -> max over time -> norm -> Dropout -> Linear. The convolutions pad each text with the
-padding embedding (zeros), and windows that see padding only are left out of the max, so a
-text gives the same output whatever length its batch is padded to."""
+widths -> max over time (or the mean: `model.pooling=mean`, which counts n-grams as a bag of
+n-grams does) -> norm -> Dropout -> Linear. The convolutions pad each text with the padding
+embedding (zeros), and windows that see padding only are left out of the pooling, so a text
+gives the same output whatever length its batch is padded to."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class TextCNN(nn.Module):
     def __init__(self, cfg: Any, num_outputs: int, dropout: float, vocab_size: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
-        self.widths = list(cfg.widths)
+        self.widths, self.pooling = list(cfg.widths), getattr(cfg, "pooling", "max")
         self.convs = nn.ModuleList(
             nn.Conv1d(cfg.embed_dim, cfg.channels, width, padding=width - 1)
             for width in self.widths
@@ -39,7 +40,11 @@ class TextCNN(nn.Module):
             out = self.activation(conv(steps))  # (N, C, T + width - 1): windows over the text
             positions = torch.arange(out.shape[2], device=ids.device)
             real = positions[None, :] < (lengths + width - 1)[:, None]  # a window with a token
-            pooled.append(out.masked_fill(~real[:, None, :], float("-inf")).amax(dim=2))
+            if self.pooling == "mean":
+                count = (lengths + width - 1).to(out.dtype)[:, None]
+                pooled.append((out * real[:, None, :]).sum(dim=2) / count)
+            else:
+                pooled.append(out.masked_fill(~real[:, None, :], float("-inf")).amax(dim=2))
         return self.head(torch.cat(pooled, dim=1))
 
 

@@ -96,6 +96,7 @@ def rebuild_model(ckpt: dict[str, Any], what: str, cfg: Any = None) -> torch.nn.
     cfg = cfg if cfg is not None else OmegaConf.create(hparams["config"])
     outputs = hparams.get("num_outputs", hparams.get("num_classes"))  # older checkpoints
     shape, vocab = tuple(hparams["input_shape"]), hparams.get("vocab_size")
-    model = build_model(cfg.model, shape, outputs, cfg.reg.dropout, vocab)
+    decoder = cfg.task.name == "seq2seq"
+    model = build_model(cfg.model, shape, outputs, cfg.reg.dropout, vocab, decoder=decoder)
     load_model_weights(model, ckpt["state_dict"], what)
     return model

@@ -74,6 +74,7 @@ class TrainingModule(L.LightningModule):
             data.num_outputs,
             cfg.reg.dropout,
             data.vocab_size,
+            decoder=cfg.task.name == "seq2seq",
         )
         # not a registered submodule: the checkpoint keeps only `model.*` keys
         object.__setattr__(
