@@ -46,10 +46,10 @@ def _partner(group: str, option: str) -> list[str]:
     if group == "task" and option == "regression":
         return ["data=diabetes"]
     text = ["data=text", f"data.path={conf_dir() / 'train.yaml'}"]
-    if (group, option) == ("task", "seq2seq") or (
-        group == "model" and MODEL_SCHEMAS[option].decoder
-    ):
-        return [*text, "task=seq2seq", "model=seq2seq_rnn"]
+    if (group, option) == ("task", "seq2seq"):
+        return [*text, "model=seq2seq_rnn"]
+    if group == "model" and not MODEL_SCHEMAS[option].classifier:
+        return [*text, "task=seq2seq"]
     if group == "model" and MODEL_SCHEMAS[option].reads == "tokens":  # reads text only
         return text
     if (group, option) == ("sweep", "nas_text"):
@@ -231,7 +231,11 @@ def test_one_table_says_which_way_each_metric_improves() -> None:
         "ser",
         "ter_beam",
         "ser_beam",
+        "bleu",
+        "bleu_beam",
     }
     for name in ("ter", "ser", "ter_beam", "ser_beam"):  # error rates of task=seq2seq
         assert lower_is_better(f"test/{name}") and mode(f"val/{name}") == "min"
+    for name in ("bleu", "bleu_beam"):
+        assert not lower_is_better(f"test/{name}") and mode(f"val/{name}") == "max"
     assert lower_is_better("train/loss_step") and lower_is_better("test/error")

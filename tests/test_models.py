@@ -41,7 +41,20 @@ def classifier(model: nn.Module) -> nn.Linear:
 
 
 def test_registry_matches_schema() -> None:
-    assert set(MODELS) == set(MODEL_SCHEMAS)
+    from dnnexp.models import DECODERS
+
+    assert set(MODELS) == {name for name, schema in MODEL_SCHEMAS.items() if schema.classifier}
+    assert set(DECODERS) == {name for name, schema in MODEL_SCHEMAS.items() if schema.decoder}
+
+
+def test_each_form_of_a_family_is_built_under_its_task() -> None:
+    with pytest.raises(ValueError, match="model=seq2seq_rnn has only an encoder-decoder form"):
+        build_model(load("seq2seq_rnn"), (12,), 10, 0.0, vocab_size=20)
+    with pytest.raises(ValueError, match="model=gru has no encoder-decoder form"):
+        build_model(load("gru"), (12,), 10, 0.0, vocab_size=20, decoder=True)
+    classifier = build_model(load("transformer"), (12,), 10, 0.0, vocab_size=20)
+    seq2seq = build_model(load("transformer"), (12,), 10, 0.0, vocab_size=20, decoder=True)
+    assert hasattr(seq2seq, "step") and not hasattr(classifier, "step")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -158,7 +171,7 @@ def test_tabular_inputs_build_the_mlp_only() -> None:
             build_model(load(name), (13,), 3, 0.0)
 
 
-@pytest.mark.parametrize("name", TOKEN_ONLY)
+@pytest.mark.parametrize("name", [n for n in TOKEN_ONLY if MODEL_SCHEMAS[n].classifier])
 def test_a_family_of_token_ids_refuses_images(name: str) -> None:
     with pytest.raises(ValueError, match=f"model={name} reads token ids"):
         build_model(load(name), (1, 8, 8), 10, 0.0)

@@ -195,6 +195,35 @@ def test_the_token_error_rate_is_the_edit_distance_to_the_closest_reference() ->
     assert metrics["ser"] == pytest.approx(wrong / n) and 0 < wrong < n
 
 
+def test_bleu_from_summed_sentence_statistics_is_sacrebleus_corpus_score() -> None:
+    from sacrebleu.metrics import BLEU
+
+    from dnnexp.data.text import decode
+    from dnnexp.tasks.metrics import Seq2SeqStats
+
+    spec = {"tokens": "word", "vocab": ["<pad>", "<unk>", "<bos>", "<eos>", *"abcdefgh"]}
+    rng = random.Random(1)
+    n, refs_per_source = 120, 2
+    outputs = torch.zeros(n, 12, dtype=torch.long)
+    refs = torch.zeros(n, refs_per_source, 13, dtype=torch.long)
+    for i in range(n):
+        out = [rng.randint(4, 11) for _ in range(rng.randint(1, 12))]
+        outputs[i, : len(out)] = torch.tensor(out)
+        for r in range(refs_per_source):
+            ref = [t if rng.random() < 0.7 else rng.randint(4, 11) for t in out]
+            ref = ref[: rng.randint(1, 12)]
+            refs[i, r, : len(ref) + 1] = torch.tensor([*ref, 3])
+    stats = Seq2SeqStats(lambda ids: decode(ids, spec))
+    for part in (slice(0, 50), slice(50, n)):  # summed over batches, as over processes
+        stats.update(outputs[part], refs[part], torch.tensor(1.0))
+    hypotheses = decode(outputs, spec)
+    streams = [decode(refs[:, r], spec) for r in range(refs_per_source)]
+    expected = BLEU().corpus_score(hypotheses, streams).score
+    assert 0 < expected < 100
+    assert stats.compute()["bleu"] == pytest.approx(expected, abs=1e-9)
+    assert "nrefs:var" in stats.bleu_signature() and "tok:13a" in stats.bleu_signature()
+
+
 def write_pairs(
     path: Path, n: int = 300, *, seed: int = 0, cells: dict | None = None
 ) -> list[dict]:
@@ -350,6 +379,8 @@ def test_a_sweep_over_attention_trains_decodes_and_ranks_lower_error_as_better(
     result = summary(tmp_path / "sweep" / "2")  # luong, seed 0
     metrics = result["metrics"]
     assert {"test/ter", "test/ser", "test/ter_beam", "test/ser_beam", "val/ter"} <= set(metrics)
+    assert {"test/bleu", "test/bleu_beam"} <= set(metrics)  # the targets are words
+    assert result["bleu_signature"].startswith("nrefs:var|case:mixed|eff:no|tok:13a|smooth:exp")
     assert 0 <= metrics["test/ter"] < 1 and result["task"] == "seq2seq"
     assert result["target_text"]["tokens"] == "word" and result["target_text"]["vocab_size"] == 12
     card = (tmp_path / "sweep" / "2" / "model_card.md").read_text()
@@ -371,9 +402,42 @@ def test_a_sweep_over_attention_trains_decodes_and_ranks_lower_error_as_better(
         scored = json.loads(out.with_suffix(".metrics.json").read_text())["metrics"]
         assert scored["ter"] == metrics[f"test/ter{suffix}"]
         assert scored["ser"] == metrics[f"test/ser{suffix}"]
+        assert scored["bleu"] == metrics[f"test/bleu{suffix}"]
         assert scored["loss"] == pytest.approx(metrics["test/loss"], abs=1e-5)
         assert len(rows) == 72 and all(float(row["score"]) <= 0 for row in rows)
     report = run_cli("report", "sweep", "--metric", "test/ter", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]
     table = (tmp_path / "sweep" / "report.md").read_text()
     assert "lower is better" in table or "test/ter" in table
+
+
+@pytest.mark.slow
+def test_seq2seq_under_ddp_sums_its_decoded_metrics_over_ranks(tmp_path: Path) -> None:
+    """Two gloo ranks each decode half of the test split; their summed edit counts, wrong
+    outputs and BLEU statistics give the metrics a one-process `dnnexp eval` computes."""
+    write_pairs(tmp_path / "p.tsv", 200)
+    args = [*PAIRS, f"data.path={tmp_path / 'p.tsv'}", "model.hidden_size=32"]
+    args += ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "eval.beam=2"]
+    proc = run_cli("train", *args, "trainer.max_epochs=2", "hydra.run.dir=ddp", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = summary(tmp_path / "ddp")["metrics"]
+    scored = run_cli("eval", "ckpt=ddp", cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    alone = json.loads((tmp_path / "ddp" / "eval" / "best.json").read_text())["metrics"]
+    for name in ("ter", "ser", "bleu", "ter_beam", "ser_beam", "bleu_beam"):
+        assert alone[f"test/{name}"] == pytest.approx(trained[f"test/{name}"], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_a_resumed_seq2seq_run_equals_the_uninterrupted_one(tmp_path: Path) -> None:
+    write_pairs(tmp_path / "p.tsv", 200)
+    args = [*PAIRS, f"data.path={tmp_path / 'p.tsv'}", "model.hidden_size=32"]
+    args += ["trainer.progress_bar=false", "trainer.num_threads=1", "task.teacher_forcing=0.7"]
+    args += ["scheduler=none"]  # a schedule over max_epochs would differ between 1 and 3
+    whole = run_cli("train", *args, "trainer.max_epochs=3", "hydra.run.dir=whole", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    part = run_cli("train", *args, "trainer.max_epochs=1", "hydra.run.dir=part", cwd=tmp_path)
+    assert part.returncode == 0, part.stderr[-3000:]
+    resumed = run_cli("train", "resume=part", "trainer.max_epochs=3", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert summary(tmp_path / "part")["metrics"] == summary(tmp_path / "whole")["metrics"]

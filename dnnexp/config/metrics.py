@@ -20,6 +20,8 @@ LOWER_IS_BETTER = {
     "ser": True,  # sequence error rate: outputs that match no reference
     "ter_beam": True,  # the same, decoded with beam search (the test split)
     "ser_beam": True,
+    "bleu": False,  # corpus BLEU, 0-100 (sacrebleu; seq2seq where the target is words)
+    "bleu_beam": False,
 }
 
 
@@ -31,6 +33,7 @@ BOUNDS = {
     "r2": (-INF, 1.0),
     **dict.fromkeys(("ter", "ter_beam"), (0.0, INF)),
     **dict.fromkeys(("ser", "ser_beam"), (0.0, 1.0)),
+    **dict.fromkeys(("bleu", "bleu_beam"), (0.0, 100.0)),
 }
 
 

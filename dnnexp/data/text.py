@@ -285,13 +285,13 @@ def group_references(ids: torch.Tensor, owner: torch.Tensor, sources: torch.Tens
     return out
 
 
-def decode(ids: torch.Tensor, spec: dict[str, Any]) -> list[str]:
+def decode(ids: torch.Tensor | list[list[int]], spec: dict[str, Any]) -> list[str]:
     """Token ids (N, L), padded with PAD, as texts: characters joined, words (symbols)
     joined by spaces, sentencepiece pieces decoded by its model; EOS and anything after it
     dropped."""
     vocab = spec["vocab"]
     rows = []
-    for row in ids.tolist():
+    for row in ids.tolist() if isinstance(ids, torch.Tensor) else ids:
         kept = []
         for i in row:
             if i == EOS:

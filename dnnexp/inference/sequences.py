@@ -1,8 +1,8 @@
 """`dnnexp predict` for a task=seq2seq run: each distinct source decoded once (greedy, or beam
 search with `beam` > 1, the run's own length penalty and maximum length), written as text with
 its score (the hypothesis's log-probability / length**length_penalty, EOS counted); with
-references in the input, also the run's metrics (loss, ter, ser) on them, computed by the same
-`Seq2SeqStats` as the run's test split."""
+references in the input, also the run's metrics (loss, ter, ser, and BLEU where the target is
+words) on them, computed by the same `Seq2SeqStats` as the run's test split."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from dnnexp.inference.inputs import Inputs
 from dnnexp.inference.model import TrainedRun
 from dnnexp.models.decoding import beam_search
 from dnnexp.tasks import build_objective
-from dnnexp.tasks.metrics import Seq2SeqStats
 from dnnexp.utils.console import console
 from dnnexp.utils.run_files import unique_path, write_json
 
@@ -34,8 +33,9 @@ def decode_sources(
     model = run.model.model
     cfg = run.cfg
     max_length, length_penalty = cfg.data.target_max_length, cfg.eval.length_penalty
-    objective = build_objective(cfg, run.hparams["num_outputs"], None)
-    stats = Seq2SeqStats()
+    target_text = run.hparams["preprocess"]["target_text"]
+    objective = build_objective(cfg, run.hparams["num_outputs"], None, target_text)
+    stats = objective.new_stats()
     outputs, scores = [], []
     with torch.inference_mode():
         for start in range(0, len(inputs.x), batch_size):

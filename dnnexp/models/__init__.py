@@ -35,11 +35,12 @@ def build_model(
     token ids below it (data=text), read through an embedding. `decoder`: the family's
     encoder-decoder form (task=seq2seq), `num_outputs` its target vocabulary."""
     table = DECODERS if decoder else MODELS
-    try:
-        builder = table[cfg.name]
-    except KeyError:
-        kind = "encoder-decoder " if decoder else ""
-        raise ValueError(f"unknown {kind}model {cfg.name!r}; choose one of {sorted(table)}") from None
+    if cfg.name not in table:
+        if cfg.name in MODELS or cfg.name in DECODERS:
+            kind = "no encoder-decoder form" if decoder else "only an encoder-decoder form"
+            raise ValueError(f"model={cfg.name} has {kind} (task=seq2seq builds that form)")
+        raise ValueError(f"unknown model {cfg.name!r}; choose one of {sorted(table)}")
+    builder = table[cfg.name]
     if vocab_size is not None:
         if not MODEL_SCHEMAS[cfg.name].tokens:
             raise ValueError(f"model={cfg.name} does not read token ids")

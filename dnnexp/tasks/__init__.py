@@ -10,8 +10,11 @@ from dnnexp.tasks.regression import Regression
 from dnnexp.tasks.seq2seq import Seq2Seq
 
 
-def build_objective(cfg: Any, num_outputs: int, target_stats: dict | None) -> Objective:
-    """The objective of `cfg.task.name` (`conf/task/<name>.yaml`)."""
+def build_objective(
+    cfg: Any, num_outputs: int, target_stats: dict | None, target_text: dict | None = None
+) -> Objective:
+    """The objective of `cfg.task.name` (`conf/task/<name>.yaml`); `target_text`: a seq2seq
+    run's target vocabulary (`preprocess["target_text"]`), for BLEU where targets are words."""
     task = cfg.task
     if task.name == "regression":
         if target_stats is None:
@@ -25,5 +28,6 @@ def build_objective(cfg: Any, num_outputs: int, target_stats: dict | None) -> Ob
             cfg.data.target_max_length,
             cfg.eval.beam,
             cfg.eval.length_penalty,
+            target_text,
         )
     return Classification(num_outputs, cfg.reg.label_smoothing)

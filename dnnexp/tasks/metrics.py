@@ -172,11 +172,26 @@ class Seq2SeqStats(EpochStats):
     """loss; for decoded outputs (N, L) against references (N, R, T), the token error rate
     (sum of each source's edit distance to its closest reference / sum of that reference's
     length) and the sequence error rate (sources whose output matches no reference). Training
-    batches (teacher-forced logits) count their loss only."""
+    batches (teacher-forced logits) count their loss only.
+
+    `detokenize` (ids -> texts; given where the target is words): also corpus BLEU (sacrebleu's
+    defaults: 13a tokenization, exp smoothing), from each output's n-gram matches, n-gram counts
+    and lengths against its own references, summed (over batches and processes) before the
+    score, as sacrebleu's corpus score sums them."""
+
+    def __init__(self, detokenize: Callable[[list[list[int]]], list[str]] | None = None) -> None:
+        self.detokenize = detokenize
+        self.bleu = None
+        if detokenize is not None:
+            from sacrebleu.metrics import BLEU
+
+            self.bleu = BLEU()
+        super().__init__()
 
     def reset(self) -> None:
         super().reset()
         self.edits = self.reference_tokens = self.wrong = 0
+        self.bleu_stats = [0] * 10  # matches 1-4, n-grams 1-4, output and reference lengths
 
     def update(self, output: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         self.losses.append(loss.detach())
@@ -190,6 +205,22 @@ class Seq2SeqStats(EpochStats):
             self.edits += edits
             self.reference_tokens += length
             self.wrong += out not in references
+            if self.bleu is not None:
+                self._add_bleu(out, references)
+
+    def _add_bleu(self, out: list[int], references: list[list[int]]) -> None:
+        assert self.detokenize is not None and self.bleu is not None
+        text, *refs = self.detokenize([out, *references])
+        score = self.bleu.sentence_score(text, refs)
+        found = [*score.counts, *score.totals, score.sys_len, score.ref_len]
+        self.bleu_stats = [a + b for a, b in zip(self.bleu_stats, found, strict=True)]
+
+    def bleu_signature(self) -> str:
+        """sacrebleu's signature: its version and settings (nrefs "var": references per source
+        vary, as they may in dnnexp's pairs)."""
+        assert self.bleu is not None
+        self.bleu.num_refs = -1
+        return str(self.bleu.get_signature())
 
     def sums(self) -> torch.Tensor | None:
         loss_sum = self.loss_sum
@@ -197,11 +228,17 @@ class Seq2SeqStats(EpochStats):
             return None
         n = float(sum(self.sizes))
         rest = [n, float(self.edits), float(self.reference_tokens), float(self.wrong)]
+        if self.bleu is not None:
+            rest += [float(v) for v in self.bleu_stats]
         return torch.cat([loss_sum.reshape(1), loss_sum.new_tensor(rest)])
 
     def metrics_from(self, sums: torch.Tensor) -> dict[str, float]:
-        loss_sum, n, edits, tokens, wrong = sums.tolist()
+        loss_sum, n, edits, tokens, wrong, *bleu = sums.tolist()
         metrics = {"loss": loss_sum / n}
         if tokens:  # decoded (validation, test)
             metrics.update(ter=edits / tokens, ser=wrong / n)
+        if tokens and bleu and self.bleu is not None:
+            counts = [int(v) for v in bleu]
+            score = self.bleu.compute_bleu(counts[:4], counts[4:8], counts[8], counts[9], "exp")
+            metrics["bleu"] = score.score
         return metrics

@@ -67,7 +67,8 @@ class TrainingModule(L.LightningModule):
         self.save_hyperparameters({"config": config, **data.hparams(), "pretrained": pretrained})
         cfg = OmegaConf.create(config)
         self.cfg = cfg
-        self.objective = build_objective(cfg, data.num_outputs, data.target_stats)
+        target_text = (data.preprocess or {}).get("target_text")
+        self.objective = build_objective(cfg, data.num_outputs, data.target_stats, target_text)
         self.model = build_model(
             cfg.model,
             tuple(data.input_shape),

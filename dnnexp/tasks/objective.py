@@ -53,6 +53,10 @@ class Objective:
         """Test metrics beyond the stats' own (seq2seq: those of beam search)."""
         return {}
 
+    def summary(self) -> dict[str, Any]:
+        """What the run's summary.json also records of how the metrics were computed."""
+        return {}
+
     def new_stats(self) -> EpochStats:
         raise NotImplementedError
 

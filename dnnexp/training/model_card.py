@@ -240,6 +240,11 @@ def _test(
             " G2P); ser: outputs matching no reference (word error rate). Decoded greedily, and"
             f" `_beam` with beam search (eval.beam={cfg.eval.beam},"
             f" eval.length_penalty={cfg.eval.length_penalty}).",
+            *(
+                [f"bleu: corpus BLEU, 0-100 (sacrebleu {summary['bleu_signature']})."]
+                if summary.get("bleu_signature")
+                else []
+            ),
         ]
     if regression:
         return lines

@@ -380,6 +380,7 @@ def _fit_and_test(
             for key in ("text", "target_text")
             if key in data.preprocess
         },
+        **task.objective.summary(),
         **({"fast_dev_run": fast_dev_run} if fast_dev_run else {}),
         **(
             {"search": {"trial": search.trial, "pruned_at_epoch": pruning.pruned_at}}
