@@ -79,16 +79,24 @@ def write(rows: list[tuple[str, str]], path: Path) -> None:
 
 
 def anchor(train: list, test: list, seed: int = 0) -> dict[str, float]:
-    """TF-IDF char 1-4-grams + LogisticRegression: C chosen on validation, refit, tested."""
+    """TF-IDF char 1-4-grams + LogisticRegression on the networks' own split: dnnexp's
+    stratified 10% validation split of the training file (data.val_fraction=0.1,
+    data.split_seed=0) chooses C; the model fitted on the other 90% is tested, and so is one
+    refitted on the whole training file (the usual scikit-learn protocol)."""
+    import torch
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
     from sklearn.pipeline import make_pipeline
 
+    from dnnexp.data.splits import stratified_split
+
     words, langs = [w for w, _ in train], [lang for _, lang in train]
-    fit_w, val_w, fit_l, val_l = train_test_split(
-        words, langs, test_size=0.1, stratify=langs, random_state=seed
-    )
+    names = sorted(set(langs))
+    y = torch.tensor([names.index(lang) for lang in langs])
+    fit_rows, val_rows, _ = stratified_split(y, 0.1, 0.0, seed)
+    fit_w, fit_l = [words[i] for i in fit_rows.tolist()], [langs[i] for i in fit_rows.tolist()]
+    val_w, val_l = [words[i] for i in val_rows.tolist()], [langs[i] for i in val_rows.tolist()]
+    test_w, test_l = [w for w, _ in test], [lang for _, lang in test]
 
     def model(c: float):
         return make_pipeline(
@@ -96,13 +104,19 @@ def anchor(train: list, test: list, seed: int = 0) -> dict[str, float]:
             LogisticRegression(C=c, max_iter=2000),
         )
 
-    val = {c: model(c).fit(fit_w, fit_l).score(val_w, val_l) for c in (1.0, 3.0, 10.0, 30.0, 100.0)}
+    fitted = {c: model(c).fit(fit_w, fit_l) for c in (1.0, 3.0, 10.0, 30.0, 100.0)}
+    val = {c: m.score(val_w, val_l) for c, m in fitted.items()}
     best = max(val, key=val.get)
     started = time.perf_counter()
     final = model(best).fit(words, langs)
     seconds = time.perf_counter() - started
-    score = final.score([w for w, _ in test], [lang for _, lang in test])
-    return {"C": best, "val_acc": val[best], "test_acc": score, "fit_s": seconds}
+    return {
+        "C": best,
+        "val_acc": val[best],
+        "test_acc": fitted[best].score(test_w, test_l),  # the networks' training split
+        "test_acc_refit": final.score(test_w, test_l),  # the whole training file
+        "fit_s": seconds,
+    }
 
 
 def main() -> None:
@@ -124,8 +138,9 @@ def main() -> None:
         result = anchor(train, test)
         print(
             f"anchor (TF-IDF char 1-4-grams + LogisticRegression, C={result['C']:g}):"
-            f" val acc {result['val_acc']:.4f}, test acc {result['test_acc']:.4f}"
-            f" (fit {result['fit_s']:.1f} s)"
+            f" val acc {result['val_acc']:.4f}, test acc {result['test_acc']:.4f} (fitted on"
+            f" dnnexp's training split), {result['test_acc_refit']:.4f} (refitted on the whole"
+            f" training file, {result['fit_s']:.1f} s)"
         )
 
 

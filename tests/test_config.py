@@ -54,6 +54,8 @@ def _partner(group: str, option: str) -> list[str]:
         return text
     if (group, option) == ("sweep", "nas_text"):
         return text
+    if (group, option) == ("reg", "token_dropout"):  # text only
+        return [*text, "model=gru"]
     return []
 
 

@@ -405,6 +405,13 @@ def test_a_sweep_over_attention_trains_decodes_and_ranks_lower_error_as_better(
         assert scored["bleu"] == metrics[f"test/bleu{suffix}"]
         assert scored["loss"] == pytest.approx(metrics["test/loss"], abs=1e-5)
         assert len(rows) == 72 and all(float(row["score"]) <= 0 for row in rows)
+    (tmp_path / "words.txt").write_text("abc\nhgf\nabc\n")  # one source per line
+    predicted = run_cli("predict", "ckpt=sweep/2", "input=words.txt", "out=w.csv", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert "2 sources decoded (greedy)" in predicted.stdout
+    rows = list(csv.DictReader((tmp_path / "w.csv").open()))
+    assert [row["text"] for row in rows] == ["abc", "hgf", "abc"]
+    assert rows[0]["prediction"] == rows[2]["prediction"]
     report = run_cli("report", "sweep", "--metric", "test/ter", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]
     table = (tmp_path / "sweep" / "report.md").read_text()

@@ -315,3 +315,24 @@ def test_bucketing_serves_batches_of_similar_lengths_still_shuffled() -> None:
     bucketed.sampler.set_epoch(1)
     assert not torch.equal(first, torch.cat([yb for _, yb in bucketed]))
     assert padded_share(bucketed) < 0.1 < 0.4 < padded_share(plain)
+
+
+def test_token_dropout_replaces_a_share_of_the_tokens_by_unk_and_nothing_else() -> None:
+    from dnnexp.tasks.regularizers import TokenDropout
+
+    torch.manual_seed(0)
+    x = torch.randint(4, 50, (400, 30))
+    x[:, 20:] = 0  # padding
+    x[:, 0] = 2  # a reserved id (<bos>) stays
+    y = torch.arange(400)
+    out, same_y = TokenDropout(0.25)(x, y)
+    changed = out != x
+    assert same_y is y and (out[changed] == 1).all()
+    assert not changed[:, 20:].any() and not changed[:, 0].any()
+    share = changed[:, 1:20].float().mean().item()
+    assert 0.23 < share < 0.27
+
+
+def test_token_dropout_on_images_is_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"reg.token_dropout=0.1 replaces token ids: data=digits"):
+        compose("reg=token_dropout")

@@ -615,6 +615,9 @@ class RegConfig:
     l1: float = knob(0.0, ge=0, doc="lambda of the L1 penalty added to the loss")
     label_smoothing: float = knob(0.0, ge=0, lt=1)
     grad_clip: float = knob(0.0, ge=0, doc="max gradient norm, 0 = off")
+    token_dropout: float = knob(
+        0.0, ge=0, lt=1, doc="data=text: share of a training text's tokens replaced by <unk>"
+    )
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)

@@ -398,6 +398,11 @@ def _check_inputs(cfg: DictConfig) -> None:
         if importlib.util.find_spec("sentencepiece") is None:
             raise ConfigError(SENTENCEPIECE_MISSING)
     if kind != "tokens":
+        if cfg.reg.get("token_dropout", 0.0) > 0:
+            raise ConfigError(
+                f"reg.token_dropout={cfg.reg.token_dropout} replaces token ids: data={data.name}"
+                " is not text (data=text); leave it at 0"
+            )
         return
     pixels = [
         (cfg.reg.augment.enabled, "reg=augment shifts, rotates and adds noise to pixels"),

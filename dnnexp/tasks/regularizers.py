@@ -17,9 +17,11 @@ import torch
 from torch import nn
 
 from dnnexp.data.augment import add_noise, augment_images, random_crop, random_flip
+from dnnexp.data.text import RESERVED, UNK
 from dnnexp.tasks.attacks import Attack, InputRange, Loss
 from dnnexp.tasks.distillation import Distillation
 
+FIRST_TOKEN = len(RESERVED)  # the ids below are padding, <unk>, <bos>, <eos>
 BatchTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 # x, y, output, then what the batch carries besides (a teacher's precomputed outputs)
 LossTerm = Callable[..., torch.Tensor]
@@ -43,6 +45,18 @@ class Augment:
         for op in self.ops:
             x = op(x)
         return x, y
+
+
+class TokenDropout:
+    """`reg.token_dropout`: each token of a training text (not padding, not a reserved id)
+    replaced by <unk> with probability `p`, a fresh draw per batch."""
+
+    def __init__(self, p: float) -> None:
+        self.p = float(p)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        drop = (x >= FIRST_TOKEN) & (torch.rand(x.shape, device=x.device) < self.p)
+        return x.masked_fill(drop, UNK), y
 
 
 class AdversarialExamples:
@@ -84,8 +98,11 @@ def batch_transforms(
 ) -> list:
     """`natural_images`: the data are photos (crops and flips suit them, rotations less).
     Adversarial examples (after augmentation) attack `model` on `loss` within `input_range`
-    (the data module's: the valid range of the standardized inputs, and their raw unit)."""
+    (the data module's: the valid range of the standardized inputs, and their raw unit).
+    Token dropout applies to token ids (the validation refuses it for other inputs)."""
     transforms: list[BatchTransform] = []
+    if reg.get("token_dropout", 0.0) > 0:
+        transforms.append(TokenDropout(reg.token_dropout))
     augment = reg.augment
     if augment.enabled and augment.strength > 0:
         images = len(input_shape) == 3 and not reads_rows
