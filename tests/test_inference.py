@@ -171,6 +171,13 @@ def test_inputs_far_outside_the_training_range_get_a_warning_or_with_strict_a_re
         capsys, "predict", f"ckpt={run}", f"input={tmp_path / 'same.npz'}", "strict=true"
     )
     assert code == 0 and "warning" not in err
+    code, out, err = _cli(
+        capsys, "predict", f"ckpt={run}", f"input={tmp_path / 'same.npz'}", "beam=3"
+    )
+    assert (
+        code == 2
+        and err == f"error: beam=3 decodes sequences: ckpt={run} is a task=classification run\n"
+    )
 
 
 def test_checkpoints_that_are_not_usable_are_refused_in_one_line(

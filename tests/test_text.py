@@ -145,8 +145,10 @@ def test_padding_never_changes_an_output(tmp_path: Path, overrides: list[str]) -
         for family, act in (("rnn", ["model.activation=relu"]), ("lstm", []), ("gru", []))
         for bi in ("false", "true")
     ]
-    + [["model=gru", "model.bidirectional=true", "model.num_layers=2", f"model.pooling={p}"]
-       for p in ("max", "mean")],  # fmt: skip
+    + [
+        ["model=gru", "model.bidirectional=true", "model.num_layers=2", f"model.pooling={p}"]
+        for p in ("max", "mean")
+    ],
     ids=lambda o: " ".join(o),
 )
 def test_the_unrolled_reading_an_export_traces_equals_the_packed_one(

@@ -45,7 +45,7 @@ def predict(
 
         return predict_sequences(run, inputs, input_path, out, beam, batch_size)
     if beam != 1:
-        raise DataError(f"beam={beam} decodes sequences: ckpt={ckpt} is a task={run.task} run")
+        raise ConfigError(f"beam={beam} decodes sequences: ckpt={ckpt} is a task={run.task} run")
     far = out_of_range(inputs.x, run, input_path)
     if far is not None and strict:
         raise DataError(far)

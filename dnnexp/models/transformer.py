@@ -102,9 +102,7 @@ class Seq2SeqTransformer(_TokenEncoder):
     logits. `model.tie_embeddings`: the output layer is the target embedding's transpose
     (Press & Wolf 2017)."""
 
-    def __init__(
-        self, cfg: Any, source_vocab: int, target_vocab: int, dropout: float
-    ) -> None:
+    def __init__(self, cfg: Any, source_vocab: int, target_vocab: int, dropout: float) -> None:
         super().__init__(cfg, dropout, source_vocab)
         self.target_embed = token_embedding(target_vocab, cfg.embed_dim)
         layer = nn.TransformerDecoderLayer(**_layer_options(cfg, dropout))
