@@ -448,3 +448,16 @@ def test_a_resumed_seq2seq_run_equals_the_uninterrupted_one(tmp_path: Path) -> N
     resumed = run_cli("train", "resume=part", "trainer.max_epochs=3", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert summary(tmp_path / "part")["metrics"] == summary(tmp_path / "whole")["metrics"]
+
+
+@pytest.mark.slow
+def test_a_search_over_seq2seq_minimizes_the_validation_token_error_rate(tmp_path: Path) -> None:
+    write_pairs(tmp_path / "p.tsv", 150)
+    args = [*PAIRS, f"data.path={tmp_path / 'p.tsv'}", "model.hidden_size=32"]
+    args += ["sweep=random", "search.n_trials=2", "search.pruner=none", "trainer.max_epochs=1"]
+    proc = run_cli("train", "-m", *args, "hydra.sweep.dir=search", cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "search: 2 of 2 trials: 2 complete" in out
+    assert "top trials by val/ter (minimize)" in out
+    assert (tmp_path / "search" / "best.yaml").is_file()
