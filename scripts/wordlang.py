@@ -15,9 +15,9 @@ language, fixed seed) for
         data.text=word data.target=lang data.tokens=char
 
 `--anchor` also fits the baseline the README compares with: TF-IDF of character 1-4-grams
-(within word boundaries) + logistic regression, its C chosen on a 10% validation split of the
-training file (as dnnexp carves its own), then refit on the whole training file, scored on
-test.tsv.
+(within word boundaries) + logistic regression on dnnexp's own split of the training file (its
+stratified 10% validation split chooses C; the model fitted on the other 90% is scored on
+test.tsv, and so is one refitted on the whole training file).
 """
 
 from __future__ import annotations
