@@ -481,10 +481,6 @@ def models_with_decoder() -> list[str]:
     return [name for name, schema in MODEL_SCHEMAS.items() if schema.decoder]
 
 
-def classifier_models() -> list[str]:
-    return [name for name, schema in MODEL_SCHEMAS.items() if schema.classifier]
-
-
 def models_reading_tokens() -> list[str]:
     return [name for name, schema in MODEL_SCHEMAS.items() if schema.tokens]
 

@@ -35,9 +35,7 @@ def predict(
     beam: int = 1,
 ) -> dict[str, Any]:
     """`strict`: inputs far outside the training range are refused, not only warned about.
-    `beam`: a seq2seq run's beam width (1: greedy decoding)."""
-    if beam < 1:
-        raise ConfigError(f"beam={beam} is out of range: must be at least 1")
+    `beam`: a seq2seq run's beam width, at least 1 (the command checks it; 1: greedy)."""
     run = load_trained(ckpt)
     inputs = read_inputs(input_path, run, target)
     if run.task == "seq2seq":

@@ -112,3 +112,18 @@ def trim_padding(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if not torch.compiler.is_exporting():
         ids = ids[:, : int(lengths.max())]
     return ids, lengths
+
+
+def pool_over_length(
+    x: torch.Tensor, lengths: torch.Tensor, how: str, dim: int = 1
+) -> torch.Tensor:
+    """The max or the mean of `x` over its positions along `dim`, each sample's first
+    `lengths` positions only (the rest is padding, never counted). Batch first."""
+    where = [1] * x.ndim
+    where[dim] = -1
+    inside = torch.arange(x.shape[dim], device=x.device).view(where)
+    inside = inside < lengths.to(x.device).view([-1] + [1] * (x.ndim - 1))
+    if how == "max":
+        return x.masked_fill(~inside, float("-inf")).amax(dim=dim)
+    count = lengths.to(x.device, x.dtype).view([-1] + [1] * (x.ndim - 2))
+    return (x * inside).sum(dim=dim) / count

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dnnexp.models.layers import init_weights, make_norm, trim_padding
+from dnnexp.models.layers import init_weights, make_norm, pool_over_length, trim_padding
 from dnnexp.models.registry import register
 
 _CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -92,19 +92,11 @@ class RecurrentClassifier(nn.Module):
             outputs, _ = nn.utils.rnn.pad_packed_sequence(
                 out, batch_first=True, total_length=ids.shape[1]
             )
-            return self._pool(outputs, lengths)
+            return pool_over_length(outputs, lengths, self.pooling)
         final = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
         if self.bidirectional:
             return torch.cat([final[-2], final[-1]], dim=1)
         return final[-1]
-
-    def _pool(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The max or mean over each text's tokens of the outputs (N, T, F)."""
-        inside = torch.arange(outputs.shape[1], device=outputs.device)[None, :, None]
-        inside = inside < lengths.to(outputs.device)[:, None, None]
-        if self.pooling == "max":
-            return outputs.masked_fill(~inside, float("-inf")).amax(dim=1)
-        return (outputs * inside).sum(dim=1) / lengths.to(outputs.device)[:, None]
 
     def _read_tokens_unrolled(self, ids: torch.Tensor) -> torch.Tensor:
         """`_read_tokens` in plain tensor ops over the padded ids, layer by layer and direction
@@ -124,7 +116,7 @@ class RecurrentClassifier(nn.Module):
                 finals.append(final)
             steps = torch.cat(outputs, dim=2)
         if self.pooling != "last":
-            return self._pool(steps, lengths)
+            return pool_over_length(steps, lengths, self.pooling)
         return torch.cat(finals, dim=1)
 
     def _direction(

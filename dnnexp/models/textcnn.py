@@ -11,7 +11,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from dnnexp.models.layers import init_weights, make_activation, make_norm, trim_padding
+from dnnexp.models.layers import (
+    init_weights,
+    make_activation,
+    make_norm,
+    pool_over_length,
+    trim_padding,
+)
 from dnnexp.models.registry import register
 
 
@@ -38,13 +44,8 @@ class TextCNN(nn.Module):
         pooled = []
         for width, conv in zip(self.widths, self.convs, strict=True):
             out = self.activation(conv(steps))  # (N, C, T + width - 1): windows over the text
-            positions = torch.arange(out.shape[2], device=ids.device)
-            real = positions[None, :] < (lengths + width - 1)[:, None]  # a window with a token
-            if self.pooling == "mean":
-                count = (lengths + width - 1).to(out.dtype)[:, None]
-                pooled.append((out * real[:, None, :]).sum(dim=2) / count)
-            else:
-                pooled.append(out.masked_fill(~real[:, None, :], float("-inf")).amax(dim=2))
+            windows = lengths + width - 1  # those with a token of the text
+            pooled.append(pool_over_length(out, windows, self.pooling, dim=2))
         return self.head(torch.cat(pooled, dim=1))
 
 

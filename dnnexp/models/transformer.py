@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from dnnexp.models.decoding import BOS
-from dnnexp.models.layers import init_weights, trim_padding
+from dnnexp.models.layers import init_weights, pool_over_length, trim_padding
 from dnnexp.models.registry import register
 
 
@@ -93,8 +93,7 @@ class TextTransformer(_TokenEncoder):
         out, pad = self._encode(ids)
         if self.pooling == "first":
             return self.head(out[:, 0])
-        keep = (~pad).unsqueeze(2).to(out.dtype)
-        return self.head((out * keep).sum(1) / keep.sum(1))
+        return self.head(pool_over_length(out, (~pad).sum(1), "mean"))
 
 
 class Seq2SeqTransformer(_TokenEncoder):
