@@ -591,6 +591,34 @@ class AugmentConfig:
 
 
 @dataclass
+class EmaConfig:
+    decay: float = knob(
+        0.0,
+        ge=0,
+        lt=1,
+        doc="0 = off; the average keeps this share of itself at every optimizer step"
+        " (0.999: about the last 1,000 steps)",
+    )
+    warmup: bool = knob(
+        True, doc="decay min(decay, (1+n)/(10+n)) at the n-th step, so the start is forgotten"
+    )
+
+
+@dataclass
+class SwaConfig:
+    start: Optional[float] = knob(
+        None,
+        ge=0,
+        doc="null = off; the epoch averaging starts: a share of trainer.max_epochs (< 1) or an"
+        " epoch number (>= 1, counted from 0)",
+    )
+    lr: Optional[float] = knob(
+        None, gt=0, doc="the learning rate from start on; null = the schedule's rate at start"
+    )
+    anneal_epochs: int = knob(1, gt=0, doc="epochs over which the rate moves to lr (cosine)")
+
+
+@dataclass
 class AdversarialConfig:
     enabled: bool = knob(False)
     method: str = knob("pgd", choices=("fgsm", "pgd"), doc="how training examples are attacked")
@@ -617,6 +645,8 @@ class RegConfig:
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    swa: SwaConfig = field(default_factory=SwaConfig)
 
 
 # -------------------------------------------------------------------------------------- trainer

@@ -169,6 +169,7 @@ def _check_combinations(cfg: DictConfig) -> None:
     _check_task(cfg)
     _check_transfer(cfg)
     _check_pruning(cfg)
+    _check_averaging(cfg)
     _check_inputs(cfg)
     _check_data_files(data)
     limits = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
@@ -355,6 +356,39 @@ def _check_pruning(cfg: DictConfig) -> None:
                 f"prune.end_epoch={prune.end_epoch} must leave an epoch at the full amount:"
                 f" at most trainer.max_epochs - 1 = {epochs - 1}"
             )
+
+
+def swa_start_epoch(start: float, max_epochs: int) -> int:
+    """`reg.swa.start`: a share of `max_epochs` (< 1) or an epoch number (>= 1)."""
+    return int(max_epochs * start) if start < 1 else int(start)
+
+
+def _check_averaging(cfg: DictConfig) -> None:
+    """reg.ema and reg.swa: one average at a time, one that starts before the run ends."""
+    ema, swa = cfg.reg.ema, cfg.reg.swa
+    if ema.decay > 0 and swa.start is not None:
+        raise ConfigError(
+            "reg.ema and reg.swa both average the weights: pick one (reg.ema.decay=0 or"
+            " reg.swa.start=null)"
+        )
+    if swa.start is None:
+        if swa.lr is not None:
+            raise ConfigError(
+                f"reg.swa.lr={swa.lr} applies once SWA starts: add reg=swa (or reg.swa.start)"
+            )
+    else:
+        epochs = cfg.trainer.max_epochs
+        if swa_start_epoch(swa.start, epochs) >= epochs:
+            raise ConfigError(
+                f"reg.swa.start={swa.start} is epoch {swa_start_epoch(swa.start, epochs)}, not"
+                f" before trainer.max_epochs={epochs}: pick a share below 1 or an epoch below"
+                f" {epochs}"
+            )
+    if (ema.decay > 0 or swa.start is not None) and cfg.prune.amount > 0:
+        raise ConfigError(
+            "reg.ema / reg.swa with prune.amount > 0: an average of pruned weights is not"
+            " sparse; prune the averaged run afterwards (dnnexp prune RUN_DIR amount=A)"
+        )
 
 
 def _check_transfer(cfg: DictConfig) -> None:

@@ -17,6 +17,7 @@ stepped here (per step or per epoch).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -33,6 +34,7 @@ from dnnexp.data.spec import DataSpec
 from dnnexp.models import build_model
 from dnnexp.tasks import build_objective
 from dnnexp.tasks.attacks import RobustAccuracy
+from dnnexp.tasks.averaging import WeightAverage
 from dnnexp.tasks.optim import build_optimizer, build_scheduler, param_groups
 from dnnexp.tasks.regularizers import batch_transforms, loss_terms
 
@@ -117,6 +119,15 @@ class TrainingModule(L.LightningModule):
         self._backward: Any = self.manual_backward
         self._skip_step_wrapper = False  # decided in on_train_start
         self._scheduler_monitor: str | None = None  # ReduceLROnPlateau's metric
+        # reg=ema / reg=swa: evaluations run on the average (not a submodule: checkpoints hold
+        # it as the model's weights, `averaging.py`)
+        average = WeightAverage.from_config(
+            cfg.reg, self.model, cfg.trainer.max_epochs, self._train_inputs
+        )
+        object.__setattr__(self, "_average", average)
+        self._averaging = False  # this epoch's steps update the average
+        self._swa_active = False  # this epoch's learning rate is SWA's, not the schedule's
+        self._evaluating = contextlib.ExitStack()
         self._channels_last = bool(cfg.trainer.channels_last)
         if self._channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -165,6 +176,8 @@ class TrainingModule(L.LightningModule):
             step()
             if scheduler is not None:
                 scheduler.step()
+            if self._averaging:
+                self._average.update(self.model)
             if self._log_every and self.global_step % self._log_every == 0:
                 self._log_step((position - 1) % k + 1)  # this step's batches
             if 0 < self._max_steps <= self.global_step:
@@ -230,6 +243,12 @@ class TrainingModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self._teacher is not None:
             self._teacher.to(self.device)
+        if self._average is not None:
+            self._average.averaged.to(self.device)
+
+    def on_test_start(self) -> None:
+        if self._average is not None:
+            self._average.averaged.to(self.device)
 
     def on_train_start(self) -> None:
         """On one device without a gradient scaler, `manual_backward` only adds hook calls
@@ -313,6 +332,11 @@ class TrainingModule(L.LightningModule):
         called by `on_train_start`, and the epoch's lr comes from the checkpoint."""
         self._start_epoch()
         self._step_epoch_scheduler()
+        if self._swa_active:
+            optimizer = self.trainer.optimizers[0]
+            lrs = self._average.swa_lrs(optimizer, self.current_epoch)
+            for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+                group["lr"] = lr
         self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         self._freeze_for(self.current_epoch)
 
@@ -329,6 +353,9 @@ class TrainingModule(L.LightningModule):
         self._batches_per_item = getattr(loader, "batches_per_item", 1)
         self._epoch_batches = getattr(loader, "num_batches", len(loader))
         self._epoch_start = time.perf_counter()
+        average = self._average
+        self._averaging = average is not None and average.averaging(self.current_epoch)
+        self._swa_active = self._averaging and not average.ema
 
     def _step_epoch_scheduler(self) -> None:
         """Per-epoch schedules step at the start of each epoch, up to the current epoch: the
@@ -338,6 +365,8 @@ class TrainingModule(L.LightningModule):
         config = self._scheduler_config
         if config is None or config.interval != "epoch" or self._scheduler_monitor:
             return
+        if self._swa_active:  # SWA sets the learning rate from its start on
+            return
         scheduler = config.scheduler
         while scheduler.last_epoch < self.current_epoch:
             scheduler.step()
@@ -346,7 +375,7 @@ class TrainingModule(L.LightningModule):
         """ReduceLROnPlateau sees each validation's monitored value once, as early stopping
         does, so its patience counts validations; its state goes into this validation's
         checkpoint, which a resume continues from."""
-        if self._scheduler_monitor:
+        if self._scheduler_monitor and not self._swa_active:
             self._scheduler_config.scheduler.step(metrics[self._scheduler_monitor])
 
     @property
@@ -357,7 +386,31 @@ class TrainingModule(L.LightningModule):
     @property
     def _step_scheduler(self) -> Any:
         config = self._scheduler_config
-        return config.scheduler if config is not None and config.interval == "step" else None
+        if config is None or config.interval != "step" or self._swa_active:
+            return None
+        return config.scheduler
+
+    # ------------------------------------------------------------------- weight averaging
+    def _evaluate_average(self) -> None:
+        """reg=ema / reg=swa: the average's weights in the model until `_train_weights`."""
+        if self._average is not None:
+            self._evaluating.enter_context(self._average.evaluating(self.model))
+
+    def _train_weights(self) -> None:
+        self._evaluating.close()
+
+    def _train_inputs(self) -> Any:
+        """The training split's inputs in batches, in order (SWA's batch-norm statistics);
+        every rank sees the whole split, so every rank computes the same statistics."""
+        x = self.trainer.datamodule.splits["train"][0]
+        b = self._batch_size
+        return (self.normalize(x[i : i + b].to(self.device)) for i in range(0, len(x), b))
+
+    def on_validation_epoch_start(self) -> None:
+        self._evaluate_average()
+
+    def on_test_epoch_start(self) -> None:
+        self._evaluate_average()
 
     def on_validation_start(self) -> None:
         """On accelerators the loss is checked once per epoch (a per-step check would sync),
@@ -373,6 +426,7 @@ class TrainingModule(L.LightningModule):
         complete before this validation's checkpoint is written, so a checkpoint always holds
         the history up to itself. `epoch` and `step` (optimizer steps so far) say which
         validation a row is: one per epoch by default, several with val_check_interval < 1."""
+        self._train_weights()
         val = self._compute("val")
         if self.trainer.state.fn != "fit" or self.trainer.sanity_checking:
             return
@@ -409,8 +463,12 @@ class TrainingModule(L.LightningModule):
         encoded.extend(json.dumps(row) for row in self.history[len(encoded) :])
         checkpoint["dnnexp_history"] = "[" + ",".join(encoded) + "]"
         checkpoint["dnnexp_epoch_lr"] = self._epoch_lr  # for a resume in the middle of an epoch
+        if self._average is not None:
+            self._average.save(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._average is not None:
+            self._average.restore(checkpoint)
         self.history = self.history_of(checkpoint)
         self._history_json = []
         self._epoch_lr = float(checkpoint.get("dnnexp_epoch_lr", 0.0))
@@ -433,6 +491,7 @@ class TrainingModule(L.LightningModule):
         # float64: the values reach the main process exactly after ddp_spawn
         exact = {k: torch.tensor(v, dtype=torch.float64) for k, v in self.test_metrics.items()}
         self.log_dict(exact, logger=False)
+        self._train_weights()
 
     # -------------------------------------------------------------------------- optimizers
     def _total_steps(self) -> int:
