@@ -23,17 +23,38 @@ commands:
           e.g. dnnexp prune outputs/2026-01-01/12-00-00 amount=0.5
   report  compare the variants of a sweep over seeds: tables, statistics, plots
           e.g. dnnexp report outputs/multirun/2026-01-01/12-00-00
+  lr-find the learning-rate range test of a run's config: a suggestion and lr_find.png
+          e.g. dnnexp lr-find model=cnn optimizer=sgd
 
 options:
   -h, --help     show this message
   --version      print the version
 """
 
-COMMANDS = ("train", "eval", "predict", "export", "prune", "report")
+COMMANDS = ("train", "eval", "predict", "export", "prune", "report", "lr-find")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Output closed early (`| head -1`) ends a command quietly (`utils/pipes.py`); a training
+    run carries on to its end with its output dropped."""
+    from dnnexp.utils.pipes import ReaderGone, reader_gone_quietly
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    training = bool(argv) and argv[0] in ("train", "lr-find") and not _only_prints(argv[1:])
+    try:
+        with reader_gone_quietly(stop=not training):
+            return _dispatch(argv)
+    except ReaderGone as gone:
+        return gone.code
+
+
+def _only_prints(args: list[str]) -> bool:
+    """`train --help`, `--cfg job`, `--info`, shell completion: nothing runs."""
+    flags = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion")
+    return any(a in flags or a.startswith(("--cfg=", "--info=", "--shell-completion=")) for a in args)
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
@@ -67,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         from dnnexp.commands.report import main as report_main
 
         return report_main(args)
+    if command == "lr-find":
+        from dnnexp.commands.lr_find import main as lr_find_main
+
+        return lr_find_main(args)
     close = [c for c in COMMANDS if c.startswith(command[:2])]
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     print(

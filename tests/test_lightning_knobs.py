@@ -74,6 +74,8 @@ def test_lightning_knobs_are_accepted(override: str) -> None:
     ("override", "expected"),
     [
         ("+trainer.gradient_clip_val=1.0", "gradient clipping is reg.grad_clip"),
+        ("+ckpt_path=last.ckpt", "ckpt_path: not a dnnexp key; to continue a run use resume="),
+        ("+trainer.ckpt_path=x", "trainer.ckpt_path: not a dnnexp key; to continue a run use"),
         ("trainer.fast_dev_run=-1", "trainer.fast_dev_run=-1 must be true, false or a number"),
         ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
         ("trainer.max_steps=-2", "trainer.max_steps=-2 is out of range: must be at least -1"),

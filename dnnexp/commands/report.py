@@ -74,8 +74,8 @@ def main(args: list[str]) -> int:
             report = build(Path(options.path), options.metric, options.baseline, tags=options.tags)
             from dnnexp.report.render import print_report
 
+            written = write(report, options.out or Path(options.path))  # before a pipe can close
             print_report(report, console)
-            written = write(report, options.out or Path(options.path))
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -108,8 +108,9 @@ def search_report(path: Path, out: Path | None, console: Console) -> list[Path]:
     from dnnexp.report import search, search_render
 
     report = search.build(path)
+    written = search_render.write(report, out or path)  # before a pipe can close
     search_render.print_search(report, console)
-    return search_render.write(report, out or path)
+    return written
 
 
 def write(report: Report, out_dir: Path) -> list[Path]:

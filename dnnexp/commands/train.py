@@ -278,6 +278,11 @@ def _train_job(
             job.start_clean(cfg.trainer.num_threads or job.threads_per_job(hydra_cfg.launcher))
         elif cfg.trainer.num_threads:
             job.start_clean(cfg.trainer.num_threads)
+        if cfg.lr_find.mode == "only":  # dnnexp lr-find: the range test alone, no run
+            from dnnexp.training.lr_find import run_only
+
+            run_only(cfg, run_dir)
+            return None
         from dnnexp.training.run import train  # heavy: torch + lightning
 
         record = None

@@ -709,6 +709,12 @@ class TrainerConfig:
     profiler: Optional[str] = knob(
         None, choices=(None, "simple", "advanced", "pytorch"), doc="writes <run dir>/profile/"
     )
+    overfit_batches: float = knob(
+        0.0,
+        ge=0,
+        doc="debug: train and validate on the first N batches (>= 1) or share (< 1) of the"
+        " training split, unshuffled; 0 = off",
+    )
 
 
 # Keys users bring from Lightning or elsewhere that dnnexp has under another name: refused with a
@@ -723,6 +729,14 @@ ELSEWHERE = {
     ),
     "trainer.logger": "pick the logger group instead (logger=csv, logger=tensorboard, logger=none)",
     "trainer.default_root_dir": "the run dir is hydra.run.dir (hydra.sweep.dir with -m)",
+    "ckpt_path": (
+        "to continue a run use resume=RUN_DIR (its last.ckpt, exactly); to start from a run's"
+        " weights, init_from=RUN_DIR"
+    ),
+    "trainer.ckpt_path": (
+        "to continue a run use resume=RUN_DIR (its last.ckpt, exactly); to start from a run's"
+        " weights, init_from=RUN_DIR"
+    ),
 }
 
 
@@ -810,6 +824,24 @@ class PruneConfig:
 
 # ------------------------------------------------------------------------------------- top level
 @dataclass
+class LrFindConfig:
+    """The learning-rate range test (`dnnexp/training/lr_find.py`)."""
+
+    mode: str = knob(
+        "off",
+        choices=("off", "only", "apply"),
+        doc="only: the test alone (dnnexp lr-find); apply: the test, then train at its suggestion",
+    )
+    min_lr: float = knob(1e-7, gt=0, doc="the ramp's first learning rate")
+    max_lr: float = knob(1.0, gt=0, doc="the ramp's last learning rate")
+    steps: int = knob(100, ge=20, doc="optimizer steps of the ramp (exponential in the rate)")
+    smoothing: float = knob(0.98, ge=0, lt=1, doc="the loss's exponential average: its decay")
+    divergence: float = knob(
+        4.0, gt=1, doc="stop once the smoothed loss exceeds this times its lowest"
+    )
+
+
+@dataclass
 class TrainSchema:
     """The typed base of `conf/train.yaml` (first entry of its defaults list).
 
@@ -841,6 +873,7 @@ class TrainSchema:
     eval: EvalConfig = field(default_factory=EvalConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    lr_find: LrFindConfig = field(default_factory=LrFindConfig)
     search: Optional[SearchConfig] = None
 
 

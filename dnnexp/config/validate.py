@@ -170,10 +170,16 @@ def _check_combinations(cfg: DictConfig) -> None:
     _check_transfer(cfg)
     _check_pruning(cfg)
     _check_averaging(cfg)
+    _check_lr_find(cfg)
     _check_inputs(cfg)
     _check_data_files(data)
     limits = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
-    for key in (*limits, "val_check_interval"):
+    if trainer.overfit_batches and cfg.task.name == "seq2seq":
+        raise ConfigError(
+            "trainer.overfit_batches is not built for task=seq2seq (its validation decodes"
+            " references, its training reads pairs): use trainer.limit_train_batches"
+        )
+    for key in (*limits, "val_check_interval", "overfit_batches"):
         value = trainer[key]
         if value > 1 and value != int(value):
             raise ConfigError(
@@ -361,6 +367,14 @@ def _check_pruning(cfg: DictConfig) -> None:
 def swa_start_epoch(start: float, max_epochs: int) -> int:
     """`reg.swa.start`: a share of `max_epochs` (< 1) or an epoch number (>= 1)."""
     return int(max_epochs * start) if start < 1 else int(start)
+
+
+def _check_lr_find(cfg: DictConfig) -> None:
+    knobs = cfg.lr_find
+    if knobs.min_lr >= knobs.max_lr:
+        raise ConfigError(
+            f"lr_find.min_lr={knobs.min_lr:g} must be below lr_find.max_lr={knobs.max_lr:g}"
+        )
 
 
 def _check_averaging(cfg: DictConfig) -> None:

@@ -59,6 +59,8 @@ class ArrayDataModule(L.LightningDataModule):
         val_check_interval: float = 1.0,
         task: str = "classification",
         data_on_device: str = "auto",
+        overfit_batches: float = 0.0,
+        limit_eval_batches: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         """`steps_per_call` optimizer steps of `accumulate` training batches are served as one
         item (see `InMemoryLoader` and `plan_items`); `limit_train_batches` is a share (<= 1.0)
@@ -66,8 +68,13 @@ class ArrayDataModule(L.LightningDataModule):
         training batches. `task`: regression targets are standardized with the training
         split's mean and std (`target_stats`), class labels stay as they are.
         `data_on_device`: "auto" copies the dataset to the accelerator once, when it fits
-        (`place_on_device`); "never" leaves it in host memory, batch by batch."""
+        (`place_on_device`); "never" leaves it in host memory, batch by batch.
+        `overfit_batches`: train and validate on the first N batches (or share), `_overfit`.
+        `limit_eval_batches`: Lightning's limit_val_batches and limit_test_batches, applied by
+        the loaders, so a share keeps at least one batch."""
         super().__init__()
+        self.overfit_batches = float(overfit_batches)
+        self.limit_val_batches, self.limit_test_batches = limit_eval_batches
         self.cfg, self.seed, self.task = cfg, seed, task
         self.steps_per_call, self.limit_train_batches = steps_per_call, limit_train_batches
         self.accumulate, self.val_check_interval = accumulate, val_check_interval
@@ -96,6 +103,20 @@ class ArrayDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        self._load_splits()
+        if self.overfit_batches:
+            self._overfit(self.overfit_batches)
+
+    def _overfit(self, amount: float) -> None:
+        """`trainer.overfit_batches`: the first N batches (or share) of the training split are
+        the training split (unshuffled) and the validation split: a model that cannot drive
+        their loss towards zero has a bug, not a generalization problem."""
+        x, y = self.splits["train"]
+        n = round(amount * len(y)) if amount < 1 else int(amount) * self.cfg.batch_size
+        n = max(1, min(n, len(y)))
+        self.splits["train"] = self.splits["val"] = (x[:n], y[:n])
+
+    def _load_splits(self) -> None:
         cfg = self.cfg
         regression, labelled = self.task == "regression", self.task == "classification"
         arrays = load_pairs(cfg) if self.task == "seq2seq" else DATASETS[cfg.name](cfg)
@@ -337,6 +358,8 @@ class ArrayDataModule(L.LightningDataModule):
             every,
             task=cfg.task.name,
             data_on_device=t.data_on_device,
+            overfit_batches=t.overfit_batches,
+            limit_eval_batches=(t.limit_val_batches, t.limit_test_batches),
         )
 
     def _epoch_plan(self, world_size: int) -> tuple[int, int | None]:
@@ -361,7 +384,7 @@ class ArrayDataModule(L.LightningDataModule):
         loader = self._loader(
             "train",
             self.cfg.batch_size,
-            shuffle=True,
+            shuffle=not self.overfit_batches,
             limit_batches=self.limit_train_batches,
             items_done=None if trainer is None else partial(compat.epoch_items_done, trainer),
             lengths=(self.splits["train"][0] != PAD).sum(1).cpu() if bucket else None,
@@ -375,10 +398,14 @@ class ArrayDataModule(L.LightningDataModule):
         return loader
 
     def val_dataloader(self) -> InMemoryLoader:
-        return self._loader("val", self.cfg.eval_batch_size, shuffle=False)
+        return self._loader(
+            "val", self.cfg.eval_batch_size, shuffle=False, limit_batches=self.limit_val_batches
+        )
 
     def test_dataloader(self) -> InMemoryLoader:
-        return self._loader("test", self.cfg.eval_batch_size, shuffle=False)
+        return self._loader(
+            "test", self.cfg.eval_batch_size, shuffle=False, limit_batches=self.limit_test_batches
+        )
 
 
 def _encoded_splits(

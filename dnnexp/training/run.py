@@ -305,6 +305,11 @@ def _fit_and_test(
 ) -> dict[str, Any]:
     """`resume`: the last.ckpt a resumed run continues from; `teacher`: distill's; `source`:
     init_from's checkpoint."""
+    found = None
+    if cfg.lr_find.mode == "apply":  # on a throwaway model, before this run's is built
+        from dnnexp.training.lr_find import apply_suggestion
+
+        found = apply_suggestion(cfg, data, run_dir)
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     task = TrainingModule(
         OmegaConf.to_container(cfg, resolve=True),  # plain dict: loads with weights_only=True
@@ -364,6 +369,7 @@ def _fit_and_test(
         "best_step": int(at_best.get("step", 0)),
         "epochs": epochs,
         "params": sum(p.numel() for p in task.model.parameters()),
+        **({"lr_find": found} if found is not None else {}),
         "test_confusion": task.test_confusion,  # None under ddp_spawn (tested elsewhere)
         "checkpoint": BEST_CKPT if best_path else None,
         "task": cfg.task.name,

@@ -84,9 +84,8 @@ def build_trainer(
         # limit_train_batches is applied by the training loader, which counts batches (not items);
         # so is val_check_interval (the data module turns it into items, see plan_items), and
         # accumulate_grad_batches by the task (Lightning does not accumulate for manual
-        # optimization)
-        limit_val_batches=_limit(t.limit_val_batches),
-        limit_test_batches=_limit(t.limit_test_batches),
+        # optimization); limit_val_batches and limit_test_batches by the evaluation loaders, so
+        # that a share keeps at least one batch (Lightning refuses a share of 1 batch)
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         num_sanity_val_steps=t.num_sanity_val_steps,
         deterministic=t.deterministic,
@@ -127,11 +126,6 @@ def _profiler(name: str | None, run_dir: Path) -> Any:
         "pytorch": profilers.PyTorchProfiler,
     }
     return classes[name](dirpath=run_dir / "profile", filename="profile")
-
-
-def _limit(value: float) -> float | int:
-    """Lightning reads a float as a share of the batches and an int as a count."""
-    return int(value) if value > 1 else float(value)
 
 
 def _loggers(name: str, run_dir: Path, resume: dict | None) -> list:
