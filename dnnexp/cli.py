@@ -50,8 +50,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _only_prints(args: list[str]) -> bool:
     """`train --help`, `--cfg job`, `--info`, shell completion: nothing runs."""
-    flags = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion")
-    return any(a in flags or a.startswith(("--cfg=", "--info=", "--shell-completion=")) for a in args)
+    flags = (
+        "-h",
+        "--help",
+        "--hydra-help",
+        "-c",
+        "--cfg",
+        "-i",
+        "--info",
+        "-sc",
+        "--shell-completion",
+    )
+    return any(
+        a in flags or a.startswith(("--cfg=", "--info=", "--shell-completion=")) for a in args
+    )
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -97,7 +97,9 @@ def test_an_averaged_run_resumes_exactly_and_tests_the_average(tmp_path: Path, r
     knobs = ["scheduler=none", *reg.split()]  # a cosine schedule depends on max_epochs
     straight = _train(tmp_path / "straight", *knobs, "trainer.max_epochs=4")
     _train(tmp_path / "stopped", *knobs, "trainer.max_epochs=2")
-    resumed = _train(tmp_path / "stopped", *knobs, "trainer.max_epochs=4", resume=tmp_path / "stopped")
+    resumed = _train(
+        tmp_path / "stopped", *knobs, "trainer.max_epochs=4", resume=tmp_path / "stopped"
+    )
     assert metrics_rows(tmp_path / "stopped") == metrics_rows(tmp_path / "straight")
     assert resumed["metrics"] == straight["metrics"]
 
