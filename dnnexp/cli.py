@@ -29,6 +29,8 @@ commands:
 options:
   -h, --help     show this message
   --version      print the version
+  -sc install=bash|zsh|fish
+                 print a shell completion script: eval "$(dnnexp -sc install=bash)" in ~/.bashrc
 """
 
 COMMANDS = ("train", "eval", "predict", "export", "prune", "report", "lr-find")
@@ -76,6 +78,12 @@ def _dispatch(argv: list[str]) -> int:
         print(f"dnnexp {__version__}")
         return 0
     command, args = argv[0], argv[1:]
+    if command in ("-sc", "--shell-completion") or (
+        command == "train" and args[:1] in (["-sc"], ["--shell-completion"])
+    ):  # `dnnexp train -sc ...` too: the script completes every command, not train's alone
+        from dnnexp.commands.completion import main as completion_main
+
+        return completion_main(args if command != "train" else args[1:])
     if command == "train":
         from dnnexp.commands.train import main as train_main
 

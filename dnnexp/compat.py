@@ -76,6 +76,18 @@ def hydra_plugin_table() -> dict[str, type]:
     return table
 
 
+def hydra_completions(config_dir: str, config_name: str, line: str) -> list[str]:
+    """Hydra's own completer (`CompletionPlugin._query`, as `-sc query=bash` runs it) for the
+    overrides typed so far in `line`: groups, their options, config keys."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.core_plugins.bash_completion import BashCompletion
+    from hydra._internal.utils import create_config_search_path
+
+    _require(BashCompletion, "_query", "complete dnnexp train's overrides", ("self", "config_name"))
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(config_dir))
+    return list(BashCompletion(loader)._query(config_name=config_name, line=line))
+
+
 def override_value_as_str(value: Any) -> str:
     """A sweep value as Hydra writes it into an override (`Override._get_value_element_as_str`),
     for the search's choice() values."""

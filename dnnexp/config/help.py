@@ -79,3 +79,31 @@ def render(extra_dirs: list[str] = ()) -> str:
             lines.append(f"    {mark} {option:<{width}} {text}")
     lines.append(FOOTER)
     return "\n".join(lines)
+
+
+def knob_choices(key: str, words: list[str]) -> list[str] | None:
+    """The schema's allowed values of `key` (a knob with `choices`), for the group options
+    picked in `words` (else the defaults): `model.norm` of model=resnet is resnet's."""
+    import dataclasses
+    import typing
+
+    from dnnexp.config.schema import GROUP_SCHEMAS, TrainSchema
+    from dnnexp.config.validate import _dataclass_of
+
+    parts = key.split(".")
+    schema: typing.Any = TrainSchema
+    if parts[0] in GROUP_SCHEMAS and len(parts) > 1:
+        picked = [w.split("=", 1)[1] for w in words if w.startswith(parts[0] + "=")]
+        option = picked[-1] if picked else _defaults(conf_dir()).get(parts[0])
+        schema, parts = GROUP_SCHEMAS[parts[0]].get(option), parts[1:]
+    for i, part in enumerate(parts):
+        if schema is None or not dataclasses.is_dataclass(schema):
+            return None
+        fields = {f.name: f for f in dataclasses.fields(schema)}
+        if part not in fields:
+            return None
+        if i == len(parts) - 1:
+            choices = fields[part].metadata.get("choices")
+            return None if choices is None else ["null" if c is None else str(c) for c in choices]
+        schema = _dataclass_of(typing.get_type_hints(schema).get(part))
+    return None
