@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import math
@@ -343,6 +344,16 @@ def test_full_report_files_markers_and_baseline_option(tmp_path: Path, capsys) -
     for name in ("learning_curves.png", "metric_test_acc.png"):
         data = (sweep / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+    page = (sweep / "report.html").read_text()  # one file to share: the table, the plots inside
+    assert page.startswith("<!DOCTYPE html>") and page.count("<tr>") == 4  # header + 3 variants
+    assert "<td>reg=dropout</td>" in page and "<code>reg=dropout</code> is <strong>better" in page
+    images = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert len(images) == 2 and all(i.startswith("data:image/png;base64,") for i in images)
+    assert (
+        base64.b64decode(images[0].split(",", 1)[1]) == (sweep / "learning_curves.png").read_bytes()
+    )
+    assert "<script" not in page and "http" not in page.split("</style>", 1)[1]
 
     out_dir = tmp_path / "elsewhere"
     args = [str(sweep), "--baseline", "reg=dropout", "--metric", "test/loss", "--out", str(out_dir)]

@@ -422,6 +422,8 @@ def test_report_on_a_two_objective_search_shows_the_pareto_front(tmp_path: Path)
     assert report.best == sorted(front) == [8, 9]
     written = search_render.write(report, tmp_path / "out")
     assert {p.name for p in written} >= {"pareto_front.png", "search_history.png", "report.md"}
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "<table>" in page
 
 
 @pytest.mark.slow

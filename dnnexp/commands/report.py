@@ -1,6 +1,7 @@
 """`dnnexp report PATH [--baseline NAME] [--metric METRIC] [--tags A,B] [--out DIR]`: compare
 the variants of a sweep (runs that differ only in seed are one variant) against a baseline,
-print a table and write report.md, report.csv, report.json and PNG plots."""
+print a table and write report.md, report.csv, report.json, PNG plots and report.html (one page
+with the plots inside)."""
 
 from __future__ import annotations
 
@@ -128,8 +129,13 @@ def write(report: Report, out_dir: Path) -> list[Path]:
     sparsity = out_dir / plots.sparsity_filename(report.metric)
     if plots.plot_sparsity(report, sparsity):  # variants that differ in prune.amount
         images.append(sparsity)
-    paths = [out_dir / "report.md", out_dir / "report.csv", out_dir / "report.json"]
-    paths[0].write_text(render.markdown(report, [p.name for p in images]))
+    from dnnexp.report.html import to_html
+    from dnnexp.utils.run_files import write_text
+
+    paths = [out_dir / name for name in ("report.md", "report.csv", "report.json", "report.html")]
+    text = render.markdown(report, [p.name for p in images])
+    paths[0].write_text(text)
     render.write_csv(report, paths[1])
     render.write_report_json(report, paths[2])
+    write_text(paths[3], to_html(text, out_dir))  # one page, the plots inside
     return paths + images

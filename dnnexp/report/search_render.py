@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from dnnexp.report.html import to_html
 from dnnexp.report.search import EVALUATORS, SearchReport, TrialRow
 from dnnexp.utils import run_files
 
@@ -290,8 +291,10 @@ def write(report: SearchReport, out_dir: Path) -> list[Path]:
     images = [out_dir / HISTORY_PNG] if plot_history(report, out_dir / HISTORY_PNG) else []
     if plot_pareto(report, out_dir / PARETO):
         images.append(out_dir / PARETO)
-    paths = [out_dir / "report.md", out_dir / "report.csv", out_dir / "report.json"]
-    paths[0].write_text(markdown(report, [p.name for p in images]))
+    paths = [out_dir / name for name in ("report.md", "report.csv", "report.json", "report.html")]
+    text = markdown(report, [p.name for p in images])
+    paths[0].write_text(text)
     write_csv(report, paths[1])
     run_files.write_json(paths[2], as_json(report), allow_nan=False)
+    run_files.write_text(paths[3], to_html(text, out_dir))
     return paths + images
