@@ -56,6 +56,7 @@ def _fit(tmp_path: Path, *overrides: str) -> tuple[L.Trainer, TrainingModule, _G
     data = ArrayDataModule(cfg.data, seed=0)
     data.setup()
     task = TrainingModule(OmegaConf.to_container(cfg), data.spec)
+    tmp_path.mkdir(exist_ok=True)  # metrics.csv goes there (every run writes it)
     trainer = build_trainer(cfg, tmp_path, [])
     norms = _GradNorms()
     trainer.callbacks.append(norms)

@@ -727,7 +727,8 @@ ELSEWHERE = {
     "trainer.enable_checkpointing": (
         "best.ckpt and last.ckpt are always written; trainer.checkpoint_interval_s sets how often"
     ),
-    "trainer.logger": "pick the logger group instead (logger=csv, logger=tensorboard, logger=none)",
+    "trainer.logger": "pick loggers with the logger group (logger=[csv,tensorboard,mlflow])",
+    "logger.name": "loggers are a list now: logger=[csv,tensorboard,mlflow,wandb]",
     "trainer.default_root_dir": "the run dir is hydra.run.dir (hydra.sweep.dir with -m)",
     "ckpt_path": (
         "to continue a run use resume=RUN_DIR (its last.ckpt, exactly); to start from a run's"
@@ -742,8 +743,41 @@ ELSEWHERE = {
 
 # --------------------------------------------------------------------------------------- logger
 @dataclass
+class TensorBoardConfig:
+    enabled: bool = knob(
+        False, doc="event files in <run dir>/tensorboard (pip install tensorboard)"
+    )
+
+
+@dataclass
+class MlflowConfig:
+    enabled: bool = knob(False, doc="an MLflow run per dnnexp run (pip install 'dnnexp[mlflow]')")
+    tracking_uri: Optional[str] = knob(
+        None, doc="null = one SQLite store for every run: sqlite:///<cwd>/outputs/mlflow.db"
+    )
+    experiment: Optional[str] = knob(
+        None, doc="null = the sweep dir (a multirun) or the run's name"
+    )
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool = knob(False, doc="a W&B run per dnnexp run (pip install 'dnnexp[wandb]')")
+    mode: str = knob(
+        "offline", choices=("offline", "online", "disabled"), doc="offline: nothing is sent"
+    )
+    project: str = knob("dnnexp")
+    entity: Optional[str] = knob(None, doc="the W&B team or user (online mode)")
+
+
+@dataclass
 class LoggerConfig:
-    name: str = knob("csv", choices=("csv", "tensorboard", "none"))
+    """One node every `logger` option writes into, so they compose as a list
+    (`logger=[csv,tensorboard,mlflow]`). metrics.csv is always written: it is the report's."""
+
+    tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
 # ---------------------------------------------------------------------------------------- search

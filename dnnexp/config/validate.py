@@ -210,13 +210,7 @@ def _check_combinations(cfg: DictConfig) -> None:
             f"model.activation={model.activation} does not apply to {model.name} (its gates fix"
             " tanh/sigmoid): leave it at tanh, or use model=rnn"
         )
-    if cfg.logger.name == "tensorboard" and not any(
-        importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")
-    ):
-        raise ConfigError(
-            "logger=tensorboard needs the tensorboard package: pip install tensorboard"
-            " (or pip install 'dnnexp[tensorboard]'), or use logger=csv"
-        )
+    _check_loggers(cfg.logger)
     if trainer.channels_last and model.name not in models_reading("image"):
         raise ConfigError(
             "trainer.channels_last=true applies to image models"
@@ -231,6 +225,21 @@ def _check_combinations(cfg: DictConfig) -> None:
         )
     if trainer.strategy.startswith("ddp") and trainer.compile:
         raise ConfigError("trainer.compile=true with a ddp strategy is not supported: pick one")
+
+
+def _check_loggers(logger: DictConfig) -> None:
+    """A tracker whose package is not installed: one line, before the run dir exists."""
+    needs = {
+        "tensorboard": ("tensorboard", "tensorboardX"),
+        "mlflow": ("mlflow",),
+        "wandb": ("wandb",),
+    }
+    for name, modules in needs.items():
+        if logger[name].enabled and not any(importlib.util.find_spec(m) for m in modules):
+            raise ConfigError(
+                f"logger={name} needs the {modules[0]} package: pip install {modules[0]}"
+                f" (or pip install 'dnnexp[{name}]'), or leave it out of logger=[...]"
+            )
 
 
 MAX_TIME = re.compile(r"^\d+:\d{1,2}:\d{1,2}:\d{1,2}$")  # Lightning's DD:HH:MM:SS

@@ -66,7 +66,11 @@ class TrainingModule(L.LightningModule):
         `pretrained`: the names of the parameters `init_from` loaded (the backbone: its own
         lr, frozen with freeze=backbone)."""
         super().__init__()
-        self.save_hyperparameters({"config": config, **data.hparams(), "pretrained": pretrained})
+        # logger=False: the trackers get the flattened config from `trackers.start`, not these
+        # (a vocabulary, the class list) at every fit, which a resumed MLflow run would refuse
+        self.save_hyperparameters(
+            {"config": config, **data.hparams(), "pretrained": pretrained}, logger=False
+        )
         cfg = OmegaConf.create(config)
         self.cfg = cfg
         target_text = (data.preprocess or {}).get("target_text")

@@ -118,6 +118,7 @@ def _train(
         teacher = load_teacher(
             cfg.distill.teacher, list(data.input_shape), data.num_outputs, data.fingerprint
         )
+    earlier_trackers = _earlier_trackers(run_dir) if resume_from is not None else None
     started = time.perf_counter()
     summary: dict[str, Any] = {
         "status": "running",
@@ -139,10 +140,30 @@ def _train(
             console.print_config(cfg)
         write_json(run_dir / SUMMARY, summary)
     signals = _signals_interrupt()
+    loggers: list[Any] = []
     try:
+        from dnnexp.training import trackers
+
+        sweep_dir = run_dir.parent if label is not None else None
+        loggers, found = trackers.build(
+            cfg, run_dir, overrides, resume, earlier_trackers, sweep_dir
+        )
+        if found and is_main:  # at once: a killed run's resume continues the same tracker runs
+            summary["trackers"] = found
+            write_json(run_dir / SUMMARY, summary)
+        trackers.start(loggers, cfg, overrides)
         with job_scope(), signals:
             result = _fit_and_test(
-                cfg, data, run_dir, overrides, resume, label is None, teacher, source, callbacks
+                cfg,
+                data,
+                run_dir,
+                overrides,
+                resume,
+                label is None,
+                teacher,
+                source,
+                callbacks,
+                loggers,
             )
         confusion = result.pop("test_confusion")  # for the model card, not the summary
         summary.update(result)
@@ -172,6 +193,8 @@ def _train(
         summary["code"] = code_version()
         if is_main:
             _write_summary(run_dir, summary, label is not None)
+            if summary["status"] != "completed":
+                _finish_trackers(loggers, cfg, summary, run_dir)
     if is_main and not summary.get("fast_dev_run"):
         try:
             write_model_card(run_dir, cfg, summary, data, confusion)
@@ -183,6 +206,8 @@ def _train(
                     f" only its {MODEL_CARD} is missing"
                 ) from None
             print(f"warning: no {MODEL_CARD}: {type(err).__name__}: {err}", file=sys.stderr)
+    if is_main:
+        _finish_trackers(loggers, cfg, summary, run_dir)  # with the model card among the files
     if is_main and label is not None:
         shown = headline(cfg.task.name)
         console.console.print(
@@ -204,6 +229,23 @@ def _train(
             footer.update(footer_lines(summary["pruning"], headline(cfg.task.name)))
         console.print_metrics(f"{cfg.name}: {title}", summary["metrics"], footer)
     return summary
+
+
+def _finish_trackers(loggers: list[Any], cfg: DictConfig, summary: dict, run_dir: Path) -> None:
+    if len(loggers) > 1:  # beside metrics.csv
+        from dnnexp.training import trackers
+
+        trackers.finish(loggers, cfg, summary, run_dir)
+
+
+def _earlier_trackers(run_dir: Path) -> dict | None:
+    """The tracker ids of the run a resume continues (its summary.json, before it is rewritten)."""
+    import json
+
+    try:
+        return json.loads((run_dir / SUMMARY).read_text()).get("trackers")
+    except (OSError, ValueError):
+        return None
 
 
 def _read_resume(cfg: DictConfig, path: Path) -> dict[str, Any]:
@@ -302,9 +344,10 @@ def _fit_and_test(
     teacher: Any = None,
     source: dict | None = None,
     callbacks: list[Any] | None = None,
+    loggers: list[Any] | None = None,
 ) -> dict[str, Any]:
     """`resume`: the last.ckpt a resumed run continues from; `teacher`: distill's; `source`:
-    init_from's checkpoint."""
+    init_from's checkpoint; `loggers`: the run's (`trackers.build`)."""
     found = None
     if cfg.lr_find.mode == "apply":  # on a throwaway model, before this run's is built
         from dnnexp.training.lr_find import apply_suggestion
@@ -327,7 +370,13 @@ def _fit_and_test(
     if teacher is not None and not task.transforms_batches:  # fixed inputs: teach them once
         data.teacher_outputs = task.teacher_outputs(data.splits["train"][0])
     trainer = build_trainer(
-        cfg, run_dir, overrides, show_details, resume, extra_callbacks=callbacks or ()
+        cfg,
+        run_dir,
+        overrides,
+        show_details,
+        resume,
+        extra_callbacks=callbacks or (),
+        loggers=loggers,
     )
     ckpt_path = None if resume is None else run_dir / LAST_CKPT
     trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)

@@ -11,12 +11,10 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, RichModelSummar
 from omegaconf import DictConfig
 
 from dnnexp.config.metrics import mode
-from dnnexp.tasks.module import TrainingModule
+from dnnexp.training import trackers
 from dnnexp.training.checkpoint import AtomicCheckpointIO, BestAndLastCheckpoint, RNGState
-from dnnexp.training.csv_logger import MetricsCSV
 from dnnexp.training.ddp import launch_ranks_as_this_job
 from dnnexp.training.progress import ThrottledRichProgressBar
-from dnnexp.utils.run_files import METRICS_CSV
 
 
 def build_trainer(
@@ -26,9 +24,11 @@ def build_trainer(
     model_summary: bool = True,
     resume: dict | None = None,
     extra_callbacks: Sequence[Callback] = (),
+    loggers: list | None = None,
 ) -> L.Trainer:
     """`resume`: the checkpoint a resumed run continues from; `extra_callbacks`: given by the
-    caller (a search trial's TrialPruning: the trainer knows nothing of searches)."""
+    caller (a search trial's TrialPruning: the trainer knows nothing of searches); `loggers`:
+    the run's (`trackers.build`), else metrics.csv and the trackers the config names."""
     t, reg = cfg.trainer, cfg.reg
     monitor = reg.early_stopping.monitor  # "best" means the same thing to checkpoints and stopping
     once_per_epoch = t.val_check_interval == 1.0 and t.check_val_every_n_epoch == 1
@@ -92,7 +92,9 @@ def build_trainer(
         benchmark=t.benchmark,
         detect_anomaly=t.detect_anomaly,
         profiler=_profiler(t.profiler, run_dir),
-        logger=_loggers(cfg.logger.name, run_dir, resume),
+        logger=loggers
+        if loggers is not None
+        else trackers.build(cfg, run_dir, overrides, resume)[0],
         plugins=[AtomicCheckpointIO(t.checkpoint_interval_s, hold_dir=run_dir / "checkpoints")],
         callbacks=callbacks,
         enable_progress_bar=t.progress_bar,
@@ -126,16 +128,3 @@ def _profiler(name: str | None, run_dir: Path) -> Any:
         "pytorch": profilers.PyTorchProfiler,
     }
     return classes[name](dirpath=run_dir / "profile", filename="profile")
-
-
-def _loggers(name: str, run_dir: Path, resume: dict | None) -> list:
-    if name == "csv":
-        if resume is None:
-            return [MetricsCSV(run_dir / METRICS_CSV)]
-        rows = TrainingModule.history_of(resume)
-        return [MetricsCSV(run_dir / METRICS_CSV, rows, int(resume["global_step"]))]
-    if name == "tensorboard":
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        return [TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="")]
-    return []
