@@ -67,8 +67,10 @@ def runnable(command: str) -> bool:
         return False
     if needs_a_gpu(command) and not torch.cuda.is_available():
         return False
-    if "logger=tensorboard" in command and not importlib.util.find_spec("tensorboard"):
-        return False
+    loggers = [w for w in shlex.split(command, comments=True) if w.startswith("logger=")]
+    for tracker in ("tensorboard", "mlflow", "wandb"):  # optional extras
+        if any(tracker in w for w in loggers) and not importlib.util.find_spec(tracker):
+            return False
     return True
 
 
