@@ -120,3 +120,30 @@ def test_a_tracker_that_is_not_installed_is_one_line(monkeypatch) -> None:
 def test_the_old_logger_name_key_points_to_the_list() -> None:
     with pytest.raises(ConfigError, match=r"logger.name: not a dnnexp key; loggers are a list"):
         compose("+logger.name=csv")
+
+
+@pytest.mark.slow
+def test_a_parallel_sweep_logs_every_job_into_one_experiment_named_after_it(
+    tmp_path: Path,
+) -> None:
+    """Three joblib jobs start at once against a fresh default store (outputs/mlflow.db)."""
+    from tests.conftest import run_cli
+
+    done = run_cli(
+        "train",
+        "-m",
+        "logger=[csv,mlflow]",
+        "trainer=smoke",
+        "seed=0,1,2",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=3",
+        "hydra.sweep.dir=outputs/sweep",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    client = _client(tmp_path / "outputs" / "mlflow.db")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "outputs/sweep"]
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["dnnexp.seed"] for r in runs) == ["0", "1", "2"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["dnnexp.variant"] for r in runs} == {"logger=[csv,mlflow] trainer=smoke"}
