@@ -88,7 +88,7 @@ def test_swa_learning_rate_anneals_from_the_rate_at_its_start() -> None:
     ids=["ema", "swa", "swa-batchnorm"],
 )
 def test_an_averaged_run_resumes_exactly_and_tests_the_average(tmp_path: Path, reg: str) -> None:
-    """A run stopped after 2 epochs and resumed to 4 equals a run of 4 epochs (rows, metrics);
+    """A run stopped after 2 epochs and resumed to 3 equals a run of 3 epochs (rows, metrics);
     its checkpoints hold the average as the model and the trained weights beside; `dnnexp
     eval` of best.ckpt gives the run's test metrics, and they differ from the trained weights'."""
     from dnnexp.evaluation.evaluate import evaluate

@@ -186,24 +186,28 @@ def test_the_readme_config_files_are_found(tmp_path: Path) -> None:
 
 def cost(ran: list) -> int:
     """A block's expected time in units of one plain command (~6 s, mostly imports): a
-    multirun ~4, a DDP or torchrun run (processes of their own) ~7. Measured per block."""
-    return sum(
-        1 + 3 * (" -m " in str(c)) + 6 * ("ddp" in str(c) or "torchrun" in str(c)) for c in ran
-    )
+    multirun ~4 (an ablation sweep's 25 jobs ~10), a DDP or torchrun run (processes of their
+    own) ~7, a sequence-to-sequence model ~4. Measured per block."""
+    total = 0
+    for command in map(str, ran):
+        total += 1 + 3 * (" -m " in command) + 6 * ("ddp" in command or "torchrun" in command)
+        total += 6 * ("sweep=reg_ablation" in command) + 3 * ("seq2seq" in command)
+    return total
 
 
 def lanes(scripts: list[tuple[int, str, list[str]]]) -> list[list[tuple[int, str, list[str]]]]:
     """The blocks in two lanes that run side by side (one core each), each lane in its own
     directory and in README order, balanced by `cost`. A block that reads earlier runs
-    (`$(ls -d outputs...` before its own first `dnnexp train`) stays in the lane of the block
-    before it."""
+    (`$(ls -d outputs...` before its own first `dnnexp train`) or trains nothing itself (eval,
+    predict, export of what the block before trained) stays in the lane of the block before."""
     two: list[list[tuple[int, str, list[str]]]] = [[], []]
     load, last = [0, 0], 0
     for item in scripts:
         text = item[1]
         reads = text.find("$(ls -d outputs")
         trains = text.find("dnnexp train")
-        lane = last if 0 <= reads and (trains < 0 or reads < trains) else load.index(min(load))
+        follows = trains < 0 or 0 <= reads < trains  # it uses what the block before made
+        lane = last if follows else load.index(min(load))
         two[lane].append(item)
         load[lane] += cost(item[2])
         last = lane

@@ -95,7 +95,7 @@ def _create(store: str, name: str, barrier) -> str:
 
 def test_parallel_runs_create_one_store_and_one_experiment_without_racing(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")  # MLflow is not imported here before
     with context.Manager() as manager:
         barrier = manager.Barrier(3)
         with context.Pool(3) as pool:
@@ -126,7 +126,8 @@ def test_the_old_logger_name_key_points_to_the_list() -> None:
 def test_a_parallel_sweep_logs_every_job_into_one_experiment_named_after_it(
     tmp_path: Path,
 ) -> None:
-    """Three joblib jobs start at once against a fresh default store (outputs/mlflow.db)."""
+    """A sweep through the CLI into the default store (outputs/mlflow.db); the race of jobs that
+    start at once is the test above."""
     from tests.conftest import run_cli
 
     done = run_cli(
@@ -135,8 +136,6 @@ def test_a_parallel_sweep_logs_every_job_into_one_experiment_named_after_it(
         "logger=[csv,mlflow]",
         "trainer=smoke",
         "seed=0,1,2",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=3",
         "hydra.sweep.dir=outputs/sweep",
         cwd=tmp_path,
     )
