@@ -83,7 +83,7 @@ def _dispatch(argv: list[str]) -> int:
     ):  # `dnnexp train -sc ...` too: the script completes every command, not train's alone
         from dnnexp.commands.completion import main as completion_main
 
-        return completion_main(args if command != "train" else args[1:])
+        return completion_main(args if command != "train" else args[1:], COMMANDS)
     if command == "train":
         from dnnexp.commands.train import main as train_main
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dnnexp.cli import COMMANDS
 from dnnexp.commands.completion import SCRIPTS, query
 from tests.conftest import needs_slow_mark, run_here
 
@@ -37,7 +38,7 @@ from tests.conftest import needs_slow_mark, run_here
     ],
 )
 def test_query_completes_commands_then_overrides(line: str, expected: list[str]) -> None:
-    assert query(line) == expected
+    assert query(line, COMMANDS) == expected
 
 
 def test_train_sc_install_prints_the_script_that_completes_every_command(tmp_path: Path) -> None:

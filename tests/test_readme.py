@@ -37,6 +37,8 @@ SMOKE = [
 ]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 MAX_EPOCHS = 2  # a line's own trainer.max_epochs is cut to this
+MAX_SEEDS = 2  # a multirun's seeds are cut to the first two (a report still pairs them)
+SEEDED_SWEEPS = ("reg_ablation", "lr_grid", "norm_ablation")  # conf/sweep/ options over seed
 SKIPPED_PROGRAMS = ("pip ", "tensorboard ", "ruff ", "pytest")
 SEARCHES = (
     "grid",
@@ -78,9 +80,11 @@ def with_smoke_limits(command: str) -> str:
     """`dnnexp train ...` (also after torchrun's `-m`) with the smoke limits first; not a
     `resume=`, which re-runs the run's own overrides (the limits among them). A search gets
     smoke-sized budgets last (`search.n_trials`, `search.confirm_seeds`): its own space and
-    knobs are still composed and checked, its trials and confirmation still run."""
+    knobs are still composed and checked, its trials and confirmation still run. A multirun
+    over seeds runs its first MAX_SEEDS."""
     if "resume=" in command:
         return command
+    command = _fewer_seeds(command)
     command = re.sub(r"\bdnnexp train\b", "dnnexp train " + " ".join(SMOKE), command, count=1)
     command = re.sub(
         r"\btrainer\.max_epochs=(\d+)\b",
@@ -93,6 +97,21 @@ def with_smoke_limits(command: str) -> str:
         return command
     code, hash_, comment = command.partition(" #")
     return f"{code.rstrip()} {' '.join(budgets)}{hash_}{comment}"
+
+
+def _fewer_seeds(command: str) -> str:
+    words = shlex.split(command, comments=True)
+    if "-m" not in words and "--multirun" not in words:
+        return command
+    listed = re.search(r"\bseed=([\d,]+)", command)
+    if listed:
+        first = ",".join(listed.group(1).split(",")[:MAX_SEEDS])
+        return command[: listed.start(1)] + first + command[listed.end(1) :]
+    if any(w in (f"sweep={name}" for name in SEEDED_SWEEPS) for w in words):
+        code, hash_, comment = command.partition(" #")
+        seeds = ",".join(map(str, range(MAX_SEEDS)))
+        return f"{code.rstrip()} seed={seeds}{hash_}{comment}"
+    return command
 
 
 def commands(body: str) -> list[str]:
@@ -164,6 +183,12 @@ def test_the_readme_shows_the_commands_this_test_runs() -> None:
         "a=1 search.n_trials=2 search.confirm_seeds=2 # x"
     )  # a search's own budgets are smoke-sized too; a line without them keeps the sweep's
     assert with_smoke_limits("dnnexp train -m sweep=random").endswith("-m sweep=random")
+    assert with_smoke_limits("dnnexp train -m reg=a,b seed=0,1,2,3,4 x=1").endswith(
+        "reg=a,b seed=0,1 x=1"
+    )  # a multirun's seeds cut to two; a sweep over seeds gets two
+    assert with_smoke_limits("dnnexp train -m sweep=reg_ablation  # 25").endswith(
+        "sweep=reg_ablation seed=0,1 # 25"
+    )
     assert with_smoke_limits("dnnexp train trainer.max_epochs=25 a=1").endswith(
         " trainer.max_epochs=2 a=1"
     )  # the smoke limit first, the line's own cut to 2

@@ -40,7 +40,7 @@ USAGE = (
 )
 
 
-def main(args: list[str]) -> int:
+def main(args: list[str], commands: tuple[str, ...]) -> int:
     request = dict(a.split("=", 1) for a in args if "=" in a)
     action = next((k for k in ("install", "uninstall", "query") if k in request), None)
     shell = request.get(action or "", "")
@@ -53,13 +53,13 @@ def main(args: list[str]) -> int:
         print("complete -e -c dnnexp" if shell == "fish" else "complete -r dnnexp")
     else:
         separator = "\n" if shell == "fish" else " "
-        print(separator.join(query(os.environ.get("COMP_LINE", ""))))
+        print(separator.join(query(os.environ.get("COMP_LINE", ""), commands)))
     return 0
 
 
-def query(line: str) -> list[str]:
-    """What may come next after `line` (the command line up to the cursor)."""
-    from dnnexp.cli import COMMANDS
+def query(line: str, commands: tuple[str, ...]) -> list[str]:
+    """What may come next after `line` (the command line up to the cursor); `commands`: the
+    CLI's (handed down by `cli.py`)."""
     from dnnexp.config.help import knob_choices
 
     words = line.split()
@@ -67,7 +67,7 @@ def query(line: str) -> list[str]:
     args = words[1:]  # after "dnnexp"
     if not args or (len(args) == 1 and not new_word):
         typed = "" if not args else args[0]
-        return [c for c in COMMANDS if c.startswith(typed)]
+        return [c for c in commands if c.startswith(typed)]
     if args[0] not in TAKES_OVERRIDES:
         return []  # eval, predict, ...: the shell's own file names
     rest = " ".join(shlex.quote(a) if "'" not in a else a for a in args[1:])
