@@ -135,7 +135,7 @@ def test_a_parallel_sweep_logs_every_job_into_one_experiment_named_after_it(
         "-m",
         "logger=[csv,mlflow]",
         "trainer=smoke",
-        "seed=0,1,2",
+        "seed=0,1",
         "hydra.sweep.dir=outputs/sweep",
         cwd=tmp_path,
     )
@@ -143,6 +143,18 @@ def test_a_parallel_sweep_logs_every_job_into_one_experiment_named_after_it(
     client = _client(tmp_path / "outputs" / "mlflow.db")
     (experiment,) = [e for e in client.search_experiments() if e.name == "outputs/sweep"]
     runs = client.search_runs([experiment.experiment_id])
-    assert sorted(r.data.tags["dnnexp.seed"] for r in runs) == ["0", "1", "2"]
+    assert sorted(r.data.tags["dnnexp.seed"] for r in runs) == ["0", "1"]
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["dnnexp.variant"] for r in runs} == {"logger=[csv,mlflow] trainer=smoke"}
+
+
+def test_a_store_that_cannot_be_opened_fails_the_run_in_one_line(tmp_path: Path) -> None:
+    from dnnexp.config.errors import RunError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a store path whose parent is a file: cannot be created
+    with pytest.raises(RunError, match=r"^logger=mlflow could not start its run: ") as err:
+        _train(tmp_path / "run", blocker / "mlflow.db", "trainer=smoke")
+    assert "\n" not in str(err.value)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed"

@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from dnnexp.config.errors import RunError
 from dnnexp.config.metrics import TASK_SCORE
 from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.csv_logger import MetricsCSV
@@ -72,12 +73,14 @@ def build(
             )
         )
         found["tensorboard"] = {"dir": str(run_dir / "tensorboard")}
-    if chosen.mlflow.enabled:
-        logger, found["mlflow"] = _mlflow(cfg, run_dir, overrides, earlier.get("mlflow"), sweep_dir)
-        loggers.append(logger)
-    if chosen.wandb.enabled:
-        logger, found["wandb"] = _wandb(cfg, run_dir, overrides, earlier.get("wandb"))
-        loggers.append(logger)
+    for name, start in (("mlflow", _mlflow), ("wandb", _wandb)):
+        if chosen[name].enabled:
+            try:
+                logger, found[name] = start(cfg, run_dir, overrides, earlier.get(name), sweep_dir)
+            except Exception as err:  # a store or server that cannot be reached: one line
+                first = f"{type(err).__name__}: {err}".strip().splitlines()[0]
+                raise RunError(f"logger={name} could not start its run: {first}") from None
+            loggers.append(logger)
     return loggers, found
 
 
@@ -147,7 +150,7 @@ def _store_lock(uri: str) -> Iterator[None]:
 
 
 def _wandb(
-    cfg: DictConfig, run_dir: Path, overrides: list[str], earlier: dict | None
+    cfg: DictConfig, run_dir: Path, overrides: list[str], earlier: dict | None, _: Any = None
 ) -> tuple[Logger, dict[str, Any]]:
     import wandb
     from lightning.pytorch.loggers import WandbLogger
