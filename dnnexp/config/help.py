@@ -88,7 +88,7 @@ def knob_choices(key: str, words: list[str]) -> list[str] | None:
     import typing
 
     from dnnexp.config.schema import GROUP_SCHEMAS, TrainSchema
-    from dnnexp.config.validate import _dataclass_of
+    from dnnexp.config.validate import _schema_at
 
     parts = key.split(".")
     schema: typing.Any = TrainSchema
@@ -96,14 +96,9 @@ def knob_choices(key: str, words: list[str]) -> list[str] | None:
         picked = [w.split("=", 1)[1] for w in words if w.startswith(parts[0] + "=")]
         option = picked[-1] if picked else _defaults(conf_dir()).get(parts[0])
         schema, parts = GROUP_SCHEMAS[parts[0]].get(option), parts[1:]
-    for i, part in enumerate(parts):
-        if schema is None or not dataclasses.is_dataclass(schema):
-            return None
-        fields = {f.name: f for f in dataclasses.fields(schema)}
-        if part not in fields:
-            return None
-        if i == len(parts) - 1:
-            choices = fields[part].metadata.get("choices")
-            return None if choices is None else ["null" if c is None else str(c) for c in choices]
-        schema = _dataclass_of(typing.get_type_hints(schema).get(part))
-    return None
+    node = _schema_at(schema, parts[:-1])  # the dataclass that holds the knob
+    if node is None or not dataclasses.is_dataclass(node):
+        return None
+    field = {f.name: f for f in dataclasses.fields(node)}.get(parts[-1])
+    choices = None if field is None else field.metadata.get("choices")
+    return None if choices is None else ["null" if c is None else str(c) for c in choices]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnexp.config.metrics import TASK_SCORE
+from dnnexp.config.overrides import is_seed, is_unit
 from dnnexp.utils.run_files import METRICS_CSV, SUMMARY
 
 NO_SUMMARY = "no summary.json"
@@ -255,16 +256,6 @@ def read_history(path: Path) -> list[dict[str, float]]:
         epoch_i = int(epoch) if epoch is not None and math.isfinite(epoch) else index
         by_epoch.setdefault(epoch_i, {"epoch": float(epoch_i)}).update(values)
     return [by_epoch[e] for e in sorted(by_epoch)]
-
-
-def is_seed(override: str) -> bool:
-    """Whether an override sets the seed (seed=1, +seed=1, ++seed=1)."""
-    return override.partition("=")[0].strip().lstrip("+~") == "seed"
-
-
-def is_unit(override: str) -> bool:
-    """Whether an override sets what pairs runs across variants: the seed, or data.fold."""
-    return is_seed(override) or override.partition("=")[0].strip().lstrip("+~") == "data.fold"
 
 
 def group(runs: list[Run]) -> list[Variant]:

@@ -42,11 +42,12 @@ class WeightAverage:
         """`train_inputs`: gives the training split's input batches, for SWA's batch-norm
         statistics (recomputed once per new average, before it is evaluated or saved)."""
         self.ema = ema_decay > 0
+        self._count = 0  # updates so far, kept here: reading `n_averaged` syncs an accelerator
         # EMA averages the norm layers' running statistics too (as timm's ModelEma); SWA copies
         # them and recomputes batch-norm statistics for the average before it is evaluated
         self.averaged = AveragedModel(
             model,
-            multi_avg_fn=_ema_with_warmup(ema_decay, ema_warmup) if self.ema else None,
+            multi_avg_fn=self._ema_update(ema_decay, ema_warmup) if self.ema else None,
             use_buffers=self.ema,
         )
         self.averaged.requires_grad_(False)
@@ -82,7 +83,7 @@ class WeightAverage:
     @property
     def count(self) -> int:
         """Optimizer steps averaged so far (0: nothing to evaluate yet, the model stands)."""
-        return int(self.averaged.n_averaged)
+        return self._count
 
     def averaging(self, epoch: int) -> bool:
         return self.ema or epoch >= self.start_epoch
@@ -90,7 +91,23 @@ class WeightAverage:
     def update(self, model: nn.Module) -> None:
         """After an optimizer step (`averaging(epoch)` checked by the caller, once an epoch)."""
         self.averaged.update_parameters(model)
+        self._count += 1
         self._bn_fresh = False
+
+    def _ema_update(self, decay: float, warmup: bool) -> Any:
+        """torch's EMA update; with `warmup`, the decay at the n-th update is
+        min(decay, (1 + n) / (10 + n)), as TensorFlow's ExponentialMovingAverage with
+        num_updates and timm's ModelEma: early averages do not hold on to the initial weights.
+        n is this object's count (called before `update` adds the step)."""
+        if not warmup:
+            return get_ema_multi_avg_fn(decay)
+
+        @torch.no_grad()
+        def update(averaged: list, current: list, n_averaged: torch.Tensor) -> None:
+            n = self._count
+            get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(averaged, current, n_averaged)
+
+        return update
 
     # ------------------------------------------------------------------ SWA's learning rate
     def swa_lrs(self, optimizer: torch.optim.Optimizer, epoch: int) -> list[float] | None:
@@ -152,6 +169,7 @@ class WeightAverage:
         self.lr_anchor = info.get("lr_anchor")
         count = int(info.get("count", 0))
         self.averaged.n_averaged.fill_(count)
+        self._count = count
         self._bn_fresh = True  # saved after `_refresh_batch_norm`
         trained = checkpoint.get(TRAINED_KEY)
         if count == 0 or trained is None:
@@ -160,21 +178,6 @@ class WeightAverage:
         averaged = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         self.averaged.module.load_state_dict(averaged)
         state.update(trained)
-
-
-def _ema_with_warmup(decay: float, warmup: bool) -> Any:
-    """torch's EMA update; with `warmup`, the decay at the n-th update is
-    min(decay, (1 + n) / (10 + n)), as TensorFlow's ExponentialMovingAverage with num_updates
-    and timm's ModelEma: early averages do not hold on to the initial weights."""
-    if not warmup:
-        return get_ema_multi_avg_fn(decay)
-
-    @torch.no_grad()
-    def update(averaged: list, current: list, n_averaged: torch.Tensor) -> None:
-        n = int(n_averaged)
-        get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(averaged, current, n_averaged)
-
-    return update
 
 
 def _tensors(model: nn.Module) -> Iterator[torch.Tensor]:

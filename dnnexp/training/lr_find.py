@@ -135,6 +135,14 @@ def write_results(result: dict[str, Any], out_dir: Path) -> list[Path]:
     return [out_dir / LR_FIND_JSON, png]
 
 
+def no_suggestion(result: dict[str, Any]) -> str:
+    """The line for a ramp that ended too soon for a suggestion."""
+    return (
+        f"lr_find: no suggestion: the ramp stopped after {result['steps']} steps"
+        f" ({result['stopped_by']}); lower lr_find.max_lr or raise lr_find.steps"
+    )
+
+
 def apply_suggestion(cfg: DictConfig, data: ArrayDataModule, run_dir: Path) -> dict[str, Any]:
     """`lr_find.mode=apply`: the test in the run dir (once: a resumed run reads its
     lr_find.json), then `optimizer.lr` set to its suggestion; what summary.json records."""
@@ -149,10 +157,7 @@ def apply_suggestion(cfg: DictConfig, data: ArrayDataModule, run_dir: Path) -> d
         result = range_test(cfg, data)
         write_results(result, run_dir)
     if result["suggestion"] is None:
-        raise RunError(
-            f"lr_find: no suggestion: the loss stopped the ramp after {result['steps']} steps"
-            f" ({result['stopped_by']}); lower lr_find.max_lr or raise lr_find.steps"
-        )
+        raise RunError(no_suggestion(result))
     cfg.optimizer.lr = result["suggestion"]
     return {key: result[key] for key in ("suggestion", "min_lr", "max_lr", "steps", "stopped_by")}
 
@@ -170,10 +175,7 @@ def run_only(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     result = range_test(cfg, data)
     written = write_results(result, out_dir)
     if result["suggestion"] is None:
-        line = (
-            f"lr_find: no suggestion: the ramp stopped after {result['steps']} steps"
-            f" ({result['stopped_by']}); lower lr_find.max_lr or raise lr_find.steps"
-        )
+        line = no_suggestion(result)
     else:
         line = (
             f"suggested optimizer.lr={result['suggestion']:.3g} (steepest descent of the smoothed"

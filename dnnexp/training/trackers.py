@@ -3,9 +3,9 @@ TensorBoard, MLflow and Weights & Biases through Lightning's loggers.
 
 Every logger gets each validation's row (`TrainingModule.on_validation_epoch_end`), the resolved
 config and the overrides as hyperparameters (`start`), and at the end the test metrics and the
-run's score, its status and its files (`finish`). Their ids go into summary.json (`ids`) as
-soon as the run starts, so `resume=` (or a sweep job that resumes) continues the same MLflow and
-W&B runs.
+run's score, its status and its files (`finish`). Their ids go into summary.json (`build`
+returns them) as soon as the run starts, so `resume=` (or a sweep job that resumes) continues
+the same MLflow and W&B runs.
 
 MLflow's default store is one SQLite file for every run under outputs/ (MLflow's own default
 kind of store since 3.7); processes that start together (joblib jobs) would race on creating
@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dnnexp.config.errors import RunError
 from dnnexp.config.metrics import TASK_SCORE
+from dnnexp.config.overrides import is_unit
 from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.csv_logger import MetricsCSV
 from dnnexp.utils.run_files import METRICS_CSV, SUMMARY
@@ -85,9 +86,11 @@ def build(
 
 
 def _variant(overrides: list[str]) -> str:
-    """The overrides that make a variant (as the report groups runs): without seed and Hydra's."""
-    skip = ("seed=", "hydra.", "resume=", "search.trial=")
-    return " ".join(o for o in overrides if not o.startswith(skip)) or "(defaults)"
+    """The overrides that make a variant: without what pairs runs (the seed, data.fold: the
+    report's rule, `is_unit`), Hydra's own, a resume's and a search trial's number."""
+    skip = ("hydra.", "resume=", "search.trial=")
+    kept = [o for o in overrides if not is_unit(o) and not o.startswith(skip)]
+    return " ".join(kept) or "(defaults)"
 
 
 def _mlflow(
@@ -220,9 +223,10 @@ def finish(loggers: list[Logger], cfg: DictConfig, summary: dict, run_dir: Path)
         metrics["score"] = score
     step = int(summary.get("epochs") or 0)
     files = [run_dir / name for name in ARTIFACTS if (run_dir / name).is_file()]
+    params = hyperparameters(cfg, summary.get("overrides") or [])  # as `start` logged them
     for logger in loggers:
         try:
-            _finish_one(logger, cfg, metrics, step, status, files, run_dir)
+            _finish_one(logger, params, metrics, step, status, files, run_dir)
         except Exception as err:  # noqa: BLE001 - a tracker never costs a finished run
             print(
                 f"warning: logger {logger.name}: {type(err).__name__}: {err}".splitlines()[0],
@@ -232,7 +236,7 @@ def finish(loggers: list[Logger], cfg: DictConfig, summary: dict, run_dir: Path)
 
 def _finish_one(
     logger: Logger,
-    cfg: DictConfig,
+    params: dict[str, Any],
     metrics: dict,
     step: int,
     status: str,
@@ -241,7 +245,7 @@ def _finish_one(
 ) -> None:
     kind = type(logger).__name__
     if kind == "TensorBoardLogger":
-        logger.log_hyperparams(hyperparameters(cfg, []), metrics=metrics)
+        logger.log_hyperparams(params, metrics=metrics)
         logger.finalize("success" if status == "completed" else status)
     elif kind == "MLFlowLogger":
         client, run_id = logger.experiment, logger.run_id
