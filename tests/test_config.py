@@ -45,6 +45,8 @@ def _partner(group: str, option: str) -> list[str]:
         return ["task=regression"]
     if group == "task" and option == "regression":
         return ["data=diabetes"]
+    if group == "task" and option == "multitask":  # a table's columns as heads
+        return ["data=csv", f"data.path={conf_dir() / 'train.yaml'}", "task.heads=[a,b]"]
     text = ["data=text", f"data.path={conf_dir() / 'train.yaml'}"]
     if (group, option) == ("task", "seq2seq"):
         return [*text, "model=seq2seq_rnn"]

@@ -38,7 +38,12 @@ SMOKE = [
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 MAX_EPOCHS = 2  # a line's own trainer.max_epochs is cut to this
 MAX_SEEDS = 1  # a multirun over seeds runs its first seed (the report says: too few seeds)
-SEEDED_SWEEPS = ("reg_ablation", "lr_grid", "norm_ablation")  # conf/sweep/ options over seed
+SEEDED_SWEEPS = (
+    "reg_ablation",
+    "lr_grid",
+    "norm_ablation",
+    "privacy",
+)  # conf/sweep/ options over seed
 SKIPPED_PROGRAMS = ("pip ", "tensorboard ", "ruff ", "pytest")
 SEARCHES = (
     "grid",

@@ -27,6 +27,10 @@ columns): greedy, or beam search with beam=K (the run's eval.length_penalty and
 data.target_max_length); the CSV gives the output text and its score (log-probability /
 length**length_penalty). With the target column in the input, each row's target is a reference
 of its source, and the metrics (loss, ter, ser) are those of the run's test split.
+
+A task=multitask run writes a column per head: predicted_<head> (a class, with
+probability_<head>, and prob_<head>_<class> with probs=true; or a value in the target's units);
+with every head's column in the input, the metrics per head on the rows that have its label.
 """
 
 KEYS = {

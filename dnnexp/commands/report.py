@@ -44,7 +44,9 @@ def parser() -> argparse.ArgumentParser:
         metavar="METRIC",
         default=None,
         help="a key of the summaries' metrics (default: test/acc for classification, test/r2"
-        " for regression); loss, mse, rmse and mae: lower is better, the others higher",
+        " for regression, the baseline's task.score on the test split for multitask, whose"
+        " report also has a column per head); loss, mse, rmse and mae: lower is better, the"
+        " others higher",
     )
     p.add_argument(
         "--out", metavar="DIR", type=Path, help="where to write the report files (default: PATH)"
@@ -129,6 +131,9 @@ def write(report: Report, out_dir: Path) -> list[Path]:
     sparsity = out_dir / plots.sparsity_filename(report.metric)
     if plots.plot_sparsity(report, sparsity):  # variants that differ in prune.amount
         images.append(sparsity)
+    privacy = out_dir / plots.privacy_filename(report.metric)
+    if plots.plot_privacy(report, privacy):  # private runs (privacy=dp) beside others
+        images.append(privacy)
     from dnnexp.report.html import to_html
     from dnnexp.utils.run_files import write_text
 

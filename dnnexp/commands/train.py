@@ -335,10 +335,10 @@ def _trial_callbacks(cfg: DictConfig) -> list[Any]:
     search = cfg.get("search")
     if search is None or search.trial is None or int(cfg.trainer.fast_dev_run):
         return []
-    from dnnexp.config.metrics import TASK_SCORE
+    from dnnexp.config.metrics import task_score
     from dnnexp.search.trial_pruning import TrialPruning  # optuna: only in search trials
 
-    return [TrialPruning(search, search.metric or TASK_SCORE[cfg.task.name])]
+    return [TrialPruning(search, search.metric or task_score(cfg.task))]
 
 
 def _save_hydra_files(run_dir: Path, cfg: DictConfig, hydra_cfg: Any, overrides: list) -> None:

@@ -3,6 +3,8 @@ plateau schedule, a run's returned score and the report all read. Import-light (
 
 from __future__ import annotations
 
+from typing import Any
+
 # the last part of a metric's name (`val/loss` -> `loss`) -> True where lower is better
 LOWER_IS_BETTER = {
     "loss": True,
@@ -62,10 +64,70 @@ TASK_METRICS = {
     "classification": ("loss", "acc", "precision", "recall", "f1"),
     "regression": ("loss", "mse", "rmse", "mae", "r2"),
     "seq2seq": ("loss", "ter", "ser"),
+    # task=multitask: the weighted sum of the heads' losses, then each head's metrics under its
+    # name (`stress/acc`, `length/r2`: those of its kind, `task_metrics`)
+    "multitask": ("loss",),
 }
-TASK_SCORE = {"classification": "val/acc", "regression": "val/r2", "seq2seq": "val/ter"}
+# multitask: the score is `task.score` or the first head's (`task_score`); val/loss only where
+# the heads are unknown (a summary from before they were recorded)
+TASK_SCORE = {
+    "classification": "val/acc",
+    "regression": "val/r2",
+    "seq2seq": "val/ter",
+    "multitask": "val/loss",
+}
 
 
-def headline(task: str, split: str = "test") -> str:
-    """The metric shown first for a task: `test/acc`, `test/r2`."""
-    return f"{split}/" + TASK_SCORE[task].split("/", 1)[1]
+def _name(task: Any) -> str:
+    """A task's name, from its name or its config (a DictConfig or dict with `name`)."""
+    if isinstance(task, str):
+        return task
+    getter = getattr(task, "get", None)
+    return str((getter("name") if getter else None) or "classification")
+
+
+def task_metrics(task: Any) -> tuple[str, ...]:
+    """What a task computes per split (without the split): its own, and under multitask each
+    head's as `<head>/<metric>`. `task`: a name, or the task config (multitask needs it)."""
+    name = _name(task)
+    if name != "multitask":
+        return TASK_METRICS[name]
+    from dnnexp.config.heads import heads_of
+
+    per_head = (f"{h['name']}/{m}" for h in heads_of(task) for m in TASK_METRICS[h["kind"]])
+    return (*TASK_METRICS[name], *per_head)
+
+
+def task_score(task: Any) -> str:
+    """The validation metric a run returns: the task's; under multitask `val/<task.score>`, by
+    default the first head's acc (classification) or r2 (regression)."""
+    name = _name(task)
+    if name != "multitask" or isinstance(task, str):
+        return TASK_SCORE[name]
+    from dnnexp.config.heads import head_score, heads_of
+
+    chosen = task.get("score")
+    if chosen:
+        return "val/" + str(chosen).removeprefix("val/")
+    heads = heads_of(task)
+    if not heads:
+        return TASK_SCORE[name]
+    return f"val/{heads[0]['name']}/{head_score(heads[0]['kind'])}"
+
+
+def headline(task: Any, split: str = "test") -> str:
+    """The metric shown first for a task: `test/acc`, `test/r2`; multitask: its score's
+    (`test/stress/acc`). `task`: a name, or the task config (multitask needs it)."""
+    return f"{split}/" + task_score(task).split("/", 1)[1]
+
+
+def summary_task(summary: dict[str, Any]) -> dict[str, Any]:
+    """The task a run's summary.json records, as `task_score` and `headline` read a task:
+    its name (classification for an older summary without one) and, under multitask, its
+    heads and score."""
+    name = summary.get("task")
+    return {
+        "name": name if name in TASK_SCORE else "classification",
+        "heads": summary.get("heads") or [],
+        "score": summary.get("score"),
+    }

@@ -17,3 +17,12 @@ def is_seed(override: str) -> bool:
 def is_unit(override: str) -> bool:
     """Whether an override sets what pairs runs across variants: the seed, or data.fold."""
     return is_seed(override) or key_of(override) == "data.fold"
+
+
+def privacy_warning(runs: int) -> str:
+    """The one line the report and the search summary print over private runs."""
+    return (
+        f"privacy: each ε covers its own run; comparing or choosing among these {runs} private"
+        " runs of the same data spends privacy that no single run's ε accounts for (ε adds up"
+        " across runs: pick the setting on public data, or count the selection too)"
+    )

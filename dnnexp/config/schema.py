@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
+from dnnexp.config.heads import HEAD_KINDS, HEAD_LOSSES
 from dnnexp.config.metrics import TASK_METRICS
 
 OPTIMIZER_IMPLEMENTATIONS = ("auto", "fused", "foreach", "for_loop")
@@ -25,6 +26,12 @@ INITS = ("kaiming", "xavier", "default")
 VAL_METRICS = tuple(dict.fromkeys(f"val/{m}" for ms in TASK_METRICS.values() for m in ms))
 
 
+def is_head_metric(value: Any) -> bool:
+    """`val/<head>/<metric>`: a metric of a multitask head (checked against the run's heads in
+    validate.py), allowed beside VAL_METRICS wherever a validation metric is named."""
+    return isinstance(value, str) and value.startswith("val/") and value.count("/") == 2
+
+
 # the largest seed every library takes: numpy's (and Lightning's seed_everything) are 32-bit
 MAX_SEED = 2**32 - 1
 
@@ -32,8 +39,8 @@ MAX_SEED = 2**32 - 1
 def knob(default: Any, *, doc: str = "", **limits: Any) -> Any:
     """A dataclass field with a default, a one-line doc and optional limits.
 
-    limits: ge, gt, le, lt (numbers, applied to the value or to every item of a list) and
-    choices (a tuple of allowed values).
+    limits: ge, gt, le, lt (numbers, applied to the value or to every item of a list),
+    choices (a tuple of allowed values) and also (a predicate: other values it allows).
     """
     if isinstance(default, (list, dict)):
         return field(
@@ -68,10 +75,42 @@ class Seq2SeqTaskConfig(TaskConfig):
     )
 
 
+@dataclass
+class HeadConfig:
+    """One head of task=multitask (an item of `task.heads`; `config/heads.py` reads the
+    compact `COLUMN[:KIND[:WEIGHT]]` form into these keys)."""
+
+    column: str = knob("", doc="the target column (a table's, or a text file's)")
+    name: Optional[str] = knob(
+        None, doc="its metrics' name (val/<name>/acc); null = the column's name"
+    )
+    kind: str = knob("classification", choices=HEAD_KINDS)
+    loss: Optional[str] = knob(
+        None,
+        choices=(None, *dict.fromkeys(loss for ls in HEAD_LOSSES.values() for loss in ls)),
+        doc="classification: cross_entropy; regression: mse, huber or l1; null = the first",
+    )
+    weight: float = knob(1.0, ge=0, doc="its loss's weight in the sum the model trains on")
+
+
+@dataclass
+class MultiTaskConfig(TaskConfig):
+    heads: Any = knob(
+        [], doc="the heads: COLUMN[:KIND[:WEIGHT]] or {column, kind, loss, weight, name} each"
+    )
+    score: Optional[str] = knob(
+        None, doc="HEAD/METRIC: the run's score is val/HEAD/METRIC; null = the first head's"
+    )
+    huber_delta: float = knob(
+        1.0, gt=0, doc="regression heads with loss huber: where it turns linear (standardized)"
+    )
+
+
 TASK_SCHEMAS = {
     "classification": ClassificationTaskConfig,
     "regression": RegressionTaskConfig,
     "seq2seq": Seq2SeqTaskConfig,
+    "multitask": MultiTaskConfig,
 }
 
 
@@ -227,6 +266,7 @@ class ImageFolderConfig(ImageFilesConfig):
 class TableConfig(FilesConfig):
     """A table file: CSV or TSV (optionally gzipped), Parquet, Feather/Arrow IPC, by suffix."""
 
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "regression", "multitask")
     inputs: ClassVar[str] = "tabular"
     files: ClassVar[Optional[tuple[str, str]]] = ("path", "file")
     path: Optional[str] = knob(None, doc="the table file (a header row, one sample per row)")
@@ -261,7 +301,7 @@ class CSVConfig(TableConfig):
 class TextConfig(FilesConfig):
     """Texts and their labels: a CSV, TSV or JSON-lines file."""
 
-    tasks: ClassVar[tuple[str, ...]] = ("classification", "seq2seq")
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "seq2seq", "multitask")
     inputs: ClassVar[str] = "tokens"
     files: ClassVar[Optional[tuple[str, str]]] = ("path", "file")
     path: Optional[str] = knob(None, doc="the file: .csv, .tsv (optionally .gz) or .jsonl")
@@ -558,7 +598,7 @@ class OneCycleSchedulerConfig(SchedulerConfig):
 
 @dataclass
 class PlateauSchedulerConfig(SchedulerConfig):
-    monitor: str = knob("val/loss", choices=VAL_METRICS)
+    monitor: str = knob("val/loss", choices=VAL_METRICS, also=is_head_metric)
     factor: float = knob(0.1, gt=0, lt=1)
     patience: int = knob(3, ge=0)
 
@@ -576,7 +616,9 @@ SCHEDULER_SCHEMAS = {
 @dataclass
 class EarlyStoppingConfig:
     enabled: bool = knob(False)
-    monitor: str = knob("val/loss", choices=VAL_METRICS, doc="a validation metric of the task")
+    monitor: str = knob(
+        "val/loss", choices=VAL_METRICS, also=is_head_metric, doc="a validation metric of the task"
+    )
     patience: int = knob(5, ge=0, doc="epochs without improvement before stopping")
     min_delta: float = knob(0.0, ge=0)
 
@@ -856,6 +898,34 @@ class PruneConfig:
     )
 
 
+# -------------------------------------------------------------------------------------- privacy
+@dataclass
+class PrivacyConfig:
+    """Differentially private training (DP-SGD through Opacus: `dnnexp/tasks/privacy.py`)."""
+
+    name: str = knob("none", choices=("none", "dp"), doc="dp: per-sample clipping and noise")
+    epsilon: Optional[float] = knob(
+        None,
+        gt=0,
+        doc="the target ε for the whole run (the noise multiplier is found for its epochs, batch"
+        " size and δ); inf = no privacy (as privacy=none); null = give noise_multiplier",
+    )
+    noise_multiplier: Optional[float] = knob(
+        None, gt=0, doc="σ: noise std / max_grad_norm, instead of a target epsilon"
+    )
+    max_grad_norm: float = knob(1.0, gt=0, doc="C: each sample's gradient is clipped to this norm")
+    delta: Optional[float] = knob(
+        None, gt=0, lt=1, doc="δ; null = min(1e-5, 0.1/N), N the training split's size"
+    )
+    accountant: str = knob(
+        "prv", choices=("prv", "rdp"), doc="how ε is computed: PRV (Opacus's default) or RDP"
+    )
+    poisson: bool = knob(
+        True, doc="Poisson sampling (each sample in each batch with rate batch_size/N), as the"
+        " accountant assumes; false: shuffled fixed batches (ε then only approximate)"
+    )
+
+
 # ------------------------------------------------------------------------------------- top level
 @dataclass
 class LrFindConfig:
@@ -908,6 +978,7 @@ class TrainSchema:
     distill: DistillConfig = field(default_factory=DistillConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     search: Optional[SearchConfig] = None
 
 

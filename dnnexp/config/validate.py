@@ -15,12 +15,14 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dnnexp.config import heads as head_forms
 from dnnexp.config.errors import ConfigError, describe_omegaconf_error, unknown_key_message
-from dnnexp.config.metrics import TASK_METRICS
+from dnnexp.config.metrics import TASK_METRICS, task_metrics
 from dnnexp.config.schema import (
     FUSED_OPTIMIZERS,
     GROUP_SCHEMAS,
     MODEL_SCHEMAS,
+    HeadConfig,
     TrainSchema,
     models_reading,
     models_reading_tokens,
@@ -127,9 +129,9 @@ def check_knob(schema: type, name: str, key: str, value: Any, **stricter: Any) -
 
 
 def _check_value(key: str, value: Any, limits: Any) -> None:
-    choices = limits.get("choices")
+    choices, also = limits.get("choices"), limits.get("also") or (lambda item: False)
     items = list(value) if isinstance(value, (list, ListConfig)) else [value]
-    if choices is not None and not all(item in choices for item in items):
+    if choices is not None and not all(item in choices or also(item) for item in items):
         allowed = ", ".join("null" if c is None else str(c) for c in choices)
         if isinstance(value, (list, ListConfig)):
             raise ConfigError(f"{key}={items} is not allowed; each must be one of: {allowed}")
@@ -171,6 +173,7 @@ def _check_combinations(cfg: DictConfig) -> None:
     _check_pruning(cfg)
     _check_averaging(cfg)
     _check_lr_find(cfg)
+    _check_privacy(cfg)
     _check_inputs(cfg)
     _check_data_files(data)
     limits = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
@@ -292,6 +295,23 @@ def _check_task(cfg: DictConfig) -> None:
             f"task={task} does not fit data={data.name}, whose targets are for"
             f" {' or '.join(fits)}: use task={fits[0]}, or data={'/'.join(others)}"
         )
+    if task == "multitask":
+        _check_heads(cfg)
+        if data.get("stratify"):
+            raise ConfigError(
+                "data.stratify=true: task=multitask has a label per head, and splits are random"
+                " (fixed by data.split_seed); leave it null"
+            )
+        if cfg.eval.attacks:
+            raise ConfigError(
+                f"eval.attacks={list(cfg.eval.attacks)} scores one classifier's accuracy under"
+                " attack: leave it [] under task=multitask"
+            )
+        if cfg.distill.teacher is not None:
+            raise ConfigError(
+                "distill.teacher distils one classifier's outputs: leave it null under"
+                " task=multitask"
+            )
     if task == "regression":
         if cfg.reg.label_smoothing > 0:
             raise ConfigError(
@@ -329,7 +349,7 @@ def _check_task(cfg: DictConfig) -> None:
             raise ConfigError("distill.teacher distils class outputs: leave it null for seq2seq")
         if data.get("classes"):
             raise ConfigError("data.classes picks classes: leave it null under task=seq2seq")
-    metrics = [f"val/{m}" for m in TASK_METRICS[task]]
+    metrics = [f"val/{m}" for m in task_metrics(cfg.task)]
     monitors = [("reg.early_stopping.monitor", cfg.reg.early_stopping.monitor)]
     if "monitor" in cfg.scheduler:
         monitors.append(("scheduler.monitor", cfg.scheduler.monitor))
@@ -341,6 +361,96 @@ def _check_task(cfg: DictConfig) -> None:
                 f"{key}={monitor} is not a metric of task={task}; choose one of:"
                 f" {', '.join(metrics)}"
             )
+
+
+HEAD_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _check_heads(cfg: DictConfig) -> None:
+    """task.heads (each typed and range-checked as a HeadConfig, the compact form expanded),
+    their names unique, their columns not the inputs, and task.score one of their metrics;
+    the heads are then stored completed (name, kind, loss, weight), so every later reader and
+    the checkpoint see one form."""
+    task, data = cfg.task, cfg.data
+    raw = task.heads
+    if not isinstance(raw, (list, ListConfig)) or len(raw) == 0:
+        raise ConfigError(
+            "task.heads is empty: task=multitask needs a list of heads, e.g."
+            " 'task.heads=[syllables,stress]' or"
+            " 'task.heads=[{column:syllables},{column:length,kind:regression,weight:0.5}]'"
+        )
+    completed = []
+    for i, item in enumerate(raw):
+        key = f"task.heads[{i}]"
+        try:
+            given = head_forms.expand(
+                OmegaConf.to_container(item, resolve=True)
+                if isinstance(item, DictConfig)
+                else item,
+                i,
+            )
+        except head_forms.HeadError as err:
+            raise ConfigError(str(err)) from None
+        node = _typed(HeadConfig, OmegaConf.create(given), key)
+        _check_ranges(node, HeadConfig, key + ".")
+        if not node.column:
+            raise ConfigError(f"{key}.column is not set: name the head's target column")
+        head = head_forms.complete(OmegaConf.to_container(node))
+        allowed = head_forms.HEAD_LOSSES[head["kind"]]
+        if head["loss"] not in allowed:
+            raise ConfigError(
+                f"{key}.loss={head['loss']} is not a loss of a {head['kind']} head; choose one"
+                f" of: {', '.join(allowed)}"
+            )
+        if not HEAD_NAME.match(head["name"]):
+            raise ConfigError(
+                f"{key}.name={head['name']!r}: a head's name (its metrics' val/<name>/...) takes"
+                f" letters, digits, _ . - only; set {key}.name"
+            )
+        completed.append(head)
+    names = [h["name"] for h in completed]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise ConfigError(
+            f"task.heads: two heads named {twice!r} (a head's name defaults to its column):"
+            " give one of them another name (name: ...)"
+        )
+    if not any(h["weight"] > 0 for h in completed):
+        raise ConfigError("task.heads: every weight is 0, so nothing trains: give one a weight > 0")
+    texts = data.get("text")
+    texts = [texts] if isinstance(texts, str) else list(texts or [])
+    features = list(data.get("features") or [])
+    for i, head in enumerate(completed):
+        if head["column"] in texts + features:
+            which = "data.text" if head["column"] in texts else "data.features"
+            raise ConfigError(
+                f"task.heads[{i}].column={head['column']} is an input ({which}): a head's column"
+                " is a target, never a feature"
+            )
+    with _open(task):
+        task.heads = completed
+    if task.score is not None:
+        score = str(task.score).removeprefix("val/")
+        head, _, metric = score.partition("/")
+        kinds = {h["name"]: h["kind"] for h in completed}
+        if score.startswith("test/"):
+            raise ConfigError(
+                f"task.score={task.score}: the score is a validation metric (the test split is"
+                f" only reported); give HEAD/METRIC, e.g. task.score={names[0]}/acc"
+            )
+        if head not in kinds:
+            raise ConfigError(
+                f"task.score={task.score} names no head; give HEAD/METRIC with HEAD one of:"
+                f" {', '.join(names)}"
+            )
+        metrics = TASK_METRICS[kinds[head]]
+        if metric not in metrics:
+            raise ConfigError(
+                f"task.score={task.score}: {metric or '(none)'} is not a metric of the"
+                f" {kinds[head]} head {head!r}; choose one of:"
+                f" {', '.join(f'{head}/{m}' for m in metrics)}"
+            )
+        task.score = score
 
 
 def prune_end_epoch(cfg: DictConfig) -> int:
@@ -384,6 +494,112 @@ def _check_lr_find(cfg: DictConfig) -> None:
         raise ConfigError(
             f"lr_find.min_lr={knobs.min_lr:g} must be below lr_find.max_lr={knobs.max_lr:g}"
         )
+
+
+# families whose layers Opacus cannot give per-sample gradients for as dnnexp builds them
+# (nn.RNN/LSTM/GRU, nn.MultiheadAttention: Opacus's DP replacements are not wired in)
+NOT_PRIVATE_FAMILIES = ("rnn", "lstm", "gru", "transformer", "seq2seq_rnn")
+
+
+def private(cfg: DictConfig) -> bool:
+    """Whether the run trains with differential privacy (`privacy.epsilon=inf` does not)."""
+    privacy = cfg.get("privacy")
+    return privacy is not None and privacy.name == "dp" and privacy.epsilon != float("inf")
+
+
+def _check_privacy(cfg: DictConfig) -> None:
+    """privacy=dp: what DP-SGD needs (one noise setting, per-sample gradients that are each
+    sample's own, one clipping), refused in one line before anything trains."""
+    privacy = cfg.privacy
+    if privacy.name == "none":
+        changed = [
+            k for k in ("epsilon", "noise_multiplier", "delta") if privacy[k] is not None
+        ]
+        if changed:
+            raise ConfigError(
+                f"privacy.{changed[0]}={privacy[changed[0]]} applies to differentially private"
+                " training: add privacy=dp"
+            )
+        return
+    if (privacy.epsilon is None) == (privacy.noise_multiplier is None):
+        raise ConfigError(
+            "privacy=dp needs exactly one of privacy.epsilon (a target) and"
+            " privacy.noise_multiplier: set one, the other null"
+        )
+    if not private(cfg):
+        return
+    if importlib.util.find_spec("opacus") is None:
+        raise ConfigError(
+            "privacy=dp needs the opacus package: pip install 'dnnexp[privacy]' (or opacus)"
+        )
+    model, trainer, reg = cfg.model, cfg.trainer, cfg.reg
+    why = None
+    if model.name in NOT_PRIVATE_FAMILIES:
+        why = (
+            f"model={model.name} has layers (recurrent or attention) whose per-sample gradients"
+            " Opacus cannot compute as dnnexp builds them: use model=mlp, cnn, textcnn, resnet,"
+            " resnext or densenet"
+        )
+    elif model.norm == "batch":
+        why = (
+            "model.norm=batch mixes the samples of a batch, so no sample's gradient is its own:"
+            " add model.norm=group (or layer, none)"
+        )
+    elif cfg.task.name == "seq2seq":
+        why = "task=seq2seq is not supported: train a classification or regression task"
+    elif reg.grad_clip > 0:
+        why = (
+            f"reg.grad_clip={reg.grad_clip} clips the batch's gradient; DP-SGD clips each"
+            " sample's: set privacy.max_grad_norm instead and leave reg.grad_clip at 0"
+        )
+    elif trainer.accumulate_grad_batches > 1:
+        why = (
+            f"trainer.accumulate_grad_batches={trainer.accumulate_grad_batches}: the accountant"
+            " counts one noisy step per sampled batch; raise data.batch_size instead"
+        )
+    elif reg.l1 > 0:
+        why = (
+            f"reg.l1={reg.l1} adds a gradient that is no sample's, so DP-SGD would drop it:"
+            " use reg.weight_decay"
+        )
+    elif reg.adversarial.enabled:
+        why = "reg=adversarial computes extra gradients through the model: leave it off"
+    elif cfg.distill.teacher is not None:
+        why = (
+            "distill.teacher: a teacher trained on the same data without privacy leaks it"
+            " through its outputs: leave distill.teacher null"
+        )
+    elif cfg.freeze != "none":
+        why = f"freeze={cfg.freeze} is not supported: leave freeze=none"
+    elif trainer.compile:
+        why = "trainer.compile=true: Opacus's per-sample hooks do not compile; leave it false"
+    elif str(trainer.precision) not in ("32-true", "32"):
+        why = f"trainer.precision={trainer.precision}: train in 32-true"
+    elif trainer.strategy != "auto" or trainer.num_nodes > 1 or _several(trainer.devices):
+        why = (
+            "DDP is not supported (Opacus's DP-DDP is not wired into dnnexp's loop): train on"
+            " one device (trainer.devices=1, trainer.strategy=auto)"
+        )
+    elif trainer.overfit_batches:
+        why = "trainer.overfit_batches trains fixed batches, not Poisson samples: leave it 0"
+    elif cfg.data.get("bucket"):
+        why = "data.bucket=true groups texts by length, not Poisson samples: leave it false"
+    elif cfg.lr_find.mode != "off":
+        why = (
+            "a learning-rate range test on the private data spends privacy that no ledger"
+            " records: find the rate on public data, or leave lr_find.mode=off"
+        )
+    if why is not None:
+        raise ConfigError(f"privacy=dp: {why}")
+
+
+def _several(devices: Any) -> bool:
+    """More than one device asked for (`auto` counts as one: the check after launch holds)."""
+    if isinstance(devices, int):
+        return devices > 1 or devices == -1
+    if isinstance(devices, str):
+        return devices not in ("auto", "1") and devices.strip() != ""
+    return len(devices) > 1
 
 
 def _check_averaging(cfg: DictConfig) -> None:
@@ -436,7 +652,9 @@ def _check_transfer(cfg: DictConfig) -> None:
     wanted = cfg.data.get("classes")
     if wanted is not None:
         if cfg.task.name != "classification":
-            raise ConfigError("data.classes picks classes: leave it null under task=regression")
+            raise ConfigError(
+                f"data.classes picks classes: leave it null under task={cfg.task.name}"
+            )
         if len(wanted) < 2 or len(set(wanted)) != len(wanted):
             raise ConfigError(
                 f"data.classes={list(wanted)}: give at least 2 different classes, e.g. [0,1,2]"

@@ -25,3 +25,10 @@ DATASETS: dict[str, Callable[..., Arrays]] = {
     "npz": npz.load,
     "text": text.load,
 }
+
+# task=multitask: name -> function(cfg.data, heads) returning Arrays with (N, heads) targets
+MULTITASK: dict[str, Callable[..., Arrays]] = {
+    "table": table.load_multitask,
+    "csv": table.load_multitask,
+    "text": text.load_multitask,
+}

@@ -21,6 +21,9 @@ class Arrays(NamedTuple):
        the data module encodes with statistics of the training split alone.
     text: a text file's TextPlan (`data/text.py`): x then holds row indices into its texts,
        which the data module encodes with the training split's vocabulary.
+    heads: task=multitask: each head (`config/heads.py`'s keys) with its `classes` (None for a
+       regression head); y is then float32 (N, heads), class indices or values, NaN where a
+       row has no label for the head.
     """
 
     x: torch.Tensor
@@ -31,3 +34,4 @@ class Arrays(NamedTuple):
     features: list[str] | None = None
     columns: Any = None
     text: Any = None
+    heads: Any = None

@@ -12,7 +12,9 @@ import torch
 from omegaconf import DictConfig
 
 from dnnexp import compat
-from dnnexp.data import DATASETS
+from dnnexp.config.heads import heads_of
+from dnnexp.config.validate import private
+from dnnexp.data import DATASETS, MULTITASK
 from dnnexp.data.columns import ColumnEncoder, encoded_names, fit_columns, recode
 from dnnexp.data.loader import InMemoryLoader, plan_items
 from dnnexp.data.local_files import (
@@ -61,6 +63,8 @@ class ArrayDataModule(L.LightningDataModule):
         data_on_device: str = "auto",
         overfit_batches: float = 0.0,
         limit_eval_batches: tuple[float, float] = (1.0, 1.0),
+        poisson: bool = False,
+        heads: list[dict[str, Any]] | None = None,
     ) -> None:
         """`steps_per_call` optimizer steps of `accumulate` training batches are served as one
         item (see `InMemoryLoader` and `plan_items`); `limit_train_batches` is a share (<= 1.0)
@@ -71,8 +75,11 @@ class ArrayDataModule(L.LightningDataModule):
         (`place_on_device`); "never" leaves it in host memory, batch by batch.
         `overfit_batches`: train and validate on the first N batches (or share), `_overfit`.
         `limit_eval_batches`: Lightning's limit_val_batches and limit_test_batches, applied by
-        the loaders, so a share keeps at least one batch."""
+        the loaders, so a share keeps at least one batch. `poisson` (privacy=dp): each training
+        batch a Poisson sample of the training split, one batch per item. `heads`:
+        task=multitask's (`config/heads.py`), whose columns are the targets."""
         super().__init__()
+        self.poisson = poisson
         self.overfit_batches = float(overfit_batches)
         self.limit_val_batches, self.limit_test_batches = limit_eval_batches
         self.cfg, self.seed, self.task = cfg, seed, task
@@ -99,6 +106,9 @@ class ArrayDataModule(L.LightningDataModule):
         self.test_fingerprint = ""  # the raw test split's alone (set up by setup())
         self.raw_test: torch.Tensor | None = None  # a table's test rows, raw columns
         self.vocab_size: int | None = None  # text: the vocabulary's size (token ids)
+        self.heads = heads
+        # task=multitask: each head with its classes and its width in the model's outputs
+        self.head_info: list[dict[str, Any]] | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -119,7 +129,15 @@ class ArrayDataModule(L.LightningDataModule):
     def _load_splits(self) -> None:
         cfg = self.cfg
         regression, labelled = self.task == "regression", self.task == "classification"
-        arrays = load_pairs(cfg) if self.task == "seq2seq" else DATASETS[cfg.name](cfg)
+        multitask = self.task == "multitask"
+        if self.task == "seq2seq":
+            arrays = load_pairs(cfg)
+        elif multitask:
+            if cfg.name not in MULTITASK:
+                raise DataError(f"task=multitask reads {'/'.join(MULTITASK)}, not data={cfg.name}")
+            arrays = MULTITASK[cfg.name](cfg, list(self.heads or []))
+        else:
+            arrays = DATASETS[cfg.name](cfg)
         x, y, self.classes = arrays.x, arrays.y, arrays.classes
         features = arrays.features
         stratify = cfg.get("stratify")
@@ -161,6 +179,8 @@ class ArrayDataModule(L.LightningDataModule):
             train = train[random_subsample(len(train), cfg.train_fraction, seed)]
         xs = [x[train], x[val], x_test if own_test else x[test]]
         self.test_fingerprint = _digest(xs[2], y[test])  # raw: before any fold's standardization
+        if multitask:  # regression heads standardized by the training split's labelled rows
+            y = self._head_targets(arrays.heads, y, train)
         columns, text = arrays.columns, arrays.text
         del x, x_test, arrays  # only the splits stay in memory
         if text is not None:  # row indices: encoded by the training split's vocabulary
@@ -169,6 +189,8 @@ class ArrayDataModule(L.LightningDataModule):
                 self._setup_pairs(text, xs)
             else:
                 self._setup_text(text, xs, y, (train, val, test))
+            if multitask:
+                self.preprocess["heads"] = self.head_info
             return
         spec = None
         if columns is not None:  # a table's raw columns, encoded by the training split's stats
@@ -202,7 +224,9 @@ class ArrayDataModule(L.LightningDataModule):
         }
         if spec is not None:  # the raw columns a new input needs, and how they are encoded
             self.preprocess["columns"] = spec
-        if regression:
+        if multitask:
+            self.preprocess["heads"] = self.head_info
+        elif regression:
             y = y.reshape(len(y), -1).float()
             mean, std = statistics(y[train], per_column=True)
             self.target_stats = {"mean": mean.tolist(), "std": std.tolist()}
@@ -233,7 +257,8 @@ class ArrayDataModule(L.LightningDataModule):
         """Token ids for each split, by the vocabulary of the training rows alone."""
         spec = fit_vocab(plan, rows[0])
         xs = _encoded_splits(plan, rows, spec, "texts")
-        self._num_classes = len(self.classes) if self.classes else int(y.max()) + 1
+        if self.task != "multitask":
+            self._num_classes = len(self.classes) if self.classes else int(y.max()) + 1
         self.splits = {
             name: (xi.contiguous(), y[idx])
             for name, xi, idx in zip(("train", "val", "test"), xs, index, strict=True)
@@ -314,7 +339,38 @@ class ArrayDataModule(L.LightningDataModule):
         """The model's output width: one logit per class, or one value per target."""
         if self.task == "regression":
             return int(self.splits["train"][1].shape[1])
+        if self.head_info is not None:  # multitask: one slice per head
+            return sum(head["width"] for head in self.head_info)
         return self._num_classes
+
+    def _head_targets(
+        self, heads: list[dict[str, Any]], y: torch.Tensor, train: torch.Tensor
+    ) -> torch.Tensor:
+        """task=multitask: each regression head standardized with the mean and std of the
+        training split's labelled rows (`target_stats`: 0 and 1 for a classification head,
+        whose class indices stay), NaN kept where a label is missing."""
+        mean, std, info = [], [], []
+        for j, head in enumerate(heads):
+            column = y[train, j]
+            labelled = column[~torch.isnan(column)]
+            regression = head["kind"] == "regression"
+            if len(labelled) < (2 if regression else 1):
+                raise DataError(
+                    f"task.heads[{j}] ({head['name']}): {len(labelled)} rows of the training split"
+                    f" have a label in column {head['column']!r}; it needs"
+                    f" {'2 (a mean and a std)' if regression else 'one'}"
+                )
+            if regression:
+                mean.append(float(labelled.double().mean()))
+                std.append(max(float(labelled.double().std()), 1e-8))
+            else:
+                mean.append(0.0)
+                std.append(1.0)
+            width = len(head["classes"]) if head["classes"] else 1
+            info.append({**head, "width": width})
+        self.target_stats = {"mean": mean, "std": std}
+        self.head_info = info
+        return (y - torch.tensor(mean)) / torch.tensor(std)
 
     def _loader(self, split: str, batch_size: int, shuffle: bool, **kwargs: Any) -> InMemoryLoader:
         rank, world = 0, 1
@@ -349,10 +405,11 @@ class ArrayDataModule(L.LightningDataModule):
         fast = int(t.fast_dev_run)
         limit = fast if fast else t.limit_train_batches
         every = 1.0 if fast else t.val_check_interval
+        dp = private(cfg)  # privacy=dp: one (Poisson) batch per optimizer step and item
         return cls(
             cfg.data,
             cfg.seed,
-            t.steps_per_call,
+            1 if dp else t.steps_per_call,
             limit,
             t.accumulate_grad_batches,
             every,
@@ -360,6 +417,8 @@ class ArrayDataModule(L.LightningDataModule):
             data_on_device=t.data_on_device,
             overfit_batches=t.overfit_batches,
             limit_eval_batches=(t.limit_val_batches, t.limit_test_batches),
+            poisson=dp and bool(cfg.privacy.poisson),
+            heads=task_heads(cfg.task),
         )
 
     def _epoch_plan(self, world_size: int) -> tuple[int, int | None]:
@@ -388,6 +447,7 @@ class ArrayDataModule(L.LightningDataModule):
             limit_batches=self.limit_train_batches,
             items_done=None if trainer is None else partial(compat.epoch_items_done, trainer),
             lengths=(self.splits["train"][0] != PAD).sum(1).cpu() if bucket else None,
+            poisson=self.poisson,
         )
         if self.teacher_outputs is not None:
             self.teacher_outputs = self.teacher_outputs.to(loader.x.device)  # a no-op once there
@@ -459,3 +519,8 @@ def _free_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     return None
+
+
+def task_heads(task: Any) -> list[dict[str, Any]] | None:
+    """task=multitask's heads (completed), None for every other task."""
+    return heads_of(task) if task.name == "multitask" else None

@@ -48,11 +48,14 @@ class InMemoryLoader:
         items_done: Callable[[], int] | None = None,
         extra: torch.Tensor | None = None,
         lengths: torch.Tensor | None = None,
+        poisson: bool = False,
     ) -> None:
         """`items_done`: the items of the current epoch already trained, as the trainer counts
         them; it makes the loader resumable in the middle of an epoch (`state_dict`). `extra`:
         one more tensor row-aligned with y (a teacher's outputs), batched with it: items are
-        then (x, y, extra)."""
+        then (x, y, extra). `poisson` (privacy=dp, training): each batch takes every sample
+        with probability batch_size / N, independently (sizes vary, a batch may be empty),
+        one batch per item; an epoch is as many batches as a shuffled epoch."""
         self.x, self.y, self.extra = x, y, extra
         self.lengths = lengths  # each text's length: batches of similar lengths (data.bucket)
         self.items_done = items_done
@@ -62,6 +65,7 @@ class InMemoryLoader:
         self.seed = seed
         self.rank, self.world_size = rank, world_size
         self.batches_per_item = batches_per_item
+        self.poisson = poisson
         self.sampler = EpochShuffle()
         self.batch_sampler = None  # Lightning inspects these two like a DataLoader's
         n = len(y)
@@ -128,6 +132,9 @@ class InMemoryLoader:
             self._resume_at = (int(state["epoch"]), int(state["items_done"]))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        if self.poisson:
+            yield from self._poisson_batches(self._skip())
+            return
         order = self._indices()
         if order is not None:  # data copied to a GPU is shuffled there
             order = order.to(self.x.device)
@@ -137,16 +144,35 @@ class InMemoryLoader:
             extra = None if extra is None else extra[order]
         b, end = self.batch_size, self.num_batches * self.batch_size
         step = b * self.batches_per_item
-        skip = 0
-        if self._resume_at is not None and self._resume_at[0] == self.sampler.epoch:
-            skip = self._resume_at[1]
-        self._resume_at = None
+        skip = self._skip()
         for start in range(skip * step, end, step):
             stop = min(start + step, end)
             if extra is None:
                 yield x[start:stop], y[start:stop]
             else:
                 yield x[start:stop], y[start:stop], extra[start:stop]
+
+    def _skip(self) -> int:
+        """Items of this epoch a resumed run already trained (once, after a load)."""
+        skip = 0
+        if self._resume_at is not None and self._resume_at[0] == self.sampler.epoch:
+            skip = self._resume_at[1]
+        self._resume_at = None
+        return skip
+
+    def _poisson_batches(self, skip: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Poisson-sampled batches, a function of (seed, epoch): a resumed run draws the
+        skipped batches again, and trains on the same ones after them."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.sampler.epoch)
+        n = len(self.y)
+        rate = self.batch_size / n
+        for i in range(self.num_batches):
+            take = (torch.rand(n, generator=g) < rate).nonzero().squeeze(1)
+            if i < skip:
+                continue
+            take = take.to(self.x.device)
+            batch = (self.x[take], self.y[take])
+            yield batch if self.extra is None else (*batch, self.extra[take])
 
 
 def plan_items(

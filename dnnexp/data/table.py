@@ -1,7 +1,8 @@
 """A table file (CSV, TSV, Parquet, Feather): `data.target` (one label column, or numeric
 target columns for regression); features = `data.features` or every other usable column, each
 numeric or categorical (`data/columns.py`); `data.test_path` for a test split. Rows whose target
-is missing are dropped; missing features are `data.missing`'s to handle."""
+is missing are dropped; missing features are `data.missing`'s to handle. task=multitask: the
+targets are the heads' columns (`load_multitask`), a missing label allowed (NaN)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from dnnexp.data import heads as head_targets
 from dnnexp.data.arrays import Arrays
 from dnnexp.data.columns import (
     ColumnPlan,
+    _is_number,
     extend_vocab,
     missing_cells,
     numbers,
@@ -122,4 +125,64 @@ def load(cfg: Any) -> Arrays:
         return arrays
     test_table, x_test = _features(cfg, test_table, plan, test)
     y_test, _ = _targets(test_table, plan, test, classes, training=False)
+    return arrays._replace(x_test=torch.from_numpy(x_test), y_test=y_test)
+
+
+def head_cells(table: Any, heads: list[dict[str, Any]]) -> list[Any]:
+    """Each head's column: a numeric one as float64 (NaN missing), any other as text cells."""
+    import pyarrow as pa
+
+    cells = []
+    for head in heads:
+        column = table.column(head["column"])
+        if _is_number(column.type) and not pa.types.is_boolean(column.type):
+            cells.append(column.cast(pa.float64()).to_numpy(zero_copy_only=False))
+        else:
+            cells.append(column.cast(pa.string()).to_pylist())
+    return cells
+
+
+def _read_heads(
+    cfg: Any, path: Path, heads: list[dict[str, Any]], plan: ColumnPlan | None, classes: Any
+) -> tuple[Any, torch.Tensor, Any, ColumnPlan]:
+    """A file's rows with a label for some head: the table, the (N, heads) targets (of every
+    row read), each head's classes, and the plan (the training file's)."""
+    from omegaconf import OmegaConf
+
+    table = read_table(path, cfg.get("na_values"))
+    head_targets.head_columns(heads, table.column_names, path)
+    training = plan is None
+    if plan is None:
+        as_targets = OmegaConf.merge(cfg, {"target": [h["column"] for h in heads]})
+        plan = plan_columns(table, as_targets, path)
+    y, classes = head_targets.targets(head_cells(table, heads), heads, path, classes)
+    keep = head_targets.labelled_rows(y, path)
+    if not bool(keep.all()):
+        table = table.filter(keep.numpy())
+    if training:
+        extend_vocab(plan, table)
+    return table, y, classes, plan
+
+
+def load_multitask(cfg: Any, heads: list[dict[str, Any]]) -> Arrays:
+    """task=multitask: the features as `load` reads them; the targets from the heads' columns
+    (`data/heads.py`), a missing label kept as NaN."""
+    path = existing(cfg.path, "data.path", f"{FORMATS} with a header row")
+    table, _, classes, plan = _read_heads(cfg, path, heads, None, None)
+    test_table = None
+    if cfg.test_path is not None:
+        test = existing(cfg.test_path, "data.test_path", f"{FORMATS} of the same columns")
+        test_table, _, _, _ = _read_heads(cfg, test, heads, plan, classes)
+        extend_vocab(plan, test_table)
+    table, x = _features(cfg, table, plan, path)
+    y, _ = head_targets.targets(head_cells(table, heads), heads, path, classes)
+    say(plan.line())
+    named = head_targets.with_classes(heads, classes)
+    arrays = Arrays(
+        torch.from_numpy(x), y, None, features=plan.raw_columns, columns=plan, heads=named
+    )
+    if test_table is None:
+        return arrays
+    test_table, x_test = _features(cfg, test_table, plan, test)
+    y_test, _ = head_targets.targets(head_cells(test_table, heads), heads, test, classes)
     return arrays._replace(x_test=torch.from_numpy(x_test), y_test=y_test)

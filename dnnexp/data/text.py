@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from dnnexp.config.validate import SENTENCEPIECE_MISSING
+from dnnexp.data import heads as head_targets
 from dnnexp.data.arrays import Arrays
 from dnnexp.data.local_files import DataError, existing
 
@@ -152,9 +153,12 @@ def _column(table: Any, name: str, path: Path, key: str) -> list[str | None]:
     return table.column(name).cast(pa.string()).to_pylist()
 
 
-def read_texts(path: Path, cfg: Any) -> tuple[list[str], list[str] | None, Any]:
+def read_texts(
+    path: Path, cfg: Any, labelled: bool = True
+) -> tuple[list[str], list[str] | None, Any]:
     """The texts (`data.text`'s columns joined by a space), their labels (None if the target
-    column is absent and `labelled` is false), and the table (for pass-through columns)."""
+    column is absent, or not `labelled`: task=multitask reads its heads' columns itself), and
+    the table (for pass-through columns)."""
     table = read_table_of_texts(path, cfg)
     columns = [cfg.text] if isinstance(cfg.text, str) else list(cfg.text)
     parts = [_column(table, name, path, "data.text") for name in columns]
@@ -163,7 +167,7 @@ def read_texts(path: Path, cfg: Any) -> tuple[list[str], list[str] | None, Any]:
     if empty is not None:
         raise DataError(f"{path}: row {empty + 2} has an empty text ({', '.join(columns)})")
     labels = None
-    if cfg.target in table.column_names:
+    if labelled and cfg.target in table.column_names:
         labels = _column(table, cfg.target, path, "data.target")
         missing = next((i for i, label in enumerate(labels) if label is None), None)
         if missing is not None:
@@ -388,3 +392,34 @@ def load(cfg: Any) -> Arrays:
     index = {name: i for i, name in enumerate(names)}
     y = torch.tensor([index[label] for label in labels], dtype=torch.int64)
     return Arrays(torch.arange(len(texts)), y, names, x_test, y_test, text=plan)
+
+
+def _head_file(
+    path: Path, cfg: Any, heads: list[dict[str, Any]], classes: Any
+) -> tuple[list[str], torch.Tensor, Any]:
+    """A file's texts and (N, heads) targets, the rows without any label dropped."""
+    texts, _, table = read_texts(path, cfg, labelled=False)
+    head_targets.head_columns(heads, table.column_names, path)
+    cells = [_column(table, head["column"], path, "task.heads") for head in heads]
+    y, classes = head_targets.targets(cells, heads, path, classes)
+    keep = head_targets.labelled_rows(y, path)
+    if not bool(keep.all()):
+        texts = [text for text, kept in zip(texts, keep.tolist(), strict=True) if kept]
+        y = y[keep]
+    return texts, y, classes
+
+
+def load_multitask(cfg: Any, heads: list[dict[str, Any]]) -> Arrays:
+    """task=multitask: the texts as `load` reads them, the targets from the heads' columns
+    (`data/heads.py`), a missing (empty) label kept as NaN."""
+    path = existing(cfg.path, "data.path", f"{FORMATS} with a header row")
+    texts, y, classes = _head_file(path, cfg, heads, None)
+    all_texts, x_test, y_test = list(texts), None, None
+    if cfg.test_path is not None:
+        test = existing(cfg.test_path, "data.test_path", f"{FORMATS} of the same columns")
+        test_texts, y_test, _ = _head_file(test, cfg, heads, classes)
+        x_test = torch.arange(len(texts), len(texts) + len(test_texts))
+        all_texts += test_texts
+    named = head_targets.with_classes(heads, classes)
+    plan = _plan(cfg, all_texts)
+    return Arrays(torch.arange(len(texts)), y, None, x_test, y_test, text=plan, heads=named)

@@ -11,7 +11,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dnnexp.config.errors import ConfigError, RunError, describe_omegaconf_error
 from dnnexp.config.validate import validate
-from dnnexp.data.datamodule import ArrayDataModule
+from dnnexp.data.datamodule import ArrayDataModule, task_heads
 from dnnexp.data.spec import DataSpec
 from dnnexp.models.weights import load_checkpoint, load_model_weights
 from dnnexp.tasks.module import TrainingModule
@@ -81,6 +81,7 @@ def run_data(cfg: Any, hparams: dict[str, Any], ckpt_path: Path) -> ArrayDataMod
         seed=cfg.seed,
         task=cfg.task.name,
         data_on_device=cfg.trainer.get("data_on_device", "auto"),
+        heads=task_heads(cfg.task),
     )
     data.setup()
     outputs = hparams.get("num_outputs", hparams.get("num_classes"))

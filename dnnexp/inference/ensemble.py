@@ -18,13 +18,15 @@ def evaluate_ensemble(source: TrainedRun, out: Path | None = None) -> dict[str, 
     assert source.members is not None
     x, labels = raw_test_split(source)
     target_stats = source.hparams.get("target_stats")
+    heads = source.heads or None  # task=multitask
     members = {}
     for member in source.members:
         name = str(member.run_dir.resolve().relative_to(source.run_dir.resolve())) or "."
         members[name], _ = metrics_of(
-            predict_batches(member.model, x), labels, member.cfg, target_stats
+            predict_batches(member.model, x), labels, member.cfg, target_stats, heads
         )
-    metrics, _ = metrics_of(predict_batches(source.model, x), labels, source.cfg, target_stats)
+    outputs = predict_batches(source.model, x)
+    metrics, _ = metrics_of(outputs, labels, source.cfg, target_stats, heads)
     if source.ensemble == "vote":
         metrics.pop("loss")  # vote shares are not probabilities: no log-loss
     mean_member = {key: sum(m[key] for m in members.values()) / len(members) for key in metrics}

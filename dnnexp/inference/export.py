@@ -113,19 +113,23 @@ def parity(
     labels: torch.Tensor | None,
     task: str,
     scale: list[float] | None = None,
+    heads: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """How far the exported outputs are from PyTorch's, and both models' test metric. Under
     regression `max_abs_diff` is in standardized units (the values divided by the training
-    targets' std, `scale`): what the model computes, and float32-exact to ~1e-7 there, where
-    values in the hundreds differ by ~1e-5 in their own units."""
+    targets' std, `scale`, one per output): what the model computes, and float32-exact to ~1e-7
+    there, where values in the hundreds differ by ~1e-5 in their own units. Multitask
+    (`heads`): each head's slice so, and each head's test metric."""
     got = torch.from_numpy(np.asarray(exported)).to(reference.dtype)
     diff = (got - reference).abs()
-    if task == "regression" and scale is not None:
+    if task in ("regression", "multitask") and scale is not None:
         diff = diff / torch.tensor(scale, dtype=diff.dtype)
     result: dict[str, Any] = {
         "rows": len(reference),
         "max_abs_diff": float(diff.max()) if len(reference) else 0.0,
     }
+    if task == "multitask":
+        return {**result, **_head_parity(reference, got, labels, heads or [], result)}
     if task == "regression":
         if labels is not None:
             labels = labels.reshape(reference.shape)
@@ -140,6 +144,43 @@ def parity(
         result["pytorch_acc"] = float((ours == labels).double().mean())
         result["exported_acc"] = float((theirs == labels).double().mean())
     return result
+
+
+def _head_parity(
+    reference: torch.Tensor,
+    got: torch.Tensor,
+    labels: torch.Tensor | None,
+    heads: list[dict[str, Any]],
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    """Multitask: the classification heads' predictions agree, and each head's test metric
+    (accuracy, or mse in its units) on the rows with its label, for both models."""
+    agreement, per_head, start = 1.0, {}, 0
+    for j, head in enumerate(heads):
+        ours, theirs = (t[:, start : start + int(head["width"])] for t in (reference, got))
+        start += int(head["width"])
+        target = None if labels is None else labels[:, j]
+        labelled = None if target is None else ~torch.isnan(target)
+        if head["kind"] == "regression":
+            scores = {}
+            if target is not None:
+                for who, values in (("pytorch", ours), ("exported", theirs)):
+                    errors = (values[:, 0] - target)[labelled]
+                    scores[f"{who}_mse"] = float((errors**2).mean()) if len(errors) else None
+            per_head[head["name"]] = scores
+            continue
+        a, b = ours.argmax(1), theirs.argmax(1)
+        agreement = min(agreement, float((a == b).double().mean()) if len(a) else 1.0)
+        scores = {}
+        if target is not None and bool(labelled.any()):
+            truth = target[labelled].long()
+            scores = {
+                "pytorch_acc": float((a[labelled] == truth).double().mean()),
+                "exported_acc": float((b[labelled] == truth).double().mean()),
+            }
+        per_head[head["name"]] = scores
+    same = agreement == 1.0 and result["max_abs_diff"] <= TOLERANCE
+    return {"prediction_agreement": agreement, "same_predictions": same, "heads": per_head}
 
 
 def latency_ms(run: Any, x: torch.Tensor, repeats: int = 20) -> float:
@@ -196,8 +237,9 @@ def export(
         with torch.inference_mode():
             latency["pytorch_ms_per_256"] = latency_ms(model, batch)
     runner = exported_runner(out, fmt)
-    scale = (run.hparams.get("target_stats") or {}).get("std")
-    check = parity(reference, _batched(runner, x), labels, run.task, scale)
+    scale = _scale(run)
+    heads = run.heads or None
+    check = parity(reference, _batched(runner, x), labels, run.task, scale, heads)
     passed = check["max_abs_diff"] <= TOLERANCE and check["same_predictions"]
     if timing:
         latency[f"{fmt}_ms_per_256"] = latency_ms(runner, batch)
@@ -223,7 +265,9 @@ def export(
         sidecar["input"]["columns"] = raw_columns(spec)
         sidecar["input"]["how"] = TABLE_INPUT
     if quantize:
-        sidecar["int8"] = _quantize(out, runner, x, labels, reference, batch, run.task, scale)
+        sidecar["int8"] = _quantize(
+            out, runner, x, labels, reference, batch, run.task, scale, heads
+        )
     sidecar_path = out.with_name(out.name + ".json")
     write_json(sidecar_path, sidecar)
     from dnnexp.training.model_card import model_card_files
@@ -248,6 +292,7 @@ def _quantize(
     batch: torch.Tensor,
     task: str,
     scale: list[float] | None,
+    heads: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """onnxruntime's dynamic int8 quantization of `fp32` -> <name>.int8.onnx, checked and timed
     beside `fp32_runner` (the session the fp32 parity check ran in)."""
@@ -267,7 +312,7 @@ def _quantize(
     finally:
         prepared.unlink(missing_ok=True)
     runner = exported_runner(int8, "onnx")
-    check = parity(reference, _batched(runner, x), labels, task, scale)
+    check = parity(reference, _batched(runner, x), labels, task, scale, heads)
     return {
         "file": int8.name,
         "bytes": int8.stat().st_size,
@@ -292,7 +337,29 @@ def _batched(runner: Any, x: torch.Tensor, size: int = 1024) -> np.ndarray:
     return np.concatenate([runner(x[i : i + size].contiguous()) for i in range(0, len(x), size)])
 
 
+def _scale(run: Any) -> list[float] | None:
+    """The training std of each output (regression), or of each output column (multitask: a
+    regression head's std, 1 for a classification head's probabilities)."""
+    std = (run.hparams.get("target_stats") or {}).get("std")
+    if run.task != "multitask" or std is None:
+        return std
+    return [s if h["kind"] == "regression" else 1.0 for h, s in zip(run.heads, std, strict=True)
+            for _ in range(int(h["width"]))]  # fmt: skip
+
+
 def _output_spec(run: Any) -> dict[str, Any]:
+    if run.task == "multitask":  # one output, each head's slice side by side
+        heads, start = [], 0
+        for head in run.heads:
+            width = int(head["width"])
+            what = (
+                {"kind": "value in the target's units"}
+                if head["kind"] == "regression"
+                else {"kind": "probabilities (softmax)", "classes": head["classes"]}
+            )
+            heads.append({"name": head["name"], "columns": [start, start + width], **what})
+            start += width
+        return {"kind": "one slice per head, side by side", "heads": heads}
     if run.task == "regression":
         return {"kind": "values in the targets' units", "targets": run.hparams["num_outputs"]}
     return {"kind": "probabilities (softmax)", "classes": run.classes}

@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from dnnexp.data import cifar, columns, idx, image_folder, npz, table_io, text
+from dnnexp.data import table as table_heads
 from dnnexp.data.columns import ColumnPlan
 from dnnexp.data.local_files import DataError
 from dnnexp.inference.model import TrainedRun
@@ -80,12 +81,30 @@ def _texts(path: Path, run: TrainedRun, target: str | None) -> Inputs:
         ids, _ = text.encode(texts, spec)
         return Inputs(ids, None, {"text": texts})
     cfg = OmegaConf.merge(data, {"target": target or data.target})
-    texts, labels, table = text.read_texts(path, cfg)
+    multitask = run.task == "multitask"
+    texts, labels, table = text.read_texts(path, cfg, labelled=not multitask)
     ids, _ = text.encode(texts, spec)
     used = [data.text] if isinstance(data.text, str) else list(data.text)
-    kept = [name for name in table.column_names if name not in used and name != cfg.target]
-    y = None if labels is None else _class_index(labels, run, path)
+    targets = [h["column"] for h in run.heads] if multitask else [cfg.target]
+    kept = [name for name in table.column_names if name not in used and name not in targets]
+    if multitask:
+        cells = [_cells(table, c, None) if c in table.column_names else None for c in targets]
+        y = _head_labels(cells, run, path)
+    else:
+        y = None if labels is None else _class_index(labels, run, path)
     return Inputs(ids, y, {name: _cells(table, name) for name in kept})
+
+
+def _head_labels(cells: list[Any], run: TrainedRun, path: Path) -> torch.Tensor | None:
+    """task=multitask: the (N, heads) labels, class indices by the run's classes or values in
+    their units, NaN where missing; None unless the input has every head's column."""
+    from dnnexp.data import heads as head_targets
+
+    if any(column is None for column in cells):
+        return None
+    classes = [head["classes"] for head in run.heads]
+    y, _ = head_targets.targets(cells, run.heads, path, classes)
+    return y
 
 
 def _pairs(path: Path, run: TrainedRun, target: str | None) -> Inputs:
@@ -117,9 +136,10 @@ def _pairs(path: Path, run: TrainedRun, target: str | None) -> Inputs:
     return Inputs(ids, references, columns, rows)
 
 
-def _cells(table: Any, name: str) -> list[str]:
-    """A column's cells as text, a missing one as "" (passed through to the predictions)."""
-    return ["" if c is None else c for c in table.column(name).cast("string").to_pylist()]
+def _cells(table: Any, name: str, missing: Any = "") -> list[Any]:
+    """A column's cells as text, a missing one as `missing` ("": passed through to the
+    predictions)."""
+    return [missing if c is None else c for c in table.column(name).cast("string").to_pylist()]
 
 
 def _model_shape(x: torch.Tensor, run: TrainedRun, path: Path) -> torch.Tensor:
@@ -210,7 +230,9 @@ def _table(path: Path, run: TrainedRun, target: str | None) -> Inputs:
     data = run.cfg.data
     table = table_io.read_table(path, data.get("na_values"))
     header = table.column_names
-    if target is not None:
+    if run.task == "multitask":
+        targets = [head["column"] for head in run.heads]
+    elif target is not None:
         targets = [target]
     elif data.name in TABLE_DATA:
         targets = [data.target] if isinstance(data.target, str) else list(data.target)
@@ -238,7 +260,10 @@ def _table(path: Path, run: TrainedRun, target: str | None) -> Inputs:
         if line:
             raise DataError(f"{line} (the model was trained before missing values were handled)")
     labels = None
-    if all(name in header for name in targets):
+    if run.task == "multitask":
+        if all(name in header for name in targets):
+            labels = _head_labels(table_heads.head_cells(table, run.heads), run, path)
+    elif all(name in header for name in targets):
         if run.task == "regression":
             y = np.stack([columns.numbers(table.column(n), n, path) for n in targets], 1)
             labels = torch.from_numpy(y).float()

@@ -21,9 +21,11 @@ from dnnexp.utils.run_files import BEST_CKPT
 
 class InferenceModel(nn.Module):
     """[a table's columns encoded] -> standardize (the training split's mean and std) -> the
-    model -> softmax, or under regression the outputs scaled back to the targets' units. Takes
-    float or uint8 inputs of the training inputs' shape (a table's raw columns: numbers with
-    NaN for missing, categories as codes), any batch size."""
+    model -> softmax, or under regression the outputs scaled back to the targets' units; under
+    multitask each head's slice so (`preprocess["heads"]`: softmax over a classification
+    head's classes, a regression head's value in its units), side by side. Takes float or uint8
+    inputs of the training inputs' shape (a table's raw columns: numbers with NaN for missing,
+    categories as codes), any batch size."""
 
     def __init__(
         self,
@@ -42,17 +44,37 @@ class InferenceModel(nn.Module):
         self.register_buffer("mean", torch.tensor(preprocess["mean"]).view(shape))
         self.register_buffer("std", torch.tensor(preprocess["std"]).view(shape))
         self.regression = task == "regression"
-        if self.regression:
+        # multitask: (start, end, regression, head index) of each head's slice of the outputs
+        self.slices: list[tuple[int, int, bool, int]] = []
+        if self.regression or task == "multitask":
             assert target_stats is not None
             self.register_buffer("target_mean", torch.tensor(target_stats["mean"]))
             self.register_buffer("target_std", torch.tensor(target_stats["std"]))
+        if task == "multitask":
+            start = 0
+            for j, head in enumerate(preprocess["heads"]):
+                end = start + int(head["width"])
+                self.slices.append((start, end, head["kind"] == "regression", j))
+                start = end
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.tokens:
-            return torch.softmax(self.model(x), dim=1)
+            return self._outputs(self.model(x))
         if self.columns is not None:
             x = self.columns(x.to(self.mean.dtype))
-        out = self.model((x.to(self.mean.dtype) - self.mean) / self.std)
+        return self._outputs(self.model((x.to(self.mean.dtype) - self.mean) / self.std))
+
+    def _outputs(self, out: torch.Tensor) -> torch.Tensor:
+        if self.slices:
+            parts = []
+            for start, end, regression, j in self.slices:
+                part = out[:, start:end]
+                parts.append(
+                    part * self.target_std[j] + self.target_mean[j]
+                    if regression
+                    else torch.softmax(part, dim=1)
+                )
+            return torch.cat(parts, dim=1)
         if self.regression:
             return out * self.target_std + self.target_mean
         return torch.softmax(out, dim=1)
@@ -87,9 +109,15 @@ class TrainedRun:
         return self.cfg.task.name
 
     @property
+    def heads(self) -> list[dict[str, Any]]:
+        """task=multitask: each head (name, column, kind, classes, width); [] otherwise."""
+        return list((self.hparams.get("preprocess") or {}).get("heads") or [])
+
+    @property
     def classes(self) -> list[str]:
-        """Class names (indices as names when the data had none); [] under regression."""
-        if self.task == "regression":
+        """Class names (indices as names when the data had none); [] under regression and
+        multitask (each head has its own: `heads`)."""
+        if self.task in ("regression", "multitask"):
             return []
         names = self.hparams.get("classes")
         return list(names) if names else [str(i) for i in range(self.hparams["num_outputs"])]
@@ -165,7 +193,7 @@ def raw_test_split(run: TrainedRun) -> tuple[torch.Tensor, torch.Tensor]:
         x = data.raw_test
     elif x.dtype not in (torch.uint8, torch.int64):  # (images as stored; token ids)
         x = x * model.std + model.mean
-    if run.task == "regression":
+    if run.task in ("regression", "multitask"):  # multitask: NaN stays where a label is missing
         y = y * model.target_std + model.target_mean
     return x.cpu(), y.cpu()
 
@@ -208,6 +236,7 @@ def load_source(value: str, ensemble: str | None = None, key: str = "ckpt") -> T
             ("task", lambda r: r.task),
             ("input shape", lambda r: r.input_shape),
             ("classes", lambda r: r.classes or r.hparams["num_outputs"]),
+            ("heads", lambda r: r.heads),
             ("test split (fingerprint)", _test_split),
         ):
             if get(run) != get(first):
@@ -216,8 +245,8 @@ def load_source(value: str, ensemble: str | None = None, key: str = "ckpt") -> T
                     f" {get(first)}, {run.path} has {get(run)}"
                 )
     mode = ensemble or "mean"
-    if mode == "vote" and first.task == "regression":
-        raise RunError("ensemble=vote is for classification; regression members use mean")
+    if mode == "vote" and first.task in ("regression", "multitask"):
+        raise RunError(f"ensemble=vote is for classification; {first.task} members use mean")
     model = EnsembleModel([run.model for run in runs], mode).eval()
     root = Path(os.path.commonpath([str(run.run_dir.resolve()) for run in runs]))
     return TrainedRun(model, first.hparams, first.cfg, first.path, None, runs, root, mode)

@@ -70,7 +70,7 @@ def predict(
     console.print(f"{n} predictions -> {out} ({result['rows_per_s']:.0f} rows/s)", soft_wrap=True)
     if inputs.labels is not None:
         metrics, confusion = metrics_of(
-            outputs, inputs.labels, run.cfg, run.hparams.get("target_stats")
+            outputs, inputs.labels, run.cfg, run.hparams.get("target_stats"), run.heads or None
         )
         result["metrics"] = metrics
         if confusion is not None:
@@ -98,9 +98,12 @@ def _table(
     run: TrainedRun, outputs: torch.Tensor, columns: dict[str, list[str]], probs: bool
 ) -> tuple[list[str], list[list[Any]]]:
     """The CSV: the input's own columns, then the prediction (the class and its probability,
-    every class's with `probs`), or one value per target."""
+    every class's with `probs`), or one value per target; under multitask one column per head
+    (`predicted_<head>`: a class, with `probability_<head>`, or a value in its units)."""
     passed = list(columns.values())
     kept = [list(row) for row in zip(*passed, strict=True)] if passed else [[]] * len(outputs)
+    if run.task == "multitask":
+        return _head_table(run, outputs, list(columns), kept, probs)
     if run.task == "regression":
         target = run.cfg.data.get("target")
         names = [target] if isinstance(target, str) else list(target or [])
@@ -123,6 +126,35 @@ def _table(
         for row, values in zip(rows, outputs.tolist(), strict=True):
             row.extend(f"{p:.6f}" for p in values)
     return header, rows
+
+
+def _head_table(
+    run: TrainedRun, outputs: torch.Tensor, columns: list[str], kept: list[list[Any]], probs: bool
+) -> tuple[list[str], list[list[Any]]]:
+    """task=multitask: per head its prediction (and a classification head's probability, every
+    class's as `prob_<head>_<class>` with `probs`)."""
+    header, cells = list(columns), []
+    start = 0
+    for head in run.heads:
+        part = outputs[:, start : start + int(head["width"])]
+        start += int(head["width"])
+        name = head["name"]
+        if head["kind"] == "regression":
+            header.append(f"predicted_{name}")
+            cells.append([[f"{v:.6g}"] for v in part[:, 0].tolist()])
+            continue
+        top, index = part.max(1)
+        header += [f"predicted_{name}", f"probability_{name}"]
+        rows = [
+            [head["classes"][i], f"{p:.6f}"]
+            for i, p in zip(index.tolist(), top.tolist(), strict=True)
+        ]
+        if probs:
+            header += [f"prob_{name}_{c}" for c in head["classes"]]
+            for row, values in zip(rows, part.tolist(), strict=True):
+                row.extend(f"{p:.6f}" for p in values)
+        cells.append(rows)
+    return header, [sum((c[i] for c in cells), list(row)) for i, row in enumerate(kept)]
 
 
 def _print_metrics(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dnnexp import stats
+from dnnexp.config.heads import head_score
 from dnnexp.config.metrics import TASK_SCORE, bounds, headline, lower_is_better
 from dnnexp.report.collect import (
     ReportError,
@@ -55,6 +56,17 @@ class Row:
 
 
 @dataclass
+class HeadCell:
+    """task=multitask: one variant's statistics for one head's metric, and its comparison
+    with the baseline where both have the head (else None)."""
+
+    summary: stats.Summary
+    comparison: stats.Comparison | None = None
+    p_adjusted: float | None = None
+    verdict: str | None = None
+
+
+@dataclass
 class Report:
     """Everything `dnnexp report` shows and writes."""
 
@@ -64,10 +76,16 @@ class Report:
     runs: list[Run]
     metrics: list[str] = field(default_factory=list)  # every metric found in the summaries
     task: str = "classification"
+    # task=multitask: each head's headline test metric and a cell per row (in `rows`' order)
+    heads: list[tuple[str, list[HeadCell]]] = field(default_factory=list)
 
     @property
     def score(self) -> str:
-        """The task's validation score: val/acc, val/r2."""
+        """The task's validation score: val/acc, val/r2; multitask: the baseline's (each run's
+        own is its `task.score`)."""
+        if self.task == "multitask":
+            runs = self.baseline.variant.runs if self.rows else self.runs
+            return next((r.score for r in runs if r.completed), TASK_SCORE[self.task])
         return TASK_SCORE[self.task]
 
     @property
@@ -122,12 +140,16 @@ def build(
             f"{root} holds runs of several tasks ({', '.join(tasks)}): report each on its own"
         )
     task = tasks[0] if tasks else "classification"
-    metric = metric or headline(task)
     variants = group(runs)
+    base_variant = pick_baseline(variants, baseline)
+    head_metrics = _head_metrics(runs) if task == "multitask" else []
+    if task == "multitask" and metric is None:  # the baseline's score, on the test split
+        score = next((r.score for r in base_variant.runs if r.completed), None)
+        metric = "test/" + score.split("/", 1)[1] if score else None
+    metric = metric or (head_metrics[0] if head_metrics else headline(task))
     metrics = available_metrics(runs)
     if metrics and metric not in metrics:
         raise ReportError(f"unknown metric '{metric}'; available: {', '.join(metrics)}")
-    base_variant = pick_baseline(variants, baseline)
     rows = [_row(v, metric, v is base_variant, TASK_SCORE[task]) for v in variants]
     base = next(r for r in rows if r.baseline)
     base_pairs = _pairs(base.variant, metric)
@@ -142,7 +164,42 @@ def build(
     for row, p_adj in zip(others, adjusted, strict=True):
         row.p_adjusted = p_adj
         row.verdict = stats.verdict(row.comparison, p_adj, lower)
-    return Report(root=Path(root), metric=metric, rows=rows, runs=runs, metrics=metrics, task=task)
+    heads = [(m, _head_cells(variants, base_variant, m)) for m in head_metrics]
+    return Report(
+        root=Path(root),
+        metric=metric,
+        rows=rows,
+        runs=runs,
+        metrics=metrics,
+        task=task,
+        heads=heads,
+    )
+
+
+def _head_metrics(runs: list[Run]) -> list[str]:
+    """task=multitask: each head's headline test metric (`test/<head>/acc`, `/r2`), every head
+    of every run, in the order the runs name them."""
+    found = (f"test/{h['name']}/{head_score(h.get('kind', ''))}" for r in runs for h in r.heads)
+    return list(dict.fromkeys(found))
+
+
+def _head_cells(variants: list[Variant], base: Variant, metric: str) -> list[HeadCell]:
+    """One head's metric in every variant, compared with the baseline (paired by seed, as the
+    main metric) where both have it; the p-values Holm-adjusted across those comparisons."""
+    base_pairs = _pairs(base, metric)
+    cells = []
+    for variant in variants:
+        pairs = _pairs(variant, metric)
+        cell = HeadCell(stats.describe([v for _, v in pairs], limits=bounds(metric)))
+        if variant is not base and pairs and base_pairs:
+            cell.comparison = stats.compare(base_pairs, pairs, limits=bounds(metric))
+        cells.append(cell)
+    compared = [c for c in cells if c.comparison is not None]
+    adjusted = stats.holm([c.comparison.p_value for c in compared])
+    for cell, p_adj in zip(compared, adjusted, strict=True):
+        cell.p_adjusted = p_adj
+        cell.verdict = stats.verdict(cell.comparison, p_adj, lower_is_better(metric))
+    return cells
 
 
 def _pairs(variant: Variant, metric: str) -> list[tuple[object, float]]:
@@ -158,15 +215,18 @@ def _valued(variant: Variant, metric: str) -> list[Run]:
 
 
 def _row(variant: Variant, metric: str, is_baseline: bool, score: str) -> Row:
-    """`score`: the task's validation score; the gap is its train value minus its val value."""
+    """`score`: the task's validation score; the gap is its train value minus its val value
+    (each run's own score: a multitask run's `task.score`)."""
     pairs = _pairs(variant, metric)
     done = [r for r in variant.runs if r.completed]
-    train_score = score.replace("val/", "train/", 1)
     gaps = [
-        r.metrics[train_score] - r.metrics[score]
+        r.metrics[train] - r.metrics[r.score]
         for r in done
-        if train_score in r.metrics and score in r.metrics
+        for train in [r.score.replace("val/", "train/", 1)]
+        if train in r.metrics and r.score in r.metrics
     ]
+    if done and done[0].task == "multitask":
+        score = done[0].score  # k-fold: the variant's score
     ks = {r.folds for r in variant.runs if r.folds}
     folds = max(ks) if ks else None  # one K per variant (data.folds differs: another variant)
     valued = _valued(variant, metric)
@@ -178,7 +238,7 @@ def _row(variant: Variant, metric: str, is_baseline: bool, score: str) -> Row:
         baseline=is_baseline,
         summary=stats.describe([v for _, v in pairs], limits=bounds(metric)),
         seeds=[r.seed for r in valued],
-        val_score=_mean_finite(r.metrics.get(score) for r in done),
+        val_score=_mean_finite(r.metrics.get(r.score) for r in done),
         gap=_mean_finite(gaps),
         epochs_to_best=_mean_finite(r.best_epoch + 1 for r in done if r.best_epoch is not None),
         duration_s=_mean_finite(r.duration_s for r in done),

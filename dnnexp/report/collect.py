@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnnexp.config.metrics import TASK_SCORE
+from dnnexp.config.metrics import TASK_SCORE, summary_task, task_score
 from dnnexp.config.overrides import is_seed, is_unit
 from dnnexp.utils.run_files import METRICS_CSV, SUMMARY
 
@@ -44,7 +44,10 @@ class Run:
     error: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     pruning: dict[str, Any] | None = None  # summary.json's "pruning" (sparsity, before, ...)
+    privacy: dict[str, Any] | None = None  # summary.json's "privacy": the ledger (privacy=dp)
     tags: list[str] = field(default_factory=list)  # summary.json's "tags" (the run's `tags=`)
+    score: str = "val/acc"  # its score (the task's; multitask: task.score, val/<head>/<metric>)
+    heads: list[dict[str, Any]] = field(default_factory=list)  # multitask: summary's "heads"
 
     @property
     def completed(self) -> bool:
@@ -150,7 +153,10 @@ def read_run(run_dir: Path, root: Path) -> Run:
         error=str(error) if error else None,
         history=read_history(run_dir / METRICS_CSV),
         pruning=summary["pruning"] if isinstance(summary.get("pruning"), dict) else None,
+        privacy=summary["privacy"] if isinstance(summary.get("privacy"), dict) else None,
         tags=[str(t) for t in summary.get("tags") or [] if isinstance(t, (str, int, float))],
+        score=task_score(summary_task(summary)),
+        heads=[h for h in summary.get("heads") or [] if isinstance(h, dict) and "name" in h],
     )
 
 

@@ -285,6 +285,74 @@ def plot_sparsity(report: Report, path: Path) -> bool:
     return True
 
 
+def privacy_filename(metric: str) -> str:
+    """test_acc_vs_epsilon.png for test/acc."""
+    return metric_filename(metric).removeprefix("metric_").removesuffix(".png") + "_vs_epsilon.png"
+
+
+def _epsilon(row: Any) -> float | None:
+    """A variant's ε: the mean of its completed runs' spent ε (None: no private run)."""
+    spent = [
+        stats.finite(r.privacy.get("epsilon"))
+        for r in row.variant.runs
+        if r.completed and r.privacy
+    ]
+    spent = [e for e in spent if e is not None]
+    return stats.mean(spent) if spent else None
+
+
+def plot_privacy(report: Report, path: Path) -> bool:
+    """The metric against ε spent (log scale), one point per private variant (mean with its
+    95% t-CI, the runs as dots); non-private variants as a band (mean and CI) labelled "no
+    privacy". Only when there are private variants and something to compare them with."""
+    private, public = [], []
+    for row in report.rows:
+        if row.summary.mean is None:
+            continue
+        epsilon = _epsilon(row)
+        (public if epsilon is None else private).append((epsilon, row))
+    if not private or len(private) + len(public) < 2:
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    private.sort(key=lambda p: p[0])
+    xs = [e for e, _ in private]
+    summaries = [row.summary for _, row in private]
+    means = [s.mean for s in summaries]
+    lows = [s.mean - s.ci_low if s.ci_low is not None else 0.0 for s in summaries]
+    highs = [s.ci_high - s.mean if s.ci_high is not None else 0.0 for s in summaries]
+    ax.errorbar(
+        xs, means, yerr=[lows, highs], color="tab:blue", marker="o", ms=5, lw=1.6, capsize=5,
+        label="DP-SGD (mean, 95% CI)",
+    )  # fmt: skip
+    for epsilon, row in private:
+        values = [r.metrics.get(report.metric) for r in row.variant.runs if r.completed]
+        values = [v for v in values if stats.finite(v) is not None]
+        ax.scatter([epsilon] * len(values), values, color="tab:blue", s=12, alpha=0.5)
+    for i, (_, row) in enumerate(public):
+        s = row.summary
+        color = plt.get_cmap("tab10")((i + 1) % 10)
+        ax.axhline(
+            s.mean, color=color, ls="--", lw=1.2, label=f"no privacy: {_label(row.name, 40)}"
+        )
+        if s.ci_low is not None and s.ci_high is not None:
+            ax.axhspan(s.ci_low, s.ci_high, color=color, alpha=0.12)
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [f"{e:.3g}" for e in xs])
+    ax.set_xticks([], minor=True)  # the log scale's own minor labels would overlap these
+    ax.set_xlabel("ε spent (the ledger's; δ as in each run's summary.json)")
+    ax.set_ylabel(f"{report.metric} (mean, 95% CI)")
+    ax.set_title(
+        f"{report.metric} vs privacy: dots = {report.over}\n{short(report.root)}", fontsize=11
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def short(path: Path, parts: int = 4) -> str:
     """The last few parts of a path, enough to tell sweeps apart in a title."""
     return "/".join(Path(path).resolve().parts[1:][-parts:])

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from dnnexp import stats
 from dnnexp.config.metrics import bounds
+from dnnexp.config.overrides import privacy_warning
 from dnnexp.report.analysis import Report, Row
 from dnnexp.utils import run_files
 
@@ -74,7 +75,7 @@ def headers(report: Report) -> list[str]:
         "n",
         f"{report.metric}\nmean ± SD",
         f"{report.metric}\n95% CI",
-        f"best\n{report.score.replace('/', ' ')}",
+        f"best\n{score_label(report)}",
         "gap\ntrain−val",
         "epochs\nto best",
         "s / job",
@@ -233,6 +234,14 @@ def cross_validation(report: Report) -> list[str]:
     return lines
 
 
+def privacy_note(report: Report) -> list[str]:
+    """Whenever private runs (privacy=dp) are compared: the privacy their comparison spends."""
+    private = [r for r in report.runs if r.privacy]
+    if not private or len(report.runs) < 2:
+        return []
+    return [privacy_warning(len(private))]
+
+
 def print_report(report: Report, console: Console) -> None:
     """The table (compact when the full one would not fit), the cross-validation, its
     footnote, incomplete jobs."""
@@ -243,17 +252,105 @@ def print_report(report: Report, console: Console) -> None:
     if compact:
         console.print(
             Text(
-                f"(narrow terminal: best {report.score.replace('/', ' ')}, gap, epochs to best,"
+                f"(narrow terminal: best {score_label(report)}, gap, epochs to best,"
                 " s / job and the test used are in report.md)",
                 style="dim",
             )
         )
     for line in cross_validation(report):
         console.print(Text(line, style="bold"), soft_wrap=True)
+    for line in privacy_note(report):
+        console.print(Text(line, style="bold"), soft_wrap=True)
     console.print(Text(footnote(report), style="dim"))
+    heads = head_table(report)
+    if heads is not None:
+        console.print(heads)
+        console.print(Text(HEADS_NOTE, style="dim"))
     incomplete = incomplete_table(report)
     if incomplete is not None:
         console.print(incomplete)
+
+
+def score_label(report: Report) -> str:
+    """The best-validation column's name: `val acc`; multitask `val score` (each run's own
+    task.score, `val/<head>/<metric>`)."""
+    return "val score" if report.task == "multitask" else report.score.replace("/", " ")
+
+
+HEADS_NOTE = (
+    "Per head: each head's test metric, mean ± SD [95% CI] over seeds; Δ vs the baseline"
+    " [95% CI] and p Holm (adjusted across that head's comparisons) where both it and the"
+    " baseline have the head; — where a variant has no such head."
+)
+
+
+def head_cells(report: Report) -> tuple[list[str], list[list[str]]]:
+    """task=multitask: the per-head table's header and rows (one column of values and one of
+    the comparison per head)."""
+    header = ["variant"]
+    for metric, _ in report.heads:
+        header += [f"{metric}\nmean ± SD [95% CI]", f"{metric}\nΔ [95% CI], p Holm"]
+    rows = []
+    for i, row in enumerate(report.rows):
+        cells = [row.name]
+        for _, column in report.heads:
+            cell = column[i]
+            s, c = cell.summary, cell.comparison
+            value = DASH if s.mean is None else num(s.mean)
+            value += f" ± {num(s.std)}" if s.std is not None else ""
+            value += f" [{num(s.ci_low)}, {num(s.ci_high)}]" if s.ci_low is not None else ""
+            if row.baseline and s.n:
+                delta = "baseline"
+            elif c is None or c.delta is None:
+                delta = DASH
+            else:
+                delta = num(c.delta, sign=True)
+                if c.ci_low is not None and c.ci_high is not None:
+                    delta += f" [{num(c.ci_low, sign=True)}, {num(c.ci_high, sign=True)}]"
+                delta += f", p {pval(cell.p_adjusted)}" + (
+                    f" ({cell.verdict})" if cell.verdict else ""
+                )
+            cells += [value, delta]
+        rows.append(cells)
+    return header, rows
+
+
+def head_table(report: Report) -> Table | None:
+    if not report.heads:
+        return None
+    header, rows = head_cells(report)
+    table = Table(title="per head (test split)", title_justify="left", header_style="bold")
+    for i, title in enumerate(header):
+        table.add_column(title, justify="left" if i == 0 else "right", overflow="fold")
+    for row, cells in zip(report.rows, rows, strict=True):
+        texts = [Text(cell) for cell in cells]
+        if row.baseline:
+            texts[0].stylize("bold")
+        table.add_row(*texts)
+    return table
+
+
+def _heads_json(report: Report, i: int) -> dict[str, Any]:
+    out = {}
+    for metric, column in report.heads:
+        cell = column[i]
+        s, c = cell.summary, cell.comparison
+        out[metric] = {
+            "n": s.n,
+            "mean": stats.finite(s.mean),
+            "std": stats.finite(s.std),
+            "ci95": [stats.finite(s.ci_low), stats.finite(s.ci_high)],
+            "delta": stats.finite(c.delta) if c else None,
+            "delta_ci95": [
+                stats.finite(c.ci_low) if c else None,
+                stats.finite(c.ci_high) if c else None,
+            ],
+            "test": c.test if c else None,
+            "p_value": stats.finite(c.p_value) if c else None,
+            "p_adjusted": stats.finite(cell.p_adjusted),
+            "verdict": cell.verdict,
+        }
+    return out
 
 
 def ranking(report: Report) -> list[str]:
@@ -345,6 +442,15 @@ def markdown(report: Report, plots: list[str]) -> str:
     if report.cross_validation:
         lines += ["", "## Cross-validation", ""]
         lines += [f"- {line}" for line in cross_validation(report)]
+    if privacy_note(report):
+        lines += ["", "## Privacy", "", *privacy_note(report)]
+    if report.heads:
+        header, rows = head_cells(report)
+        lines += ["", "## Per head", "", "| " + " | ".join(h.replace("\n", " ") for h in header)]
+        lines[-1] += " |"
+        lines.append("| --- |" + " ---: |" * (len(header) - 1))
+        lines += ["| " + " | ".join(_md_escape(c) for c in cells) + " |" for cells in rows]
+        lines += ["", HEADS_NOTE]
     lines += ["", "## Conclusions", "", *ranking(report)]
     runs = [r for r in report.runs if not r.completed]
     if runs:
@@ -410,7 +516,7 @@ def write_csv(report: Report, path: Path) -> None:
 def json_rows(report: Report) -> list[dict[str, Any]]:
     """One entry per variant; undefined numbers are None (JSON null), never NaN."""
     out = []
-    for row in report.rows:
+    for i, row in enumerate(report.rows):
         s, c = row.summary, row.comparison
         out.append(
             {
@@ -436,6 +542,7 @@ def json_rows(report: Report) -> list[dict[str, Any]]:
                 "baseline": row.baseline,
                 "seeds": row.seeds,
                 **(_cv_json(row, report.score) if report.cross_validation else {}),
+                **({"heads": _heads_json(report, i)} if report.heads else {}),
             }
         )
     return out

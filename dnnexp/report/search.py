@@ -77,7 +77,7 @@ def build(root: Path) -> SearchReport:
     import optuna
 
     from dnnexp.config.errors import ConfigError
-    from dnnexp.config.metrics import TASK_SCORE
+    from dnnexp.config.metrics import task_score
     from dnnexp.search.confirm import CONFIRMATION
     from dnnexp.search.study import JOURNAL, open_storage, storage_url
 
@@ -94,7 +94,7 @@ def build(root: Path) -> SearchReport:
     except KeyError:
         raise ReportError(f"{root}: no study {search.study_name!r} in {url}") from None
     directions = [d.name.lower() for d in study.directions]
-    metric = search.metric or TASK_SCORE[config.task.name]
+    metric = search.metric or task_score(config.task)
     trials = [_row(t) for t in study.get_trials(deepcopy=False)]
     report = SearchReport(
         root, search.study_name, url, metric, directions, search.n_trials, trials, best=[]
@@ -107,6 +107,12 @@ def build(root: Path) -> SearchReport:
 
             report.best = [ranked(study, directions)[0].number]
     report.importance, report.notes = importances(study, directions)
+    from dnnexp.config.overrides import privacy_warning
+    from dnnexp.search.summary import private_runs
+
+    private = private_runs(root)
+    if private:
+        report.notes.append(privacy_warning(private))
     confirmation = root / CONFIRMATION
     if confirmation.is_file():
         try:

@@ -42,11 +42,11 @@ def held_elsewhere(sweep_dir: Path, jobs: list[list[str]]) -> Any:
 
 def compare_runs(sweep_dir: Path, count: int, best: Any, metric: str) -> dict[str, Any]:
     """Read the confirmation runs, compare best against start, write confirmation.json."""
-    from dnnexp.config.metrics import headline
+    from dnnexp.config.metrics import headline, summary_task
     from dnnexp.stats import compare, describe
 
     values: dict[str, list[tuple[int, float]]] = {v: [] for v in VARIANTS}
-    task = "classification"
+    task: Any = "classification"
     for variant in VARIANTS:
         for seed in range(FRESH_SEED, FRESH_SEED + count):
             path = sweep_dir / "confirm" / f"{variant}-{seed}" / SUMMARY
@@ -56,7 +56,7 @@ def compare_runs(sweep_dir: Path, count: int, best: Any, metric: str) -> dict[st
                 continue
             if summary.get("status") != "completed":
                 continue
-            task = summary.get("task", task)
+            task = summary_task(summary)
             value = summary.get("metrics", {}).get(headline(task))
             if value is not None:
                 values[variant].append((seed, float(value)))

@@ -20,6 +20,19 @@ def _groups() -> set[str]:
     return {p.name for p in conf_dir().iterdir() if p.is_dir()}
 
 
+def private_runs(sweep_dir: Path) -> int:
+    """The trials (and confirmation runs) of a search that trained with privacy=dp."""
+    import json
+
+    count = 0
+    for path in sweep_dir.glob("*/summary.json"):
+        try:
+            count += isinstance(json.loads(path.read_text()).get("privacy"), dict)
+        except (OSError, ValueError):
+            continue
+    return count
+
+
 def ranked(study: Any, directions: list[str]) -> list[Any]:
     """Completed trials, best first (by the first objective)."""
     from optuna.trial import TrialState

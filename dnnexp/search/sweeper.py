@@ -61,7 +61,7 @@ class SearchLoop:
         import optuna
         from optuna.trial import TrialState
 
-        from dnnexp.config.metrics import TASK_SCORE, mode
+        from dnnexp.config.metrics import mode, task_score
         from dnnexp.config.validate import validate
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -75,7 +75,7 @@ class SearchLoop:
             raise ConfigError("search space: empty; give hydra.sweeper.params or key=interval(...)")
         spaces.check_keys(space, cfg, options_have)
         spaces.check_families(space, cfg)
-        metric = search.metric or TASK_SCORE[cfg.task.name]
+        metric = search.metric or task_score(cfg.task)
         direction = search.direction or ("minimize" if mode(metric) == "min" else "maximize")
         directions = [direction, "minimize"] if search.objectives == 2 else [direction]
         n_trials = search.n_trials
@@ -141,12 +141,16 @@ class SearchLoop:
             f"search: {len(finished)} of {n_trials} trials: {counts['complete']} complete,"
             f" {counts['pruned']} pruned, {counts['fail']} failed -> {sweep_dir}"
         )
-        from dnnexp.search.summary import print_failed, print_top, write_best
+        from dnnexp.config.overrides import privacy_warning
+        from dnnexp.search.summary import print_failed, print_top, private_runs, write_best
         from dnnexp.sweep.callbacks import search_failed
 
         print_failed(finished)
         print_top(study, metric, directions)
         write_best(study, sweep_dir, fixed, directions)
+        private = private_runs(sweep_dir)
+        if private:
+            print(privacy_warning(private))
         if not counts["complete"]:
             search_failed("no trial completed")
         elif search.confirm_seeds and not counts["running"] and not counts["waiting"]:

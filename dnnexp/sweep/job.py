@@ -12,16 +12,17 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dnnexp.config.errors import RunError
-from dnnexp.config.metrics import TASK_SCORE
+from dnnexp.config.metrics import summary_task, task_score
 from dnnexp.utils.claims import Holder
 from dnnexp.utils.run_files import LAST_CKPT, SUMMARY
 
 
 def objective_value(summary: dict[str, Any]) -> float | None:
     """A run's score for whatever drives the sweep (Hydra's return value, a search): the
-    validation metric its task names (`config/metrics.py`: val/acc, val/r2) at the best
-    checkpoint. The test split is only ever reported."""
-    metric = TASK_SCORE[summary.get("task", "classification")]
+    validation metric its task names (`config/metrics.py`: val/acc, val/r2; multitask: the
+    `score` it recorded, `val/<head>/<metric>`) at the best checkpoint. The test split is only
+    ever reported."""
+    metric = task_score(summary_task(summary))
     return summary.get("metrics", {}).get(metric)
 
 

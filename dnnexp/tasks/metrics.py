@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from dnnexp.config.metrics import TASK_METRICS
 from dnnexp.data.text import EOS, PAD
 
 ReduceSum = Callable[[torch.Tensor], torch.Tensor]
@@ -241,4 +242,84 @@ class Seq2SeqStats(EpochStats):
             counts = [int(v) for v in bleu]
             score = self.bleu.compute_bleu(counts[:4], counts[4:8], counts[8], counts[9], "exp")
             metrics["bleu"] = score.score
+        return metrics
+
+
+class MultiTaskStats(EpochStats):
+    """task=multitask: each head's own stats (`ClassificationStats`, `RegressionStats`) over the
+    rows that have its label, their sums one vector (still one all-reduce); `loss` the weighted
+    sum of the heads' losses (each a mean over its labelled rows), as the task trains on.
+
+    `heads`: each with `kind`, `name`, `weight`, `width`, `start` (its slice of the outputs)
+    and `std` (a regression head's training std); `row_losses(output, y)`: the (N, heads)
+    plain loss of every row, 0 where its label is missing. Per batch: an argmax per
+    classification head, the outputs of each regression head and the loss sums."""
+
+    def __init__(
+        self,
+        heads: list[dict],
+        row_losses: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> None:
+        self.heads = heads
+        self.row_losses = row_losses
+        self.subs: list[EpochStats] = [
+            ClassificationStats(h["width"]) if h["kind"] == "classification" else
+            RegressionStats([h["std"]])
+            for h in heads
+        ]  # fmt: skip
+        super().__init__()
+
+    def reset(self) -> None:
+        super().reset()
+        self.head_preds: list[list[torch.Tensor]] = [[] for _ in self.heads]
+        self.head_losses: list[torch.Tensor] = []  # per batch: each head's loss sum
+
+    def update(self, output: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
+        output = output.detach()
+        self.losses.append(loss.detach())
+        self.sizes.append(len(y))
+        self.targets.append(y)
+        with torch.no_grad():
+            self.head_losses.append(self.row_losses(output, y).sum(0))
+        for head, preds in zip(self.heads, self.head_preds, strict=True):
+            part = output[:, head["start"] : head["start"] + head["width"]]
+            preds.append(part.argmax(1) if head["kind"] == "classification" else part[:, 0])
+
+    def _sizes(self) -> list[int]:
+        """Each head's share of the sum vector."""
+        return [h["width"] ** 2 + 1 if h["kind"] == "classification" else 6 for h in self.heads]
+
+    def sums(self) -> torch.Tensor | None:
+        """Each head's sub-stats' sums over its labelled rows, one after the other."""
+        if not self.losses:
+            return None
+        y = torch.cat(self.targets)
+        loss_sums = torch.stack(self.head_losses).double().sum(0)
+        parts = []
+        for j, (head, sub) in enumerate(zip(self.heads, self.subs, strict=True)):
+            labelled = ~torch.isnan(y[:, j])
+            target, pred = y[labelled, j], torch.cat(self.head_preds[j])[labelled]
+            n = len(target)
+            sub.reset()
+            if head["kind"] == "classification":
+                sub.targets, sub.preds = [target.long()], [pred]
+            else:
+                sub.targets, sub.preds = [target.reshape(-1, 1)], [pred.reshape(-1, 1)]
+            sub.losses, sub.sizes = [loss_sums[j] / max(n, 1)], [n]
+            parts.append(sub.sums())
+        return torch.cat(parts)
+
+    def metrics_from(self, sums: torch.Tensor) -> dict[str, float]:
+        metrics: dict[str, float] = {"loss": 0.0}
+        start = 0
+        for head, sub, size in zip(self.heads, self.subs, self._sizes(), strict=True):
+            part = sums[start : start + size]
+            start += size
+            n = float(part[:-1].sum()) if head["kind"] == "classification" else float(part[0])
+            if n == 0:  # no row of this split has the head's label
+                found = dict.fromkeys(TASK_METRICS[head["kind"]], float("nan"))
+            else:
+                found = sub.metrics_from(part)
+                metrics["loss"] += head["weight"] * found["loss"]
+            metrics.update({f"{head['name']}/{k}": v for k, v in found.items()})
         return metrics

@@ -29,6 +29,7 @@ import torch
 from omegaconf import OmegaConf
 
 from dnnexp import compat
+from dnnexp.config.errors import RunError
 from dnnexp.config.schema import DATA_SCHEMAS, MODEL_SCHEMAS
 from dnnexp.data.spec import DataSpec
 from dnnexp.models import build_model
@@ -36,6 +37,7 @@ from dnnexp.tasks import build_objective
 from dnnexp.tasks.attacks import RobustAccuracy
 from dnnexp.tasks.averaging import WeightAverage
 from dnnexp.tasks.optim import build_optimizer, build_scheduler, param_groups
+from dnnexp.tasks.privacy import PrivateTraining
 from dnnexp.tasks.regularizers import batch_transforms, loss_terms
 
 NAN_ADVICE = (
@@ -73,8 +75,14 @@ class TrainingModule(L.LightningModule):
         )
         cfg = OmegaConf.create(config)
         self.cfg = cfg
-        target_text = (data.preprocess or {}).get("target_text")
-        self.objective = build_objective(cfg, data.num_outputs, data.target_stats, target_text)
+        preprocess = data.preprocess or {}
+        self.objective = build_objective(
+            cfg,
+            data.num_outputs,
+            data.target_stats,
+            preprocess.get("target_text"),
+            preprocess.get("heads"),  # task=multitask
+        )
         self.model = build_model(
             cfg.model,
             tuple(data.input_shape),
@@ -87,6 +95,10 @@ class TrainingModule(L.LightningModule):
         object.__setattr__(
             self, "_forward", torch.compile(self.model) if cfg.trainer.compile else self.model
         )
+        # privacy=dp: per-sample gradient hooks on the model, the DP optimizer, the accountant
+        self._privacy = PrivateTraining.from_config(cfg)
+        if self._privacy is not None:
+            self._privacy.attach(self.model)
         self.stats = {stage: self.objective.new_stats() for stage in ("train", "val", "test")}
         self.history: list[dict[str, float]] = []  # one row per epoch: train/*, val/*, lr
         self._history_json: list[str] = []  # history[i] encoded, each row once
@@ -162,6 +174,8 @@ class TrainingModule(L.LightningModule):
         (the last step of an epoch takes what is left), up to `trainer.steps_per_call` steps.
         Each batch's loss is divided by the accumulation, as Lightning does, so accumulating k
         batches of n gives the gradient of one batch of k*n."""
+        if self._privacy is not None:
+            return self._private_step(batch, batch_idx)
         x, y, *extra = batch  # extra: a teacher's outputs for these batches, if precomputed
         optimizer, scheduler, backward = self.optimizers(), self._step_scheduler, self._backward
         step = partial(self._plain_step, optimizer) if self._skip_step_wrapper else optimizer.step
@@ -178,16 +192,40 @@ class TrainingModule(L.LightningModule):
             if position % k and position < self._epoch_batches:
                 continue  # accumulate
             step()
-            if scheduler is not None:
-                scheduler.step()
-            if self._averaging:
-                self._average.update(self.model)
-            if self._log_every and self.global_step % self._log_every == 0:
-                self._log_step((position - 1) % k + 1)  # this step's batches
+            self._after_step(scheduler, (position - 1) % k + 1)
             if 0 < self._max_steps <= self.global_step:
                 break  # Lightning checks max_steps between items only
         if x.device.type == "cpu":  # free on the CPU; accelerators check once per epoch
             self._check_finite(self.stats["train"].losses[-done:], first, first_step)
+
+    def _after_step(self, scheduler: Any, batches: int) -> None:
+        """After each optimizer step: the per-step schedule, the weight average, the step log
+        (`batches`: this step's batches)."""
+        if scheduler is not None:
+            scheduler.step()
+        if self._averaging:
+            self._average.update(self.model)
+        if self._log_every and self.global_step % self._log_every == 0:
+            self._log_step(batches)
+
+    def _private_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        """privacy=dp: one Poisson batch, one DP-SGD step (the DPOptimizer clips each sample's
+        gradient and adds the noise), one accountant step. An empty batch still steps: noise
+        only, as the accountant counts it."""
+        x, y, *extra = batch
+        optimizer = self.optimizers()
+        step = partial(self._plain_step, optimizer) if self._skip_step_wrapper else optimizer.step
+        optimizer.zero_grad(set_to_none=True)
+        if len(y):
+            loss = self._loss(x, y, *extra)
+            self._backward(loss)
+        else:
+            self._privacy.empty_batch(self.model.parameters())
+        step()
+        self._privacy.stepped()
+        self._after_step(self._step_scheduler, 1)
+        if len(y) and x.device.type == "cpu":
+            self._check_finite(self.stats["train"].losses[-1:], batch_idx, self.global_step - 1)
 
     def _log_step(self, batches: int) -> None:
         """`trainer.log_every_n_steps`: this optimizer step's training loss (the mean over its
@@ -225,6 +263,11 @@ class TrainingModule(L.LightningModule):
             f" {first_step + i // self._accumulate} (epoch {self.current_epoch},"
             f" batch {first + i}). {NAN_ADVICE}"
         )
+
+    @property
+    def privacy_ledger(self) -> dict[str, Any] | None:
+        """privacy=dp: ε spent and what it was computed from (summary.json, the model card)."""
+        return None if self._privacy is None else self._privacy.ledger()
 
     def use_pretrained(self, names: list[str]) -> None:
         """The parameters `init_from` loaded (kept in the hyperparameters for a resume)."""
@@ -265,6 +308,11 @@ class TrainingModule(L.LightningModule):
         from lightning.pytorch.strategies import SingleDeviceStrategy
 
         trainer = self.trainer
+        if self._privacy is not None and trainer.world_size > 1:
+            raise RunError(
+                f"privacy=dp trains on one device; this run has {trainer.world_size} processes"
+                " (trainer.devices=1, trainer.strategy=auto)"
+            )
         self._start_epoch()  # for a run resumed mid-epoch, which skips on_train_epoch_start
         self._freeze_for(self.current_epoch)
         plain = isinstance(trainer.strategy, SingleDeviceStrategy) and (
@@ -443,6 +491,8 @@ class TrainingModule(L.LightningModule):
             "lr": self._epoch_lr,  # at the start of the epoch
             "epoch_time_s": time.perf_counter() - self._epoch_start,
         }
+        if self._privacy is not None:  # the ledger: ε spent so far
+            row["privacy/epsilon"] = self._privacy.epsilon()
         self.history.append(row)
         self._step_plateau(val)
         self._publish({**train, **val})
@@ -469,10 +519,14 @@ class TrainingModule(L.LightningModule):
         checkpoint["dnnexp_epoch_lr"] = self._epoch_lr  # for a resume in the middle of an epoch
         if self._average is not None:
             self._average.save(checkpoint)
+        if self._privacy is not None:
+            self._privacy.save(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._average is not None:
             self._average.restore(checkpoint)
+        if self._privacy is not None and self.trainer.state.fn == "fit":
+            self._privacy.restore(checkpoint)
         self.history = self.history_of(checkpoint)
         self._history_json = []
         self._epoch_lr = float(checkpoint.get("dnnexp_epoch_lr", 0.0))
@@ -518,6 +572,10 @@ class TrainingModule(L.LightningModule):
         backbone_lr = cfg.optimizer.lr * ratio if self._pretrained and ratio != 1.0 else None
         groups = param_groups(self.model, cfg.reg.weight_decay, self._pretrained, backbone_lr)
         optimizer = build_optimizer(cfg.optimizer, groups)
+        if self._privacy is not None:
+            train_x = self.trainer.datamodule.splits["train"][0]
+            self._privacy.plan(len(train_x), self._batch_size, self._total_steps())
+            optimizer = self._privacy.wrap(optimizer)
         scheduler = build_scheduler(
             cfg.scheduler,
             optimizer,

@@ -59,6 +59,7 @@ def write_model_card(
         *_model(cfg, summary, run_dir, regression, names),
         *_data(cfg, data, regression, names),
         *_recipe(cfg, summary),
+        *_privacy(summary.get("privacy")),
         *_test(cfg, summary, data, confusion, regression, names),
     ]
     path = run_dir / MODEL_CARD
@@ -83,6 +84,9 @@ def _model(
     )
     if _task(cfg, regression) == "seq2seq":
         outputs = f"a sequence of {summary.get('num_classes', 0)} target tokens (4 reserved)"
+    if _task(cfg, regression) == "multitask":
+        heads = summary.get("heads") or []
+        outputs = f"{len(heads)} heads on one trunk ({summary.get('num_targets')} outputs)"
     lines = [
         "",
         "## Model",
@@ -134,6 +138,8 @@ def _data(cfg: DictConfig, data: Any, regression: bool, names: list[str]) -> lis
         ]
     if _task(cfg, regression) == "seq2seq":
         return lines
+    if _task(cfg, regression) == "multitask":
+        return lines + _heads_table(data, ys)
     if regression:
         lines += ["Target statistics per split (in the target's units):", ""]
         lines += _target_table(ys, data.target_stats)
@@ -145,6 +151,21 @@ def _data(cfg: DictConfig, data: Any, regression: bool, names: list[str]) -> lis
             [[name, *(f"{counts[s][i]:,}" for s in SPLITS)] for i, name in enumerate(names)],
         )
     return lines
+
+
+def _heads_table(data: Any, ys: dict[str, torch.Tensor]) -> list[str]:
+    """task=multitask: each head, what it predicts, its loss and weight, and the rows of each
+    split that have its label (the others are masked out of its loss and metrics)."""
+    rows = []
+    for j, head in enumerate(data.head_info or []):
+        what = f"{len(head['classes'])} classes" if head["classes"] else "a value"
+        labelled = [f"{int((~torch.isnan(ys[s][:, j])).sum()):,}" for s in SPLITS]
+        rows.append(
+            [head["name"], head["column"], f"{head['kind']}: {what}", head["loss"],
+             f"{head['weight']:g}", *labelled]
+        )  # fmt: skip
+    head = ["head", "column", "kind", "loss", "weight", *(f"{s} labelled" for s in SPLITS)]
+    return ["Heads (a missing label masks that head's loss for its row):", ""] + _table(head, rows)
 
 
 def _columns(spec: dict[str, Any]) -> list[str]:
@@ -209,6 +230,36 @@ def _recipe(cfg: DictConfig, summary: dict) -> list[str]:
         + ("; resumed from its last checkpoint" if summary.get("resumed") else ""),
     ]
     return lines
+
+
+def _privacy(ledger: dict[str, Any] | None) -> list[str]:
+    """privacy=dp: the ledger, and what its ε does not cover."""
+    if not ledger:
+        return []
+    eps = ledger["epsilon"]
+    return [
+        "",
+        "## Privacy",
+        "",
+        f"Trained with DP-SGD (Opacus): (ε = {'inf' if eps is None else f'{eps:.4g}'},"
+        f" δ = {ledger['delta']:.3g})-differential privacy for the {ledger['training_samples']}"
+        f" training samples, by the {ledger['accountant'].upper()} accountant.",
+        "",
+        *_table(
+            ("noise multiplier σ", "sampling rate q", "steps", "clipping norm C", "target ε"),
+            [
+                [
+                    f"{ledger['noise_multiplier']:.4g}",
+                    f"{ledger['sample_rate']:.4g}",
+                    str(ledger["steps"]),
+                    f"{ledger['max_grad_norm']:g}",
+                    _value(ledger.get("target_epsilon")),
+                ]
+            ],
+        ),  # fmt: skip
+        "",
+        f"Not covered by ε: {ledger['not_covered']}.",
+    ]
 
 
 def _test(

@@ -22,11 +22,13 @@ from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
 from dnnexp.config.errors import RunError, RunStopped
-from dnnexp.config.metrics import TASK_SCORE, headline, lower_is_better
+from dnnexp.config.heads import head_score, heads_of
+from dnnexp.config.metrics import headline, lower_is_better, task_score
 from dnnexp.config.validate import check_model_input
 from dnnexp.data.datamodule import ArrayDataModule
 from dnnexp.models.weights import load_checkpoint
 from dnnexp.tasks.module import TrainingModule
+from dnnexp.tasks.privacy import privacy_line
 from dnnexp.training.ddp import job_scope
 from dnnexp.training.model_card import MODEL_CARD, write_model_card
 from dnnexp.training.trainer import build_trainer
@@ -209,10 +211,12 @@ def _train(
     if is_main:
         _finish_trackers(loggers, cfg, summary, run_dir)  # with the model card among the files
     if is_main and label is not None:
-        shown = headline(cfg.task.name)
+        shown = headline(cfg.task)
         console.console.print(
             f"{escape(label)}: {shown} {summary['metrics'][shown]:.4f}, best epoch"
-            f" {summary['best_epoch']}, {summary['duration_s']:.1f} s -> {run_dir}",
+            f" {summary['best_epoch']}, {summary['duration_s']:.1f} s"
+            + (f", {privacy_line(summary['privacy'])}" if "privacy" in summary else "")
+            + f" -> {run_dir}",
             soft_wrap=True,  # one line, piped or not
         )
     elif is_main:
@@ -226,7 +230,9 @@ def _train(
         if "pruning" in summary:
             from dnnexp.training.weight_pruning import footer_lines
 
-            footer.update(footer_lines(summary["pruning"], headline(cfg.task.name)))
+            footer.update(footer_lines(summary["pruning"], headline(cfg.task)))
+        if "privacy" in summary:
+            footer["privacy"] = privacy_line(summary["privacy"])
         console.print_metrics(f"{cfg.name}: {title}", summary["metrics"], footer)
     return summary
 
@@ -404,10 +410,14 @@ def _fit_and_test(
     metrics = dict(task.test_metrics) or {  # from the spawned processes
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
     }
-    score = TASK_SCORE[cfg.task.name].split("/", 1)[1]  # acc, r2
+    # the score (acc, r2; multitask: each head's, and task.score's), at the best epoch
+    scores = [task_score(cfg.task).split("/", 1)[1]]
+    scores += [f"{h['name']}/{head_score(h['kind'])}" for h in heads_of(cfg.task)]
     search = cfg.get("search")
     searched = [search.metric] if search is not None and search.metric else []
-    for key in (f"val/{score}", "val/loss", f"train/{score}", "train/loss", *searched):
+    scores = list(dict.fromkeys(scores))
+    val, train = ([f"{split}/{score}" for score in scores] for split in ("val", "train"))
+    for key in (*val, "val/loss", *train, "train/loss", *searched):
         if key in at_best:
             metrics[key] = at_best[key]
     pruning = next((c for c in trainer.callbacks if hasattr(c, "pruned_at")), None)
@@ -443,6 +453,7 @@ def _fit_and_test(
             else {}
         ),
         **({"pruning": pruned} if pruned is not None else {}),
+        **({"privacy": task.privacy_ledger} if task.privacy_ledger is not None else {}),
     }
 
 

@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from dnnexp.config.errors import RunError
-from dnnexp.config.metrics import TASK_SCORE
+from dnnexp.config.metrics import task_score
 from dnnexp.config.overrides import is_unit
 from dnnexp.tasks.module import TrainingModule
 from dnnexp.training.csv_logger import MetricsCSV
@@ -218,7 +218,7 @@ def finish(loggers: list[Logger], cfg: DictConfig, summary: dict, run_dir: Path)
 
     status = summary.get("status", "failed")
     metrics = {k: v for k, v in summary.get("metrics", {}).items() if k.startswith("test/")}
-    score = summary.get("metrics", {}).get(TASK_SCORE[cfg.task.name])
+    score = summary.get("metrics", {}).get(task_score(cfg.task))
     if score is not None:
         metrics["score"] = score
     step = int(summary.get("epochs") or 0)

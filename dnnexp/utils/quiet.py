@@ -44,3 +44,5 @@ def silence_lightning_noise() -> None:
     )
     # an internal deprecation between lightning 2.6 and torch >= 2.10, nothing a user can act on
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Opacus bounding a PRV accountant's domain with RDP (a hint for RDP users, not an error)
+    warnings.filterwarnings("ignore", message=r"Optimal order is the largest alpha")
