@@ -83,7 +83,7 @@ def test_a_missing_label_masks_its_heads_loss_and_gradient_for_that_row_only() -
     none = torch.stack([kind, torch.full_like(size, NAN)], 1)
     alone = objective.loss(output, none)[0].detach()
     cross = torch.nn.functional.cross_entropy(
-        output[has_kind, :3], kind[has_kind].long(), label_smoothing=0.1
+        output.detach()[has_kind, :3], kind[has_kind].long(), label_smoothing=0.1
     )
     assert math.isfinite(float(alone)) and float(alone) == pytest.approx(float(cross))
 
@@ -145,8 +145,8 @@ def test_per_head_metrics_match_sklearn_on_the_labelled_rows_also_over_two_ranks
     assert math.isnan(metrics["size/r2"]) and math.isfinite(metrics["kind/acc"])
 
 
-def test_a_mixed_table_keeps_rows_with_some_labels_and_standardizes_by_the_labelled(
-    tmp_path: Path,
+def test_a_mixed_table_keeps_every_row_and_standardizes_by_the_labelled(
+    tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from dnnexp.data.datamodule import ArrayDataModule, task_heads
 
@@ -154,8 +154,8 @@ def test_a_mixed_table_keeps_rows_with_some_labels_and_standardizes_by_the_label
     cfg = compose(*TABLE, f"data.path={tmp_path / 'm.csv'}")
     data = ArrayDataModule(cfg.data, cfg.seed, task="multitask", heads=task_heads(cfg.task))
     data.setup()
-    both_missing = sum(1 for r in rows if not r["kind"] and not r["size"])
-    assert sum(len(y) for _, y in data.splits.values()) == len(rows) - both_missing
+    # a row without any label stays (it trains nothing): the split is the file's, whichever
+    # heads are picked, so a single-head baseline is tested on the same rows
     assert [h["classes"] for h in data.head_info] == [KINDS, None]
     assert data.num_outputs == 4 and data.preprocess["heads"] == data.head_info
     y = data.splits["train"][1]
@@ -164,6 +164,24 @@ def test_a_mixed_table_keeps_rows_with_some_labels_and_standardizes_by_the_label
     assert float(sizes.mean()) == pytest.approx(0.0, abs=1e-5)  # labelled rows standardized
     assert float(sizes.std()) == pytest.approx(1.0, abs=1e-5)
     assert data.target_stats["mean"][0] == 0.0 and data.target_stats["std"][0] == 1.0
+    # a row without any label stays (it trains nothing): the split is the file's, whichever
+    # heads are picked, so a single-head baseline is tested on the same rows
+    neither = sum(1 for r in rows if not r["kind"] and not r["size"])
+    said = capsys.readouterr().out
+    assert f"{neither} rows have no label for any head (task.heads): kept" in said
+    assert sum(len(y) for _, y in data.splits.values()) == len(rows)
+    alone = compose(  # a table's other columns are features: the other head's is ignored
+        "task=multitask",
+        "data=csv",
+        f"data.path={tmp_path / 'm.csv'}",
+        "task.heads=[size:regression]",
+        "data.ignore=[kind]",
+    )
+    single = ArrayDataModule(alone.data, 0, task="multitask", heads=task_heads(alone.task))
+    single.setup()
+    assert torch.equal(single.splits["test"][0], data.splits["test"][0])
+    joint, own = data.splits["test"][1][:, 1], single.splits["test"][1][:, 0]
+    assert torch.equal(own.nan_to_num(99.0), joint.nan_to_num(99.0))
 
 
 def test_text_takes_several_label_columns_numbers_in_numeric_order(tmp_path: Path) -> None:

@@ -187,6 +187,15 @@ def test_delta_and_batch_size_must_fit_the_split() -> None:
     assert default_delta(10**7) == pytest.approx(1e-8)
 
 
+def test_the_ledger_line_says_when_batches_were_not_poisson() -> None:
+    from dnnexp.tasks.privacy import privacy_line
+
+    ledger = {"epsilon": 1.234, "delta": 1e-5, "accountant": "prv", "noise_multiplier": 2.0,
+              "sample_rate": 0.1, "steps": 50, "max_grad_norm": 1.0, "poisson": True}  # fmt: skip
+    assert privacy_line(ledger) == ("ε = 1.23 (δ = 1e-05, prv; σ = 2, q = 0.1, 50 steps, C = 1)")
+    assert privacy_line({**ledger, "poisson": False}).endswith("not the Poisson ones ε assumes")
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -261,3 +270,15 @@ def test_a_search_counts_its_private_trials(tmp_path: Path) -> None:
     (tmp_path / "3" / "summary.json").write_text("{not json")  # a run being written
     assert private_runs(tmp_path) == 2
     assert "these 2 private runs" in privacy_warning(2)
+
+
+def test_pruning_trains_privately(tmp_path: Path) -> None:
+    """Pruning's masks hook the optimizer DP-SGD wraps: the pruned weights stay zero."""
+    summary = _train(tmp_path / "run", "prune.amount=0.5", "trainer.max_epochs=2")
+    assert summary["pruning"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert summary["privacy"]["steps"] == 2 * (1257 // 128)
+
+
+def test_shuffled_batches_are_recorded_as_such(tmp_path: Path) -> None:
+    summary = _train(tmp_path / "run", "privacy.poisson=false", "trainer.max_epochs=1")
+    assert summary["privacy"]["poisson"] is False and summary["privacy"]["steps"] == 1257 // 128

@@ -921,8 +921,9 @@ class PrivacyConfig:
         "prv", choices=("prv", "rdp"), doc="how ε is computed: PRV (Opacus's default) or RDP"
     )
     poisson: bool = knob(
-        True, doc="Poisson sampling (each sample in each batch with rate batch_size/N), as the"
-        " accountant assumes; false: shuffled fixed batches (ε then only approximate)"
+        True,
+        doc="Poisson sampling (each sample in each batch with rate batch_size/N), as the"
+        " accountant assumes; false: shuffled fixed batches (ε then only approximate)",
     )
 
 

@@ -512,9 +512,7 @@ def _check_privacy(cfg: DictConfig) -> None:
     sample's own, one clipping), refused in one line before anything trains."""
     privacy = cfg.privacy
     if privacy.name == "none":
-        changed = [
-            k for k in ("epsilon", "noise_multiplier", "delta") if privacy[k] is not None
-        ]
+        changed = [k for k in ("epsilon", "noise_multiplier", "delta") if privacy[k] is not None]
         if changed:
             raise ConfigError(
                 f"privacy.{changed[0]}={privacy[changed[0]]} applies to differentially private"

@@ -1,8 +1,9 @@
 """task=multitask's targets: one column per head (`task.heads`), read from a table or a text
 file into one float32 matrix (N, heads): a classification head's class indices (its classes
 named by the training file, numbers in numeric order), a regression head's values, and NaN
-where a row has no label for the head. A row without any label is dropped (one line); a row
-missing some labels stays: the task masks each missing label out of its head's loss."""
+where a row has no label for the head. Every row stays, whatever labels it lacks: the task
+masks each missing label out of its head's loss (a row without any trains nothing), and the
+splits are the file's whichever heads are picked."""
 
 from __future__ import annotations
 
@@ -106,15 +107,18 @@ def targets(
     return y, named
 
 
-def labelled_rows(y: torch.Tensor, path: Path) -> torch.Tensor:
-    """The rows with a label for at least one head (one line says how many had none)."""
-    keep = ~torch.isnan(y).all(dim=1)
-    dropped = int((~keep).sum())
-    if dropped:
-        say(f"{path}: dropped {dropped} rows without a label for any head (task.heads)")
-    if not bool(keep.any()):
+def check_labelled(y: torch.Tensor, path: Path) -> None:
+    """Some row has a label. Rows without any are kept (one line says how many): they train
+    nothing, but the splits stay those of the file whichever heads are picked, so a
+    single-head baseline is tested on the same rows as the joint model."""
+    unlabelled = int(torch.isnan(y).all(dim=1).sum()) if y.shape[1] else len(y)
+    if unlabelled == len(y):
         raise DataError(f"{path}: no row has a label for any head (task.heads)")
-    return keep
+    if unlabelled:
+        say(
+            f"{path}: {unlabelled} rows have no label for any head (task.heads): kept, they"
+            " train nothing"
+        )
 
 
 def with_classes(heads: list[dict[str, Any]], classes: list[list[str] | None]) -> list[dict]:

@@ -145,8 +145,8 @@ def head_cells(table: Any, heads: list[dict[str, Any]]) -> list[Any]:
 def _read_heads(
     cfg: Any, path: Path, heads: list[dict[str, Any]], plan: ColumnPlan | None, classes: Any
 ) -> tuple[Any, torch.Tensor, Any, ColumnPlan]:
-    """A file's rows with a label for some head: the table, the (N, heads) targets (of every
-    row read), each head's classes, and the plan (the training file's)."""
+    """A file's rows: the table, the (N, heads) targets, each head's classes, and the plan
+    (the training file's)."""
     from omegaconf import OmegaConf
 
     table = read_table(path, cfg.get("na_values"))
@@ -156,9 +156,7 @@ def _read_heads(
         as_targets = OmegaConf.merge(cfg, {"target": [h["column"] for h in heads]})
         plan = plan_columns(table, as_targets, path)
     y, classes = head_targets.targets(head_cells(table, heads), heads, path, classes)
-    keep = head_targets.labelled_rows(y, path)
-    if not bool(keep.all()):
-        table = table.filter(keep.numpy())
+    head_targets.check_labelled(y, path)
     if training:
         extend_vocab(plan, table)
     return table, y, classes, plan

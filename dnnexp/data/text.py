@@ -397,15 +397,12 @@ def load(cfg: Any) -> Arrays:
 def _head_file(
     path: Path, cfg: Any, heads: list[dict[str, Any]], classes: Any
 ) -> tuple[list[str], torch.Tensor, Any]:
-    """A file's texts and (N, heads) targets, the rows without any label dropped."""
+    """A file's texts and (N, heads) targets (NaN where a row has no label for a head)."""
     texts, _, table = read_texts(path, cfg, labelled=False)
     head_targets.head_columns(heads, table.column_names, path)
     cells = [_column(table, head["column"], path, "task.heads") for head in heads]
     y, classes = head_targets.targets(cells, heads, path, classes)
-    keep = head_targets.labelled_rows(y, path)
-    if not bool(keep.all()):
-        texts = [text for text, kept in zip(texts, keep.tolist(), strict=True) if kept]
-        y = y[keep]
+    head_targets.check_labelled(y, path)
     return texts, y, classes
 
 

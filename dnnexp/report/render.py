@@ -124,6 +124,8 @@ def footnote(report: Report) -> str:
         "95% CI = t-interval of the mean",
         f"n = completed {f'runs ({report.over})' if cv else 'seeds'} per variant ({n_text})",
     ]
+    if report.task == "multitask":
+        parts.append("best val score = each run's own task.score (val/<head>/<metric>)")
     if cv:
         parts.append(
             "folds share training data, so the CIs and tests, which take the runs as"

@@ -42,6 +42,11 @@ def privacy_line(ledger: dict[str, Any]) -> str:
         f" {ledger['accountant']}; σ = {ledger['noise_multiplier']:.3g},"
         f" q = {ledger['sample_rate']:.3g}, {ledger['steps']} steps,"
         f" C = {ledger['max_grad_norm']:g})"
+        + (
+            ""
+            if ledger.get("poisson", True)
+            else "; shuffled batches, not the Poisson ones ε assumes"
+        )
     )
 
 

@@ -113,7 +113,7 @@ def _mlflow(
     else:
         experiment = cfg.name
     artifacts = None
-    if knobs.tracking_uri is None:  # beside the default store, not ./mlruns
+    if uri.startswith(SQLITE):  # beside the SQLite file, not ./mlruns of whatever the cwd is
         artifacts = (Path(uri[len(SQLITE) :]).parent / "mlartifacts").as_uri()
     with _store_lock(uri):  # its client may create the store's schema already
         logger = MLFlowLogger(

@@ -122,7 +122,9 @@ class MagnitudePruning(Callback):
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """The optimizers exist (and the weights are loaded: init_from, or a resume's)."""
         self._weights = [p for _, p in prunable_weights(pl_module.model)]
-        self._handles = [o.register_step_post_hook(self._after_step) for o in trainer.optimizers]
+        # privacy=dp's DPOptimizer steps the run's own optimizer, which holds the hooks
+        optimizers = [getattr(o, "original_optimizer", o) for o in trainer.optimizers]
+        self._handles = [o.register_step_post_hook(self._after_step) for o in optimizers]
         for i, weight in enumerate(self._weights):
             self._handles.append(weight.register_hook(self._masked_grad(i)))
         if self.schedule == "once":  # before the sanity check, if there is one
