@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks for a machine with CUDA (not part of CI): one GPU in fp32 and bf16-mixed, DDP on the
 # visible GPUs, each model's default config, data on the device or not, torch.compile, the text
-# families (bf16 too). Prints one line per run: accuracy and times.
+# families (bf16 too), DP-SGD (privacy=dp). Prints one line per run: accuracy and times.
 # usage: bash scripts/gpu_check.sh [OUT_DIR]
 set -uo pipefail
 out=${1:-outputs/gpu_check}
@@ -39,6 +39,7 @@ for model in cnn resnet resnext densenet rnn lstm gru; do
 done
 run "gpu mlp data_on_device=never" trainer=gpu trainer.data_on_device=never
 run "gpu mlp compile" trainer=gpu trainer.compile=true
+run "gpu private mlp (privacy=dp)" trainer=gpu experiment=private_mlp  # Poisson batches drawn on the device
 python3 scripts/toy_texts.py "$out/reviews.csv" --rows 4000 > /dev/null
 for model in gru textcnn transformer; do
   run "gpu text $model" trainer=gpu data=text "data.path=$out/reviews.csv" model=$model

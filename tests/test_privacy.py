@@ -239,14 +239,14 @@ def test_a_privacy_sweep_reports_the_metric_against_epsilon(tmp_path: Path) -> N
     comparing private runs spends privacy no single ε accounts for."""
     sweep = tmp_path / "sweep"
     done = run_cli(
-        "train", "-m", "experiment=private_mlp", "sweep=privacy", "privacy.epsilon=1,4,inf",
-        "seed=0,1", "trainer.max_epochs=2", f"hydra.sweep.dir={sweep}",
+        "train", "-m", "experiment=private_mlp", "sweep=privacy", "privacy.epsilon=1,inf",
+        "seed=0,1", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ε = 1" in done.stdout or "ε = 0.9" in done.stdout
     ledgers = [json.loads(p.read_text()).get("privacy") for p in sweep.glob("*/summary.json")]
-    assert sum(ledger is not None for ledger in ledgers) == 4  # ε = inf trains without DP-SGD
+    assert sum(ledger is not None for ledger in ledgers) == 2  # ε = inf trains without DP-SGD
     shown = run_cli("report", str(sweep), cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     text = " ".join(shown.stdout.split())
