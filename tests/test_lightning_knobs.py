@@ -349,3 +349,18 @@ def test_fast_dev_run_writes_nothing_but_its_summary(tmp_path: Path) -> None:
     # a fast dev run never reuses a run dir (nor resumes a run: test_fast_dev_run_cannot_...)
     again = run_cli("train", "trainer.fast_dev_run=true", "hydra.run.dir=dev", cwd=tmp_path)
     assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+def test_eval_scores_as_many_test_batches_as_its_config_says(tmp_path: Path) -> None:
+    """`dnnexp eval` keeps the run's trainer.limit_test_batches (so it repeats the run's own
+    test metrics) and takes another from its overrides."""
+    from dnnexp.evaluation.evaluate import evaluate
+
+    run = _train(
+        tmp_path, "trainer.max_epochs=1", "trainer.limit_test_batches=2", "data.eval_batch_size=16"
+    )
+    best = tmp_path / "checkpoints" / "best.ckpt"
+    again = evaluate(best, tmp_path / "again.json", [])["metrics"]
+    assert again == pytest.approx({k: v for k, v in run["metrics"].items() if k in again})
+    whole = evaluate(best, tmp_path / "whole.json", ["trainer.limit_test_batches=1.0"])["metrics"]
+    assert whole["test/loss"] != pytest.approx(again["test/loss"])  # 60 test rows, not 32

@@ -12,8 +12,9 @@ usage: dnnexp eval ckpt=PATH [out=FILE.json] [attack=fgsm|pgd [attack.eps=E ...]
 
 Evaluates a checkpoint on the test split of the data its run was trained on. The model and data
 are rebuilt from the config stored in the checkpoint; key=value changes it (e.g.
-data.eval_batch_size=256 trainer.accelerator=cpu). Metrics go to the terminal and to
-out= (default: <run dir>/eval/<checkpoint name>.json).
+data.eval_batch_size=256 trainer.accelerator=cpu; the run's trainer.limit_test_batches holds
+unless changed: trainer.limit_test_batches=1.0 scores the whole split). Metrics go to the
+terminal and to out= (default: <run dir>/eval/<checkpoint name>.json).
 
 attack=pgd (or fgsm, or [fgsm,pgd]) adds the accuracy under that L-inf attack (test/acc_pgd);
 attack.eps (raw input units: digits' pixels 0..16, 8-bit images 0..255), attack.steps and

@@ -82,6 +82,8 @@ def run_data(cfg: Any, hparams: dict[str, Any], ckpt_path: Path) -> ArrayDataMod
         task=cfg.task.name,
         data_on_device=cfg.trainer.get("data_on_device", "auto"),
         heads=task_heads(cfg.task),
+        # `dnnexp eval ... trainer.limit_test_batches=N` scores the first N test batches
+        limit_eval_batches=(1.0, cfg.trainer.get("limit_test_batches", 1.0)),
     )
     data.setup()
     outputs = hparams.get("num_outputs", hparams.get("num_classes"))

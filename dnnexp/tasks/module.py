@@ -508,6 +508,8 @@ class TrainingModule(L.LightningModule):
             {k: torch.tensor(v) for k, v in metrics.items() if k.startswith("val/")}
         )
         self.trainer.progress_bar_metrics.update(self.objective.progress(metrics))
+        if self._privacy is not None:  # the budget spent so far, beside the metrics
+            self.trainer.progress_bar_metrics["ε"] = self._privacy.epsilon()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # one JSON string: loads with weights_only=True and is copied in no time (a list of
