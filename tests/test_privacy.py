@@ -282,3 +282,12 @@ def test_pruning_trains_privately(tmp_path: Path) -> None:
 def test_shuffled_batches_are_recorded_as_such(tmp_path: Path) -> None:
     summary = _train(tmp_path / "run", "privacy.poisson=false", "trainer.max_epochs=1")
     assert summary["privacy"]["poisson"] is False and summary["privacy"]["steps"] == 1257 // 128
+
+
+def test_steps_per_call_changes_nothing_but_speed_under_dp(tmp_path: Path) -> None:
+    """Poisson batches of 16 steps in one Lightning call train exactly as one per call: the
+    same batches, noise, rows and ε."""
+    one = _train(tmp_path / "one", "trainer.steps_per_call=1", "trainer.max_epochs=2")
+    many = _train(tmp_path / "many", "trainer.steps_per_call=16", "trainer.max_epochs=2")
+    assert metrics_rows(tmp_path / "one") == metrics_rows(tmp_path / "many")
+    assert one["metrics"] == many["metrics"] and one["privacy"] == many["privacy"]

@@ -405,11 +405,11 @@ class ArrayDataModule(L.LightningDataModule):
         fast = int(t.fast_dev_run)
         limit = fast if fast else t.limit_train_batches
         every = 1.0 if fast else t.val_check_interval
-        dp = private(cfg)  # privacy=dp: one (Poisson) batch per optimizer step and item
+        dp = private(cfg)  # privacy=dp: Poisson batches, one optimizer step each
         return cls(
             cfg.data,
             cfg.seed,
-            1 if dp else t.steps_per_call,
+            t.steps_per_call,
             limit,
             t.accumulate_grad_batches,
             every,

@@ -54,8 +54,8 @@ class InMemoryLoader:
         them; it makes the loader resumable in the middle of an epoch (`state_dict`). `extra`:
         one more tensor row-aligned with y (a teacher's outputs), batched with it: items are
         then (x, y, extra). `poisson` (privacy=dp, training): each batch takes every sample
-        with probability batch_size / N, independently (sizes vary, a batch may be empty),
-        one batch per item; an epoch is as many batches as a shuffled epoch."""
+        with probability batch_size / N, independently (sizes vary, a batch may be empty);
+        items are (x, y, sizes); an epoch is as many batches as a shuffled epoch."""
         self.x, self.y, self.extra = x, y, extra
         self.lengths = lengths  # each text's length: batches of similar lengths (data.bucket)
         self.items_done = items_done
@@ -161,18 +161,23 @@ class InMemoryLoader:
         return skip
 
     def _poisson_batches(self, skip: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        """Poisson-sampled batches, a function of (seed, epoch): a resumed run draws the
-        skipped batches again, and trains on the same ones after them."""
+        """Poisson-sampled batches, a function of (seed, epoch), `batches_per_item` of them per
+        item as (x, y, sizes): the batches concatenated and each one's size. A resumed run
+        draws the skipped batches again, and trains on the same ones after them."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.sampler.epoch)
-        n = len(self.y)
+        n, k = len(self.y), self.batches_per_item
         rate = self.batch_size / n
+        takes: list[torch.Tensor] = []
         for i in range(self.num_batches):
             take = (torch.rand(n, generator=g) < rate).nonzero().squeeze(1)
-            if i < skip:
+            if i < skip * k:
                 continue
-            take = take.to(self.x.device)
-            batch = (self.x[take], self.y[take])
-            yield batch if self.extra is None else (*batch, self.extra[take])
+            takes.append(take)
+            if len(takes) == k or i == self.num_batches - 1:
+                sizes = torch.tensor([len(t) for t in takes])
+                index = torch.cat(takes).to(self.x.device)
+                yield self.x[index], self.y[index], sizes
+                takes = []
 
 
 def plan_items(

@@ -205,27 +205,38 @@ class TrainingModule(L.LightningModule):
             scheduler.step()
         if self._averaging:
             self._average.update(self.model)
-        if self._log_every and self.global_step % self._log_every == 0:
+        if batches and self._log_every and self.global_step % self._log_every == 0:
             self._log_step(batches)
 
     def _private_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        """privacy=dp: one Poisson batch, one DP-SGD step (the DPOptimizer clips each sample's
-        gradient and adds the noise), one accountant step. An empty batch still steps: noise
-        only, as the accountant counts it."""
-        x, y, *extra = batch
+        """privacy=dp: an item of Poisson batches (x, y and each batch's size), each one DP-SGD
+        step (the DPOptimizer clips each sample's gradient and adds the noise) and one
+        accountant step. An empty batch still steps: noise only, as the accountant counts it."""
+        x, y, *poisson = batch  # privacy.poisson=false: fixed batches of data.batch_size
+        b = self._batch_size
+        sizes = (
+            poisson[0].tolist() if poisson else [min(b, len(y) - i) for i in range(0, len(y), b)]
+        )
         optimizer = self.optimizers()
         step = partial(self._plain_step, optimizer) if self._skip_step_wrapper else optimizer.step
-        optimizer.zero_grad(set_to_none=True)
-        if len(y):
-            loss = self._loss(x, y, *extra)
-            self._backward(loss)
-        else:
-            self._privacy.empty_batch(self.model.parameters())
-        step()
-        self._privacy.stepped()
-        self._after_step(self._step_scheduler, 1)
-        if len(y) and x.device.type == "cpu":
-            self._check_finite(self.stats["train"].losses[-1:], batch_idx, self.global_step - 1)
+        start, trained, first_step = 0, 0, self.global_step
+        for size in sizes:
+            part = slice(start, start + size)
+            start += size
+            optimizer.zero_grad(set_to_none=True)
+            if size:
+                self._backward(self._loss(x[part], y[part]))
+                trained += 1
+            else:
+                self._privacy.empty_batch(self.model.parameters())
+            step()
+            self._privacy.stepped()
+            self._after_step(self._step_scheduler, 1 if size else 0)
+            if 0 < self._max_steps <= self.global_step:
+                break  # Lightning checks max_steps between items only
+        if trained and x.device.type == "cpu":
+            first = batch_idx * self._batches_per_item
+            self._check_finite(self.stats["train"].losses[-trained:], first, first_step)
 
     def _log_step(self, batches: int) -> None:
         """`trainer.log_every_n_steps`: this optimizer step's training loss (the mean over its
