@@ -140,6 +140,19 @@ def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
+def train_here(
+    run_dir: Path, base: tuple[str, ...], *overrides: str, resume: Path | None = None
+) -> dict:
+    """A training run in this process, into `run_dir`: the `base` overrides, then the test's
+    own (recorded as the run's overrides); `resume`: a run dir to continue. Its summary."""
+    from dnnexp.training.run import train
+
+    run_dir.mkdir(exist_ok=True)
+    more = [f"resume={resume}"] if resume else []
+    cfg = compose(*base, *overrides, *more)
+    return train(cfg, run_dir=run_dir, overrides=list(overrides))
+
+
 def metrics_rows(run_dir: Path) -> list[dict]:
     """The rows of a run's metrics.csv, without the (timing-dependent) epoch_time_s column."""
     with (run_dir / "metrics.csv").open() as f:

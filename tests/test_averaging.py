@@ -11,7 +11,7 @@ from torch import nn
 
 from dnnexp.config.errors import ConfigError
 from dnnexp.tasks.averaging import TRAINED_KEY, WeightAverage
-from tests.conftest import compose, metrics_rows
+from tests.conftest import compose, metrics_rows, train_here
 
 SYNTHETIC = (
     "data=synthetic",
@@ -23,12 +23,7 @@ SYNTHETIC = (
 
 
 def _train(run_dir: Path, *overrides: str, resume: Path | None = None) -> dict:
-    from dnnexp.training.run import train
-
-    run_dir.mkdir(exist_ok=True)
-    more = [f"resume={resume}"] if resume else []
-    cfg = compose(*SYNTHETIC, *overrides, *more)
-    return train(cfg, run_dir=run_dir, overrides=list(overrides))
+    return train_here(run_dir, SYNTHETIC, *overrides, resume=resume)
 
 
 def test_ema_follows_its_formula_with_warmup() -> None:

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from opacus.accountants import PRVAccountant, RDPAccountant
 from torch import nn
 
 from dnnexp.config.errors import ConfigError, RunError
+from dnnexp.config.schema import PrivacyConfig
 from dnnexp.data.loader import InMemoryLoader
 from dnnexp.tasks.privacy import PrivateTraining, default_delta
-from tests.conftest import compose, metrics_rows, run_cli
+from tests.conftest import compose, metrics_rows, run_cli, train_here
 
 PRIVATE = (
     "privacy=dp",
@@ -31,12 +32,12 @@ PRIVATE = (
 
 
 def _train(run_dir: Path, *overrides: str, resume: Path | None = None) -> dict:
-    from dnnexp.training.run import train
+    return train_here(run_dir, PRIVATE, *overrides, resume=resume)
 
-    run_dir.mkdir(exist_ok=True)
-    more = [f"resume={resume}"] if resume else []
-    cfg = compose(*PRIVATE, *overrides, *more)
-    return train(cfg, run_dir=run_dir, overrides=list(overrides))
+
+def _knobs(**changes: object) -> DictConfig:
+    """privacy=dp's knobs: the schema's defaults, with `changes`."""
+    return OmegaConf.structured(PrivacyConfig(name="dp", **changes))
 
 
 def _fresh_epsilon(ledger: dict, accountant: str) -> float:
@@ -105,11 +106,7 @@ def test_each_samples_gradient_is_clipped_before_the_noise() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
     reference = copy.deepcopy(model)  # per-sample gradients by plain autograd, one at a time
-    knobs = OmegaConf.create(
-        {"max_grad_norm": 0.5, "epsilon": None, "noise_multiplier": 0.0, "delta": None,
-         "accountant": "prv", "poisson": True}
-    )  # fmt: skip
-    private = PrivateTraining(knobs)
+    private = PrivateTraining(_knobs(max_grad_norm=0.5, noise_multiplier=0.0))
     private.attach(model)
     private.plan(n=100, batch_size=10, steps=1)
     optimizer = private.wrap(torch.optim.SGD(model.parameters(), lr=1.0))
@@ -158,11 +155,7 @@ def test_poisson_batches_vary_repeat_per_epoch_and_resume() -> None:
 
 def test_an_empty_poisson_batch_steps_with_noise_only() -> None:
     model = nn.Linear(4, 2)
-    knobs = OmegaConf.create(
-        {"max_grad_norm": 1.0, "epsilon": None, "noise_multiplier": 1.0, "delta": None,
-         "accountant": "rdp", "poisson": True}
-    )  # fmt: skip
-    private = PrivateTraining(knobs)
+    private = PrivateTraining(_knobs(noise_multiplier=1.0, accountant="rdp"))
     private.attach(model)
     private.plan(n=100, batch_size=10, steps=5)
     optimizer = private.wrap(torch.optim.SGD(model.parameters(), lr=1.0))
@@ -176,10 +169,7 @@ def test_an_empty_poisson_batch_steps_with_noise_only() -> None:
 
 
 def test_delta_and_batch_size_must_fit_the_split() -> None:
-    knobs = OmegaConf.create(
-        {"max_grad_norm": 1.0, "epsilon": 2.0, "noise_multiplier": None, "delta": 0.01,
-         "accountant": "prv", "poisson": True}
-    )  # fmt: skip
+    knobs = _knobs(epsilon=2.0, delta=0.01)
     with pytest.raises(RunError, match=r"privacy.delta=0.01 is not below 1/N = 0.01 \(N = 100"):
         PrivateTraining(knobs).plan(n=100, batch_size=10, steps=10)
     with pytest.raises(RunError, match=r"data.batch_size=100 is not below the training split's"):

@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dnnexp.config import heads as head_forms
 from dnnexp.config.errors import ConfigError, describe_omegaconf_error, unknown_key_message
+from dnnexp.config.hardware import requested_devices
 from dnnexp.config.metrics import TASK_METRICS, task_metrics
 from dnnexp.config.schema import (
     FUSED_OPTIMIZERS,
@@ -592,12 +593,9 @@ def _check_privacy(cfg: DictConfig) -> None:
 
 
 def _several(devices: Any) -> bool:
-    """More than one device asked for (`auto` counts as one: the check after launch holds)."""
-    if isinstance(devices, int):
-        return devices > 1 or devices == -1
-    if isinstance(devices, str):
-        return devices not in ("auto", "1") and devices.strip() != ""
-    return len(devices) > 1
+    """More than one device asked for, or all there are (-1); `auto` counts as one: the check
+    at the start of training holds where it finds several."""
+    return (requested_devices(devices) or 0) > 1 or str(devices).strip() == "-1"
 
 
 def _check_averaging(cfg: DictConfig) -> None:

@@ -85,7 +85,8 @@ def _numeric_share(column: Any) -> float:
     return numbers / max(present, 1)
 
 
-def _float_or_none(text: Any) -> float | None:
+def float_or_none(text: Any) -> float | None:
+    """A cell's text as a number, or None (a table's numeric columns, a regression head)."""
     try:
         return float(str(text))
     except ValueError:
@@ -190,7 +191,7 @@ def numbers(column: Any, name: str, path: Any) -> np.ndarray:
     cells = column.cast(pa.string()).to_pylist()
     values = np.empty(len(cells), dtype=np.float64)
     for i, cell in enumerate(cells):
-        value = np.nan if cell is None else _float_or_none(cell)
+        value = np.nan if cell is None else float_or_none(cell)
         if value is None:
             raise DataError(
                 f"{path}: row {i + 2}, column {name!r} is not a number: {cell!r} (a marker of a"

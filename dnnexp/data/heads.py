@@ -13,19 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from dnnexp.data.columns import float_or_none
 from dnnexp.data.local_files import DataError, say
-
-
-def _number(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
 
 
 def class_order(name: str) -> tuple[int, float, str]:
     """Numbers first, by value (2 before 10), then text."""
-    value = _number(name)
+    value = float_or_none(name)
     return (0, value, "") if value is not None else (1, 0.0, name)
 
 
@@ -69,7 +63,7 @@ def regress(cells: list[str | None], head: dict[str, Any], index: int, path: Pat
     line naming the head, the column and the row."""
     values = np.empty(len(cells), dtype=np.float32)
     for row, cell in enumerate(cells):
-        value = np.nan if cell is None else _number(cell)
+        value = np.nan if cell is None else float_or_none(cell)
         if value is None:
             raise DataError(
                 f"{path}: task.heads[{index}] ({head['name']}) is a regression head, but column"

@@ -208,9 +208,43 @@ def plot_metric(report: Report, path: Path) -> bool:
 PRUNE_AMOUNT = "prune.amount"
 
 
+def _vs_filename(metric: str, what: str) -> str:
+    """test_acc_vs_<what>.png for test/acc."""
+    return metric_filename(metric).removeprefix("metric_").removesuffix(".png") + f"_vs_{what}.png"
+
+
 def sparsity_filename(metric: str) -> str:
     """test_acc_vs_sparsity.png for test/acc."""
-    return metric_filename(metric).removeprefix("metric_").removesuffix(".png") + "_vs_sparsity.png"
+    return _vs_filename(metric, "sparsity")
+
+
+Point = tuple[float, Any, list[tuple[float, float]]]  # x, the variant's Summary, its runs (x, y)
+
+
+def _means_with_ci(ax: Any, points: list[Point], color: Any, label: str) -> None:
+    """One line through the variants' means at their x, with 95% CI bars, and the runs as
+    dots."""
+    points.sort(key=lambda p: p[0])
+    xs = [x for x, _, _ in points]
+    means = [s.mean for _, s, _ in points]
+    lows = [s.mean - s.ci_low if s.ci_low is not None else 0.0 for _, s, _ in points]
+    highs = [s.ci_high - s.mean if s.ci_high is not None else 0.0 for _, s, _ in points]
+    ax.errorbar(
+        xs, means, yerr=[lows, highs], color=color, marker="o", ms=5, lw=1.6, capsize=5,
+        label=label,
+    )  # fmt: skip
+    dots = [(x, y) for _, _, runs in points for x, y in runs]
+    ax.scatter([x for x, _ in dots], [y for _, y in dots], color=color, s=12, alpha=0.5)
+
+
+def _save(fig: Any, ax: Any, path: Path) -> bool:
+    """Grid, legend, and the figure written to `path` (closed)."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return True
 
 
 def _amount(override: str) -> bool:
@@ -232,7 +266,7 @@ def plot_sparsity(report: Report, path: Path) -> bool:
     amounts = {o for row in report.rows for o in row.variant.overrides if _amount(o)}
     if not amounts or len(report.rows) < 2:  # prune.amount shared by all runs, or unset
         return False
-    lines: dict[str, list[tuple[float, Any, list[tuple[float, float]]]]] = {}
+    lines: dict[str, list[Point]] = {}
     for row in report.rows:
         runs = [(_sparsity(r), r.metrics.get(report.metric)) for r in row.variant.runs]
         runs = [(x, y) for x, y in runs if x is not None and stats.finite(y) is not None]
@@ -247,18 +281,7 @@ def plot_sparsity(report: Report, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(8, 5.2))
     cmap = plt.get_cmap("tab10")
     for i, (label, points) in enumerate(sorted(lines.items())):
-        points.sort(key=lambda p: p[0])
-        color = cmap(i % cmap.N)
-        xs = [x for x, _, _ in points]
-        means = [s.mean for _, s, _ in points]
-        lows = [s.mean - s.ci_low if s.ci_low is not None else 0.0 for _, s, _ in points]
-        highs = [s.ci_high - s.mean if s.ci_high is not None else 0.0 for _, s, _ in points]
-        ax.errorbar(
-            xs, means, yerr=[lows, highs], color=color, marker="o", ms=5, lw=1.6, capsize=5,
-            label=label or "mean",
-        )  # fmt: skip
-        dots = [(x, y) for _, _, runs in points for x, y in runs]
-        ax.scatter([x for x, _ in dots], [y for _, y in dots], color=color, s=12, alpha=0.5)
+        _means_with_ci(ax, points, cmap(i % cmap.N), label or "mean")
     before = {
         (r.pruning["before"].get("run"), r.pruning["before"]["metrics"][report.metric])
         for r in report.runs
@@ -277,17 +300,12 @@ def plot_sparsity(report: Report, path: Path) -> bool:
         f"\n{short(report.root)}",
         fontsize=11,
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=9, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, ax, path)
 
 
 def privacy_filename(metric: str) -> str:
     """test_acc_vs_epsilon.png for test/acc."""
-    return metric_filename(metric).removeprefix("metric_").removesuffix(".png") + "_vs_epsilon.png"
+    return _vs_filename(metric, "epsilon")
 
 
 def _epsilon(row: Any) -> float | None:
@@ -315,20 +333,13 @@ def plot_privacy(report: Report, path: Path) -> bool:
         return False
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.2))
-    private.sort(key=lambda p: p[0])
-    xs = [e for e, _ in private]
-    summaries = [row.summary for _, row in private]
-    means = [s.mean for s in summaries]
-    lows = [s.mean - s.ci_low if s.ci_low is not None else 0.0 for s in summaries]
-    highs = [s.ci_high - s.mean if s.ci_high is not None else 0.0 for s in summaries]
-    ax.errorbar(
-        xs, means, yerr=[lows, highs], color="tab:blue", marker="o", ms=5, lw=1.6, capsize=5,
-        label="DP-SGD (mean, 95% CI)",
-    )  # fmt: skip
+    points = []
     for epsilon, row in private:
         values = [r.metrics.get(report.metric) for r in row.variant.runs if r.completed]
-        values = [v for v in values if stats.finite(v) is not None]
-        ax.scatter([epsilon] * len(values), values, color="tab:blue", s=12, alpha=0.5)
+        runs = [(epsilon, v) for v in values if stats.finite(v) is not None]
+        points.append((epsilon, row.summary, runs))
+    _means_with_ci(ax, points, "tab:blue", "DP-SGD (mean, 95% CI)")
+    xs = [x for x, _, _ in points]
     for i, (_, row) in enumerate(public):
         s = row.summary
         color = plt.get_cmap("tab10")((i + 1) % 10)
@@ -345,12 +356,7 @@ def plot_privacy(report: Report, path: Path) -> bool:
     ax.set_title(
         f"{report.metric} vs privacy: dots = {report.over}\n{short(report.root)}", fontsize=11
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=9, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, ax, path)
 
 
 def short(path: Path, parts: int = 4) -> str:

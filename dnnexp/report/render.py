@@ -336,23 +336,30 @@ def _heads_json(report: Report, i: int) -> dict[str, Any]:
     out = {}
     for metric, column in report.heads:
         cell = column[i]
-        s, c = cell.summary, cell.comparison
         out[metric] = {
-            "n": s.n,
-            "mean": stats.finite(s.mean),
-            "std": stats.finite(s.std),
-            "ci95": [stats.finite(s.ci_low), stats.finite(s.ci_high)],
-            "delta": stats.finite(c.delta) if c else None,
-            "delta_ci95": [
-                stats.finite(c.ci_low) if c else None,
-                stats.finite(c.ci_high) if c else None,
-            ],
-            "test": c.test if c else None,
-            "p_value": stats.finite(c.p_value) if c else None,
-            "p_adjusted": stats.finite(cell.p_adjusted),
+            **_summary_json(cell.summary, cell.comparison, cell.p_adjusted),
             "verdict": cell.verdict,
         }
     return out
+
+
+def _summary_json(s: Any, c: Any, p_adjusted: float | None) -> dict[str, Any]:
+    """A metric's n, mean, SD and CI over runs, and its comparison with the baseline's (None
+    where there is none); NaN as None."""
+    return {
+        "n": s.n,
+        "mean": stats.finite(s.mean),
+        "std": stats.finite(s.std),
+        "ci95": [stats.finite(s.ci_low), stats.finite(s.ci_high)],
+        "delta": stats.finite(c.delta) if c else None,
+        "delta_ci95": [
+            stats.finite(c.ci_low) if c else None,
+            stats.finite(c.ci_high) if c else None,
+        ],
+        "test": c.test if c else None,
+        "p_value": stats.finite(c.p_value) if c else None,
+        "p_adjusted": stats.finite(p_adjusted),
+    }
 
 
 def ranking(report: Report) -> list[str]:
@@ -527,19 +534,9 @@ def json_rows(report: Report) -> list[dict[str, Any]]:
                 "tags": row.tags,
                 "metric": report.metric,
                 "lower_is_better": report.lower_is_better,
-                "n": s.n,
-                "n_failed": len(row.not_completed),
-                "mean": stats.finite(s.mean),
-                "std": stats.finite(s.std),
-                "ci95": [stats.finite(s.ci_low), stats.finite(s.ci_high)],
+                **_summary_json(s, c, row.p_adjusted),
                 "delta": stats.finite(c.delta) if c else (0.0 if s.n else None),
-                "delta_ci95": [
-                    stats.finite(c.ci_low) if c else None,
-                    stats.finite(c.ci_high) if c else None,
-                ],
-                "test": c.test if c else None,
-                "p_value": stats.finite(c.p_value) if c else None,
-                "p_adjusted": stats.finite(row.p_adjusted),
+                "n_failed": len(row.not_completed),
                 "verdict": "baseline" if row.baseline else row.verdict,
                 "baseline": row.baseline,
                 "seeds": row.seeds,

@@ -453,7 +453,7 @@ def _fit_and_test(
             else {}
         ),
         **({"pruning": pruned} if pruned is not None else {}),
-        **({"privacy": task.privacy_ledger} if task.privacy_ledger is not None else {}),
+        **({"privacy": ledger} if (ledger := task.privacy_ledger) is not None else {}),
     }
 
 
